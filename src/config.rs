@@ -1,0 +1,473 @@
+//! Configuration: built-in defaults, overridden by `iria-news.toml` (or the file named by
+//! `IRIA_CONFIG`), overridden by `IRIA_*` environment variables.
+//!
+//! Every setting is parsed into its type here, once; a bad value is a one-line error that names
+//! the setting, so the rest of the program never re-checks configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use url::Url;
+
+/// Every setting the program reads: (name without the `IRIA_` prefix, lower case, as written in
+/// the TOML file; the built-in default, if any; what it means). The configuration reference in
+/// the README is written from this table.
+pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
+    ("database_url", Some("sqlite://iria-news.db"), "sqlite://PATH or postgres://..."),
+    ("smtp_url", Some("file://outbox"), "smtp://[user:pass@]host:port, smtps://..., or file://DIR"),
+    ("listen", Some("127.0.0.1:8080"), "address to bind"),
+    ("base_url", Some("http://127.0.0.1:8080"), "public URL used in links inside emails"),
+    ("from", Some("IRIA News <news@localhost>"), "From address of every message"),
+    ("secret_key", None, "key for signed tokens and cookies (at least 32 bytes)"),
+    ("digest_schedule", Some("0 0 8 * * Mon"), "when the weekly digest runs (cron)"),
+    ("timezone", Some("UTC"), "time zone of the digest schedule"),
+    ("feed_url", None, "the site's RSS/Atom feed, polled for new articles"),
+    ("signup_per_ip_per_hour", Some("30"), "sign-ups accepted from one IP address per hour"),
+    ("signup_per_address_per_hour", Some("3"), "sign-ups for one address per hour"),
+    ("site_name", Some("IRIA News"), "name of the newsletter, shown on pages and in emails"),
+    (
+        "site_intro",
+        Some("Analysis of security, defence, terrorism and foreign affairs from IRIA - International Relations Insights & Analysis, in your inbox every week."),
+        "introduction shown on the sign-up page",
+    ),
+    (
+        "topics",
+        Some("Middle East,US,Europe,Asia,Africa,Defense,Terrorism,Foreign Affairs,Analysis"),
+        "comma-separated topics a subscriber can choose",
+    ),
+    ("confirmation_ttl_hours", Some("48"), "hours a confirmation link stays valid"),
+    ("trust_forwarded_for", Some("false"), "take the client IP from X-Forwarded-For (behind a proxy)"),
+    ("db_pool_size", Some("16"), "database connections per process"),
+    ("delivery_concurrency", Some("8"), "messages in flight at once per process (SMTP connections)"),
+    ("delivery_batch_size", Some("64"), "deliveries a worker claims at a time"),
+    ("delivery_max_attempts", Some("8"), "attempts before a delivery is given up as failed"),
+    ("delivery_retry_base_ms", Some("30000"), "first retry delay; doubles with each attempt"),
+    ("delivery_lease_seconds", Some("300"), "how long a claimed delivery is reserved for its worker"),
+    ("delivery_poll_ms", Some("1000"), "how often an idle worker looks for due deliveries"),
+    ("smtp_timeout_seconds", Some("30"), "SMTP command timeout"),
+    ("log_format", Some("text"), "text or json"),
+];
+
+/// Where the database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(path) = raw.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://iria-news.db".into());
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            Url::parse(raw).map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+            Ok(Self::Postgres(raw.to_string()))
+        } else {
+            Err(format!(
+                "expected sqlite://PATH or postgres://..., got {raw:?}"
+            ))
+        }
+    }
+}
+
+/// Where messages go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmtpUrl {
+    /// Write each message as an `.eml` file into this folder.
+    File(PathBuf),
+    /// An SMTP server.
+    Smtp {
+        host: String,
+        port: u16,
+        /// `smtps://`: TLS from the first byte; otherwise STARTTLS when the server offers it.
+        implicit_tls: bool,
+        credentials: Option<(String, String)>,
+    },
+}
+
+impl SmtpUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(dir) = raw.strip_prefix("file://") {
+            if dir.is_empty() {
+                return Err("file:// needs a folder, e.g. file://outbox".into());
+            }
+            return Ok(Self::File(PathBuf::from(dir)));
+        }
+        let url = Url::parse(raw).map_err(|e| format!("not a valid URL ({e}): {raw:?}"))?;
+        let implicit_tls = match url.scheme() {
+            "smtp" => false,
+            "smtps" => true,
+            other => {
+                return Err(format!(
+                    "unknown scheme {other:?}: use smtp://, smtps:// or file://"
+                ))
+            }
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("no host in {raw:?}"))?
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string();
+        let port = url.port().unwrap_or(if implicit_tls { 465 } else { 587 });
+        let credentials = if url.username().is_empty() {
+            None
+        } else {
+            let decode = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            Some((decode(url.username()), decode(url.password().unwrap_or(""))))
+        };
+        Ok(Self::Smtp {
+            host,
+            port,
+            implicit_tls,
+            credentials,
+        })
+    }
+}
+
+/// Output format of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The parsed configuration of one process.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub smtp_url: SmtpUrl,
+    pub listen: SocketAddr,
+    pub base_url: Url,
+    pub from: Mailbox,
+    /// `None` until [`crate::secrets::ensure_secret_key`] fills it in.
+    pub secret_key: Option<Vec<u8>>,
+    pub digest_schedule: String,
+    pub timezone: String,
+    pub feed_url: Option<Url>,
+    pub signup_per_ip_per_hour: u32,
+    pub signup_per_address_per_hour: u32,
+    pub site_name: String,
+    pub site_intro: String,
+    pub topics: Vec<String>,
+    pub confirmation_ttl: Duration,
+    pub trust_forwarded_for: bool,
+    pub db_pool_size: u32,
+    pub delivery: DeliverySettings,
+    pub log_format: LogFormat,
+}
+
+/// How the delivery workers behave.
+#[derive(Clone, Debug)]
+pub struct DeliverySettings {
+    pub concurrency: usize,
+    pub batch_size: i64,
+    pub max_attempts: i32,
+    pub retry_base: Duration,
+    pub lease: Duration,
+    pub poll: Duration,
+    pub smtp_timeout: Duration,
+}
+
+/// A bad setting, said in one line.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Reads the configuration the way the binary does: the TOML file named by `IRIA_CONFIG` (which
+    /// must exist) or `./iria-news.toml` (if it exists), then the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let file = match env.get("IRIA_CONFIG") {
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(PathBuf::from("iria-news.toml")).filter(|p| p.exists()),
+        };
+        Self::from_sources(file.as_deref(), &env)
+    }
+
+    /// Builds the configuration from a TOML file (optional) and a map of environment variables;
+    /// the environment wins. Tests call this directly instead of changing the process environment.
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut values: BTreeMap<String, String> = SETTINGS
+            .iter()
+            .filter_map(|(k, d, _)| d.map(|d| (k.to_string(), d.to_string())))
+            .collect();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                ConfigError(format!("{}: {}", path.display(), e.message()))
+            })?;
+            for (key, value) in table {
+                if !SETTINGS.iter().any(|(k, _, _)| *k == key) {
+                    return Err(ConfigError(format!(
+                        "{}: unknown setting {key:?}",
+                        path.display()
+                    )));
+                }
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                values.insert(key, value);
+            }
+        }
+        for (key, _, _) in SETTINGS {
+            if let Some(v) = env.get(&env_name(key)) {
+                values.insert(key.to_string(), v.clone());
+            }
+        }
+        Self::from_values(&values)
+    }
+
+    fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| values.get(key).map(|s| s.trim()).filter(|s| !s.is_empty());
+        let required =
+            |key: &str| get(key).ok_or_else(|| ConfigError(format!("{} is empty", env_name(key))));
+        let bad = |key: &str, why: String| ConfigError(format!("{}: {why}", env_name(key)));
+        fn number<T>(key: &str, raw: &str, min: T) -> Result<T, ConfigError>
+        where
+            T: std::str::FromStr + PartialOrd + std::fmt::Display,
+        {
+            let n: T = raw.parse().map_err(|_| {
+                ConfigError(format!(
+                    "{}: expected a whole number, got {raw:?}",
+                    env_name(key)
+                ))
+            })?;
+            if n < min {
+                return Err(ConfigError(format!(
+                    "{}: must be at least {min}, got {raw}",
+                    env_name(key)
+                )));
+            }
+            Ok(n)
+        }
+        let num_u32 = |key: &str, min: u32| required(key).and_then(|v| number::<u32>(key, v, min));
+        let num_u64 = |key: &str, min: u64| required(key).and_then(|v| number::<u64>(key, v, min));
+
+        let database_url =
+            DatabaseUrl::parse(required("database_url")?).map_err(|e| bad("database_url", e))?;
+        let smtp_url = SmtpUrl::parse(required("smtp_url")?).map_err(|e| bad("smtp_url", e))?;
+        let listen_raw = required("listen")?;
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+            bad(
+                "listen",
+                format!("expected HOST:PORT such as 127.0.0.1:8080, got {listen_raw:?}"),
+            )
+        })?;
+        let base_raw = required("base_url")?;
+        let base_url = Url::parse(base_raw.trim_end_matches('/'))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                bad(
+                    "base_url",
+                    format!("expected an http(s) URL, got {base_raw:?}"),
+                )
+            })?;
+        let from_raw = required("from")?;
+        let from: Mailbox = from_raw
+            .parse()
+            .map_err(|e| bad("from", format!("not a mail address ({e}): {from_raw:?}")))?;
+        let secret_key = match get("secret_key") {
+            None => None,
+            Some(k) if k.len() < 32 => {
+                return Err(bad(
+                    "secret_key",
+                    format!("must be at least 32 bytes, got {}", k.len()),
+                ))
+            }
+            Some(k) => Some(k.as_bytes().to_vec()),
+        };
+        let feed_url = match get("feed_url") {
+            None => None,
+            Some(raw) => {
+                Some(Url::parse(raw).map_err(|e| bad("feed_url", format!("{e}: {raw:?}")))?)
+            }
+        };
+        let topics: Vec<String> = required("topics")?
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if topics.iter().any(|t| t.chars().count() > 64) {
+            return Err(bad("topics", "a topic is longer than 64 characters".into()));
+        }
+        let log_format = match required("log_format")? {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(bad(
+                    "log_format",
+                    format!("expected text or json, got {other:?}"),
+                ))
+            }
+        };
+        let trust_forwarded_for = match required("trust_forwarded_for")? {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => {
+                return Err(bad(
+                    "trust_forwarded_for",
+                    format!("expected true or false, got {other:?}"),
+                ))
+            }
+        };
+        Ok(Settings {
+            database_url,
+            smtp_url,
+            listen,
+            base_url,
+            from,
+            secret_key,
+            digest_schedule: required("digest_schedule")?.to_string(),
+            timezone: required("timezone")?.to_string(),
+            feed_url,
+            signup_per_ip_per_hour: num_u32("signup_per_ip_per_hour", 1)?,
+            signup_per_address_per_hour: num_u32("signup_per_address_per_hour", 1)?,
+            site_name: required("site_name")?.to_string(),
+            site_intro: required("site_intro")?.to_string(),
+            topics,
+            confirmation_ttl: Duration::from_secs(num_u64("confirmation_ttl_hours", 1)? * 3600),
+            trust_forwarded_for,
+            db_pool_size: num_u32("db_pool_size", 1)?,
+            delivery: DeliverySettings {
+                concurrency: num_u32("delivery_concurrency", 1)? as usize,
+                batch_size: i64::from(num_u32("delivery_batch_size", 1)?),
+                max_attempts: num_u32("delivery_max_attempts", 1)?.min(1000) as i32,
+                retry_base: Duration::from_millis(num_u64("delivery_retry_base_ms", 1)?),
+                lease: Duration::from_secs(num_u64("delivery_lease_seconds", 1)?),
+                poll: Duration::from_millis(num_u64("delivery_poll_ms", 1)?),
+                smtp_timeout: Duration::from_secs(num_u64("smtp_timeout_seconds", 1)?),
+            },
+            log_format,
+        })
+    }
+
+    /// The secret key; present once start-up has called [`crate::secrets::ensure_secret_key`].
+    pub fn secret(&self) -> &[u8] {
+        self.secret_key.as_deref().unwrap_or_default()
+    }
+
+    /// An absolute link under the base URL.
+    pub fn link(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{}",
+            self.base_url.as_str().trim_end_matches('/'),
+            path_and_query
+        )
+    }
+}
+
+/// `database_url` → `IRIA_DATABASE_URL`.
+pub fn env_name(key: &str) -> String {
+    format!("IRIA_{}", key.to_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = Settings::from_sources(None, &env(&[])).expect("defaults parse");
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("iria-news.db".into()));
+        assert_eq!(s.smtp_url, SmtpUrl::File("outbox".into()));
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.base_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(s.from.to_string(), "IRIA News <news@localhost>");
+        assert_eq!(s.signup_per_ip_per_hour, 30);
+        assert_eq!(s.signup_per_address_per_hour, 3);
+        assert!(s.secret_key.is_none());
+    }
+
+    #[test]
+    fn environment_beats_file_beats_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("iria-news.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\nsignup_per_ip_per_hour = 7\ntopics = [\"A\", \"B\"]\n",
+        )
+        .expect("write");
+        let s = Settings::from_sources(Some(&file), &env(&[("IRIA_SIGNUP_PER_IP_PER_HOUR", "9")]))
+            .expect("parse");
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.signup_per_ip_per_hour, 9);
+        assert_eq!(s.topics, vec!["A", "B"]);
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors_naming_the_setting() {
+        for (key, value) in [
+            ("IRIA_LISTEN", "nonsense"),
+            ("IRIA_DATABASE_URL", "mysql://x"),
+            ("IRIA_SMTP_URL", "http://x"),
+            ("IRIA_SECRET_KEY", "short"),
+            ("IRIA_SIGNUP_PER_IP_PER_HOUR", "-1"),
+            ("IRIA_FROM", "not an address"),
+            ("IRIA_BASE_URL", "ftp://x"),
+        ] {
+            let err = Settings::from_sources(None, &env(&[(key, value)]))
+                .expect_err(key)
+                .to_string();
+            assert!(err.contains(key), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn smtp_urls() {
+        assert_eq!(
+            SmtpUrl::parse("smtp://user%40x:p%3Ass@mail.example.org:2525").expect("parse"),
+            SmtpUrl::Smtp {
+                host: "mail.example.org".into(),
+                port: 2525,
+                implicit_tls: false,
+                credentials: Some(("user@x".into(), "p:ss".into())),
+            }
+        );
+        assert!(matches!(
+            SmtpUrl::parse("smtps://mail.example.org").expect("parse"),
+            SmtpUrl::Smtp {
+                port: 465,
+                implicit_tls: true,
+                ..
+            }
+        ));
+    }
+}

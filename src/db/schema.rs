@@ -1,0 +1,75 @@
+//! Diesel's view of the tables; written by hand to match `migrations/postgres` and
+//! `migrations/sqlite`, which create the same columns on each backend.
+
+diesel::table! {
+    subscribers (id) {
+        id -> BigInt,
+        email -> Text,
+        name -> Nullable<Text>,
+        status -> Text,
+        topics -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        confirmed_at -> Nullable<Timestamp>,
+        unsubscribed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    consents (id) {
+        id -> BigInt,
+        subscriber_id -> BigInt,
+        requested_at -> Timestamp,
+        ip -> Text,
+        user_agent -> Text,
+        source -> Text,
+        consent_text_version -> Text,
+        name -> Nullable<Text>,
+        topics -> Text,
+        confirmed_at -> Nullable<Timestamp>,
+        confirmed_ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    confirmation_tokens (id) {
+        id -> BigInt,
+        subscriber_id -> BigInt,
+        consent_id -> BigInt,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> BigInt,
+        kind -> Text,
+        issue_id -> Nullable<BigInt>,
+        subscriber_id -> BigInt,
+        priority -> Integer,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        message_id -> Nullable<Text>,
+        payload -> Nullable<Text>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(consents -> subscribers (subscriber_id));
+diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
+diesel::joinable!(deliveries -> subscribers (subscriber_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    subscribers,
+    consents,
+    confirmation_tokens,
+    deliveries
+);

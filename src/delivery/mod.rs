@@ -1,0 +1,270 @@
+//! The delivery ledger: the only module that writes `deliveries`.
+//!
+//! Every message this program sends is first a row here, written in the same transaction as the
+//! change that calls for it, then claimed by a worker with a lease, sent, and recorded. A worker
+//! that dies leaves leases that expire and are claimed again, so nothing is lost; at most the
+//! messages in flight at that moment can go twice.
+
+pub mod worker;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text, Timestamp};
+
+use crate::db::schema::deliveries;
+use crate::db::{self, DbConnection};
+
+/// Confirmation emails go ahead of bulk sends: the person is waiting for them.
+pub const PRIORITY_CONFIRMATION: i32 = 0;
+/// Newsletter issues.
+pub const PRIORITY_BULK: i32 = 10;
+
+/// What kind of message a delivery is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Confirmation,
+    Issue,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Confirmation => "confirmation",
+            Kind::Issue => "issue",
+        }
+    }
+}
+
+/// A delivery's status, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Sending,
+    Sent,
+    Failed,
+    Bounced,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::Bounced => "bounced",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// Queues the confirmation email of a sign-up. `token` is the only copy of the link's secret
+/// outside the email; it is wiped from the row once the delivery has ended.
+pub fn queue_confirmation(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    token: &str,
+    now: NaiveDateTime,
+) -> QueryResult<i64> {
+    diesel::insert_into(deliveries::table)
+        .values((
+            deliveries::kind.eq(Kind::Confirmation.as_str()),
+            deliveries::subscriber_id.eq(subscriber_id),
+            deliveries::priority.eq(PRIORITY_CONFIRMATION),
+            deliveries::status.eq(Status::Queued.as_str()),
+            deliveries::next_attempt_at.eq(now),
+            deliveries::payload.eq(token),
+            deliveries::created_at.eq(now),
+        ))
+        .returning(deliveries::id)
+        .get_result(conn)
+}
+
+/// A delivery a worker holds the lease of.
+#[derive(Clone, Debug, QueryableByName)]
+#[diesel(table_name = deliveries)]
+pub struct Claimed {
+    pub id: i64,
+    pub kind: String,
+    pub issue_id: Option<i64>,
+    pub subscriber_id: i64,
+    pub attempts: i32,
+    pub payload: Option<String>,
+}
+
+/// Claims up to `limit` due deliveries for `owner` until `lease_until`, confirmations first.
+///
+/// PostgreSQL: `FOR UPDATE SKIP LOCKED` lets several workers claim from one queue at once, each
+/// passing over the rows another is claiming. SQLite: the claim runs in one `BEGIN IMMEDIATE`
+/// transaction, which holds the database's single write lock, so two claims never overlap.
+/// The attempt is counted at the claim, so a worker killed mid-send still uses up an attempt.
+pub fn claim(
+    conn: &mut DbConnection,
+    owner: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<Claimed>> {
+    const RETURNING: &str = "RETURNING id, kind, issue_id, subscriber_id, attempts, payload";
+    match conn {
+        DbConnection::Pg(pg) => diesel::sql_query(format!(
+            "UPDATE deliveries SET status = 'sending', lease_until = $1, lease_owner = $2, \
+             attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= $3 \
+             ORDER BY priority, next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) {RETURNING}"
+        ))
+        .bind::<Timestamp, _>(lease_until)
+        .bind::<Text, _>(owner)
+        .bind::<Timestamp, _>(now)
+        .bind::<BigInt, _>(limit)
+        .load(pg),
+        DbConnection::Sqlite(_) => db::write_transaction(conn, |conn| {
+            let DbConnection::Sqlite(lite) = conn else {
+                unreachable!("matched as SQLite above")
+            };
+            diesel::sql_query(format!(
+                "UPDATE deliveries SET status = 'sending', lease_until = ?, lease_owner = ?, \
+                 attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ? \
+                 ORDER BY priority, next_attempt_at LIMIT ?) {RETURNING}"
+            ))
+            .bind::<Timestamp, _>(lease_until)
+            .bind::<Text, _>(owner)
+            .bind::<Timestamp, _>(now)
+            .bind::<BigInt, _>(limit)
+            .load(lite)
+        }),
+    }
+}
+
+/// Puts back in the queue the deliveries whose lease has run out: their worker died or hung.
+pub fn release_expired_leases(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::status.eq(Status::Sending.as_str()))
+            .filter(deliveries::lease_until.lt(now)),
+    )
+    .set((
+        deliveries::status.eq(Status::Queued.as_str()),
+        deliveries::lease_until.eq(None::<NaiveDateTime>),
+        deliveries::lease_owner.eq(None::<String>),
+    ))
+    .execute(conn)
+}
+
+/// Puts back in the queue, due at once, the deliveries `owner` still holds (a worker stopping).
+pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::status.eq(Status::Sending.as_str()))
+            .filter(deliveries::lease_owner.eq(owner)),
+    )
+    .set((
+        deliveries::status.eq(Status::Queued.as_str()),
+        deliveries::lease_until.eq(None::<NaiveDateTime>),
+        deliveries::lease_owner.eq(None::<String>),
+        deliveries::attempts.eq(deliveries::attempts - 1),
+    ))
+    .execute(conn)
+}
+
+/// How one claimed delivery ended this time.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Sent {
+        message_id: String,
+    },
+    /// Try again at `at`.
+    Retry {
+        at: NaiveDateTime,
+        error: String,
+    },
+    /// Given up: a 5xx reply, or too many attempts.
+    Failed {
+        error: String,
+    },
+    /// The address does not exist (5.1.x): the subscriber is suppressed too.
+    Bounced {
+        error: String,
+    },
+    /// Nothing to send any more (the subscriber left, the link was superseded).
+    Skipped {
+        reason: String,
+    },
+}
+
+/// Records the outcomes of a batch in one transaction. Each update names the lease owner, so a
+/// worker whose lease ran out (and whose rows another worker took) changes nothing.
+pub fn record(
+    conn: &mut DbConnection,
+    owner: &str,
+    outcomes: &[(Claimed, Outcome)],
+) -> Result<(), db::DbError> {
+    db::write_transaction(conn, |conn| {
+        let now = db::now();
+        for (claimed, outcome) in outcomes {
+            let row = deliveries::table
+                .filter(deliveries::id.eq(claimed.id))
+                .filter(deliveries::status.eq(Status::Sending.as_str()))
+                .filter(deliveries::lease_owner.eq(owner));
+            let ended = |status: Status, error: Option<&str>| {
+                (
+                    deliveries::status.eq(status.as_str()),
+                    deliveries::finished_at.eq(Some(now)),
+                    deliveries::last_error.eq(error.map(str::to_string)),
+                    deliveries::payload.eq(None::<String>),
+                    deliveries::lease_until.eq(None::<NaiveDateTime>),
+                )
+            };
+            match outcome {
+                Outcome::Sent { message_id } => {
+                    diesel::update(row)
+                        .set((
+                            ended(Status::Sent, None),
+                            deliveries::message_id.eq(message_id),
+                        ))
+                        .execute(conn)?;
+                }
+                Outcome::Retry { at, error } => {
+                    diesel::update(row)
+                        .set((
+                            deliveries::status.eq(Status::Queued.as_str()),
+                            deliveries::next_attempt_at.eq(at),
+                            deliveries::last_error.eq(error),
+                            deliveries::lease_until.eq(None::<NaiveDateTime>),
+                            deliveries::lease_owner.eq(None::<String>),
+                        ))
+                        .execute(conn)?;
+                }
+                Outcome::Failed { error } => {
+                    diesel::update(row)
+                        .set(ended(Status::Failed, Some(error)))
+                        .execute(conn)?;
+                }
+                Outcome::Bounced { error } => {
+                    let changed = diesel::update(row)
+                        .set(ended(Status::Bounced, Some(error)))
+                        .execute(conn)?;
+                    if changed > 0 {
+                        crate::subscriptions::mark_bounced(conn, claimed.subscriber_id, now)?;
+                    }
+                }
+                Outcome::Skipped { reason } => {
+                    diesel::update(row)
+                        .set(ended(Status::Skipped, Some(reason)))
+                        .execute(conn)?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Counts of deliveries by status (for tests, health and the dashboard).
+pub fn counts_by_status(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
+    deliveries::table
+        .group_by(deliveries::status)
+        .select((deliveries::status, diesel::dsl::count_star()))
+        .load(conn)
+}

@@ -1,0 +1,250 @@
+//! The delivery worker: claims due deliveries, sends them with several messages in flight, and
+//! records what happened. It runs inside `serve` and alone in `iria-news worker`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+
+use super::{Claimed, Kind, Outcome};
+use crate::config::Settings;
+use crate::db::{self, DbError, Pool};
+use crate::mail::{Mailer, SendError};
+use crate::messages;
+use crate::subscriptions::{self, Recipient};
+
+/// One delivery worker of this process.
+pub struct Worker {
+    pub settings: Arc<Settings>,
+    pub pool: Pool,
+    pub mailer: Mailer,
+    /// Woken when something was queued in this process, so a confirmation leaves at once instead
+    /// of at the next poll.
+    pub wake: Arc<Notify>,
+    /// Names this worker's leases in the ledger.
+    pub owner: String,
+}
+
+impl Worker {
+    /// A worker named after this host and process, unique among the workers sharing a database.
+    pub fn new(settings: Arc<Settings>, pool: Pool, mailer: Mailer, wake: Arc<Notify>) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+        let owner = format!(
+            "{host}:{}:{:08x}",
+            std::process::id(),
+            rand::thread_rng().gen::<u32>()
+        );
+        Self {
+            settings,
+            pool,
+            mailer,
+            wake,
+            owner,
+        }
+    }
+
+    /// Runs until `shutdown` turns true: then it stops claiming, finishes the batch in hand and
+    /// hands back any lease it still holds.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(owner = %self.owner, "delivery worker started");
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            match self.run_once().await {
+                Ok(claimed) if claimed as i64 >= self.settings.delivery.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 || failures.is_multiple_of(30) {
+                        tracing::warn!(error = %e, "delivery worker cannot reach the database; retrying");
+                    }
+                }
+            }
+            let idle = self.settings.delivery.poll * failures.clamp(1, 5);
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let owner = self.owner.clone();
+        match db::run(&self.pool, move |conn| {
+            Ok(super::release_owned(conn, &owner)?)
+        })
+        .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(released = n, "delivery worker handed back its leases")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not hand back leases; they will expire"),
+        }
+        tracing::info!(owner = %self.owner, "delivery worker stopped");
+    }
+
+    /// Claims one batch, sends it and records the outcomes. Returns how many were claimed.
+    pub async fn run_once(&self) -> Result<usize, DbError> {
+        let owner = self.owner.clone();
+        let lease = chrono::Duration::from_std(self.settings.delivery.lease)
+            .unwrap_or(chrono::Duration::minutes(5));
+        let limit = self.settings.delivery.batch_size;
+        let (batch, recipients, live) = db::run(&self.pool, move |conn| {
+            let now = db::now();
+            super::release_expired_leases(conn, now)?;
+            let batch = super::claim(conn, &owner, now, now + lease, limit)?;
+            let ids: Vec<i64> = batch.iter().map(|c| c.subscriber_id).collect();
+            let recipients = subscriptions::recipients(conn, &ids)?;
+            let tokens: Vec<&str> = batch
+                .iter()
+                .filter(|c| c.kind == Kind::Confirmation.as_str())
+                .filter_map(|c| c.payload.as_deref())
+                .collect();
+            let live = subscriptions::live_tokens(conn, &tokens)?;
+            Ok((batch, recipients, live))
+        })
+        .await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let claimed = batch.len();
+        let recipients: HashMap<i64, Recipient> =
+            recipients.into_iter().map(|r| (r.id, r)).collect();
+        let outcomes: Vec<(Claimed, Outcome)> = stream::iter(batch)
+            .map(|c| {
+                let recipient = recipients.get(&c.subscriber_id);
+                let link_live = c
+                    .payload
+                    .as_deref()
+                    .and_then(subscriptions::tokens::ConfirmationToken::parse)
+                    .is_some_and(|t| live.contains(&t.hash()));
+                async move {
+                    let outcome = self.deliver(&c, recipient, link_live).await;
+                    (c, outcome)
+                }
+            })
+            .buffer_unordered(self.settings.delivery.concurrency.max(1))
+            .collect()
+            .await;
+        let sent = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Sent { .. }))
+            .count();
+        let owner = self.owner.clone();
+        db::run(&self.pool, move |conn| {
+            super::record(conn, &owner, &outcomes)
+        })
+        .await?;
+        tracing::debug!(claimed, sent, "delivery batch done");
+        Ok(claimed)
+    }
+
+    async fn deliver(
+        &self,
+        claimed: &Claimed,
+        recipient: Option<&Recipient>,
+        link_live: bool,
+    ) -> Outcome {
+        let Some(recipient) = recipient else {
+            return Outcome::Skipped {
+                reason: "subscriber no longer on file".into(),
+            };
+        };
+        let message = match claimed.kind.as_str() {
+            "confirmation" => {
+                if !link_live {
+                    return Outcome::Skipped {
+                        reason: "confirmation link used, superseded or expired".into(),
+                    };
+                }
+                let token = claimed.payload.as_deref().unwrap_or_default();
+                messages::confirmation(
+                    &self.settings,
+                    claimed.id,
+                    &recipient.email,
+                    recipient.name.as_deref(),
+                    token,
+                )
+            }
+            other => {
+                return Outcome::Failed {
+                    error: format!("no sender for deliveries of kind {other:?}"),
+                }
+            }
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("could not build the message: {e}"),
+                }
+            }
+        };
+        let message_id = messages::message_id(&self.settings, claimed.id);
+        match self.mailer.send(&message).await {
+            Ok(()) => Outcome::Sent { message_id },
+            Err(e) => self.after_failure(claimed, e),
+        }
+    }
+
+    /// Decides what a failed send becomes: 5xx ends it (a 5.1.x bounce suppresses the address),
+    /// anything else is retried with exponential backoff and jitter until the attempts run out.
+    fn after_failure(&self, claimed: &Claimed, e: SendError) -> Outcome {
+        let error = match e.code {
+            Some(code) => format!("{code} {}", e.detail),
+            None => e.detail.clone(),
+        };
+        if e.is_hard_bounce() {
+            return Outcome::Bounced { error };
+        }
+        if e.permanent {
+            return Outcome::Failed { error };
+        }
+        if claimed.attempts >= self.settings.delivery.max_attempts {
+            return Outcome::Failed {
+                error: format!("gave up after {} attempts: {error}", claimed.attempts),
+            };
+        }
+        let delay = backoff(self.settings.delivery.retry_base, claimed.attempts);
+        let at =
+            db::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+        tracing::info!(delivery = claimed.id, attempts = claimed.attempts, retry_in_ms = delay.as_millis() as u64, %error, "send failed; will retry");
+        Outcome::Retry { at, error }
+    }
+}
+
+/// The wait before attempt `attempts + 1`: `base · 2^(attempts-1)`, at most six hours, with
+/// "equal jitter" (between half and all of it) so that retries of a batch spread out.
+pub fn backoff(base: Duration, attempts: i32) -> Duration {
+    let exp = attempts.saturating_sub(1).clamp(0, 20) as u32;
+    let full = base
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(Duration::from_secs(6 * 3600));
+    let half = full / 2;
+    half + half.mul_f64(rand::thread_rng().gen::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_secs(30);
+        for attempts in 1..40 {
+            let d = backoff(base, attempts);
+            let full = base
+                .saturating_mul(2u32.saturating_pow((attempts - 1).min(20) as u32))
+                .min(Duration::from_secs(6 * 3600));
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempts}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! IRIA News: the newsletter backend behind "Subscribe to IRIA News".
+//!
+//! - [`subscriptions`]: double opt-in sign-up, the only module that changes a subscriber's status;
+//! - [`delivery`]: the ledger of every message and the workers that send it;
+//! - [`messages`]: what the messages say, and their headers;
+//! - [`web`]: the HTTP application; [`config`], [`db`], [`mail`]: the parts it stands on.
+
+pub mod config;
+pub mod db;
+pub mod delivery;
+pub mod domain;
+pub mod mail;
+pub mod messages;
+pub mod secrets;
+pub mod subscriptions;
+pub mod telemetry;
+pub mod web;
