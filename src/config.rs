@@ -49,6 +49,7 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("delivery_poll_ms", Some("1000"), "how often an idle worker looks for due deliveries"),
     ("smtp_timeout_seconds", Some("30"), "SMTP command timeout"),
     ("log_format", Some("text"), "text or json"),
+    ("http_workers", Some("0"), "HTTP worker threads; 0 means one per CPU core"),
 ];
 
 /// Where the database lives.
@@ -166,6 +167,7 @@ pub struct Settings {
     pub db_pool_size: u32,
     pub delivery: DeliverySettings,
     pub log_format: LogFormat,
+    pub http_workers: usize,
 }
 
 /// How the delivery workers behave.
@@ -368,6 +370,7 @@ impl Settings {
                 smtp_timeout: Duration::from_secs(num_u64("smtp_timeout_seconds", 1)?),
             },
             log_format,
+            http_workers: num_u32("http_workers", 0)? as usize,
         })
     }
 

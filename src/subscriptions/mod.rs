@@ -349,3 +349,17 @@ pub fn live_tokens(conn: &mut DbConnection, tokens: &[&str]) -> QueryResult<Vec<
         .select(confirmation_tokens::token_hash)
         .load(conn)
 }
+
+/// Unsubscribes at once. The consent records stay: they prove what was agreed and when.
+/// Returns false when there was no such subscriber.
+pub fn unsubscribe(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<bool> {
+    let now = db::now();
+    let changed = diesel::update(subscribers::table.find(subscriber_id))
+        .set((
+            subscribers::status.eq(Status::Unsubscribed.as_str()),
+            subscribers::unsubscribed_at.eq(Some(now)),
+            subscribers::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(changed > 0)
+}

@@ -107,6 +107,14 @@ impl Application {
     /// Pending migrations are applied first. With `listen` on port 0 the OS picks a port, which
     /// [`Self::port`] tells (tests start the real application that way).
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        Self::build_with_listener(settings, listener)
+    }
+
+    /// As [`Self::build`], on a listener already bound (tests bind port 0 first, so that the
+    /// base URL in the emails can name the port).
+    pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let pool = db::pool(&settings.database_url, settings.db_pool_size);
         {
@@ -125,14 +133,13 @@ impl Application {
             signup_ip_limiter: RateLimiter::keyed(Quota::per_hour(per_ip)),
             wake: wake.clone(),
         });
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener
             .local_addr()
             .context("reading the bound address")?
             .port();
         let limiter_state = state.clone();
-        let server = HttpServer::new(move || {
+        let http_workers = settings.http_workers;
+        let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
@@ -146,9 +153,11 @@ impl Application {
                 .default_service(web::to(pages::not_found))
         })
         .disable_signals()
-        .shutdown_timeout(10)
-        .listen(listener)?
-        .run();
+        .shutdown_timeout(10);
+        if http_workers > 0 {
+            server = server.workers(http_workers);
+        }
+        let server = server.listen(listener)?.run();
         // Forget clients that have not signed up for an hour, so the limiter's memory stays small.
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(600));
