@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Loads POST /subscriptions with wrk on PostgreSQL and prints sign-ups per second and p99 latency.
+#
+#   bench/subscribe.sh [DURATION_SECONDS] [CONNECTIONS]
+#
+# Needs: wrk (Debian package), PostgreSQL on 127.0.0.1:5432 (or IRIA_BENCH_POSTGRES_URL), and a
+# release build (built here if missing). Every request signs up a new address, so each one is a
+# full sign-up: subscriber, consent record, token and queued confirmation in one transaction.
+# The per-IP and per-address limits are raised by configuration; the delivery worker inside
+# `serve` runs as in production and writes the confirmations to a throw-away outbox folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-20}"
+connections="${2:-32}"
+admin="${IRIA_BENCH_POSTGRES_URL:-postgres://root@127.0.0.1:5432/postgres}"
+command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
+
+cargo build --release --quiet
+db="iria_bench_$$"
+work="$(mktemp -d)"
+psql "$admin" -qc "CREATE DATABASE $db"
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=18080
+export IRIA_DATABASE_URL="${admin%/*}/$db"
+export IRIA_SMTP_URL="file://$work/outbox"
+export IRIA_LISTEN="127.0.0.1:$port"
+export IRIA_BASE_URL="http://127.0.0.1:$port"
+export IRIA_SECRET_KEY="bench-secret-key-bench-secret-key-0123456789"
+export IRIA_SIGNUP_PER_IP_PER_HOUR=100000000
+export IRIA_SIGNUP_PER_ADDRESS_PER_HOUR=1000
+export IRIA_DB_POOL_SIZE="${IRIA_DB_POOL_SIZE:-24}"
+export RUST_LOG=warn
+./target/release/iria-news serve >"$work/serve.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+
+cat >"$work/signup.lua" <<'LUA'
+local counter = 0
+local id = 0
+function setup(thread)
+  id = id + 1
+  thread:set("id", id)
+end
+function request()
+  counter = counter + 1
+  local body = "email=reader-" .. id .. "-" .. counter .. "%40example.org&name=Bench+Reader&topics=Europe&topics=Defense"
+  return wrk.format("POST", "/subscriptions", {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
+end
+LUA
+# A short warm-up, then the measured run.
+wrk -t1 -c"$connections" -d3s -s "$work/signup.lua" "http://127.0.0.1:$port" >/dev/null
+wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/signup.lua" "http://127.0.0.1:$port" | tee "$work/wrk.txt"
+
+rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.txt")
+p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
+errors=$(awk '/Non-2xx or 3xx responses/ {print $NF}' "$work/wrk.txt")
+stored=$(psql "$admin" -d "$db" -Atc "SELECT count(*) FROM subscribers" 2>/dev/null || psql "${admin%/*}/$db" -Atc "SELECT count(*) FROM subscribers")
+echo
+echo "sign-ups/s: $rps   p99: $p99   non-2xx: ${errors:-0}   subscribers stored: $stored   (connections: $connections, ${duration}s)"
+[ -z "$errors" ] || { echo "bench: some sign-ups failed" >&2; exit 1; }
