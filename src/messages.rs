@@ -11,15 +11,13 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
 
-/// A deterministic Message-ID for a delivery: the same delivery always gets the same one (so a
-/// resend after a crash can be recognised), and installations do not collide (the secret's hash
-/// is part of it).
-pub fn message_id(settings: &Settings, delivery_id: i64) -> String {
+/// What follows `<d{delivery id}` in every Message-ID: `.{installation}@{domain}>`. The ledger
+/// sets a delivery's Message-ID when it is claimed (see [`crate::delivery::claim`]), so the same
+/// delivery always carries the same one; installations do not collide (a hash of the secret is
+/// part of it).
+pub fn message_id_suffix(settings: &Settings) -> String {
     let installation = hex::encode(&Sha256::digest(settings.secret())[..6]);
-    format!(
-        "<d{delivery_id}.{installation}@{}>",
-        settings.from.email.domain()
-    )
+    format!(".{installation}@{}>", settings.from.email.domain())
 }
 
 /// The confirmation email's HTML part.
@@ -46,7 +44,7 @@ struct ConfirmationText<'a> {
 /// The double opt-in email: one link that confirms the subscription.
 pub fn confirmation(
     settings: &Settings,
-    delivery_id: i64,
+    message_id: &str,
     to_email: &str,
     to_name: Option<&str>,
     token: &str,
@@ -78,7 +76,7 @@ pub fn confirmation(
             settings.site_name
         ))
         .date(SystemTime::now())
-        .message_id(Some(message_id(settings, delivery_id)))
+        .message_id(Some(message_id.to_string()))
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("Auto-Submitted"),
             "auto-generated".into(),

@@ -74,8 +74,15 @@ impl r2d2::ManageConnection for Manager {
             .map_err(ConnectionError::CouldntSetupConfiguration)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection whose server went away (or that was left inside a failed transaction) is
+    /// marked broken by diesel after its first failing query; the pool then drops it instead of
+    /// handing it out again, so the app recovers on its own once the database is back.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        use diesel::r2d2::R2D2Connection;
+        match conn {
+            DbConnection::Pg(c) => c.is_broken(),
+            DbConnection::Sqlite(c) => c.is_broken(),
+        }
     }
 }
 
@@ -91,8 +98,10 @@ pub fn pool(url: &DatabaseUrl, size: u32) -> Pool {
         .max_size(size.max(1))
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(3))
-        // A dead connection (database restarted) is found and replaced at checkout.
-        .test_on_check_out(true)
+        // No round trip at checkout: a dead connection fails its first query, is marked broken
+        // (see `has_broken`) and replaced. Checking every checkout would cost a round trip per
+        // request.
+        .test_on_check_out(false)
         .build_unchecked(Manager::new(url.clone()))
 }
 

@@ -91,6 +91,7 @@ pub struct Claimed {
     pub subscriber_id: i64,
     pub attempts: i32,
     pub payload: Option<String>,
+    pub message_id: Option<String>,
 }
 
 /// Claims up to `limit` due deliveries for `owner` until `lease_until`, confirmations first.
@@ -99,25 +100,30 @@ pub struct Claimed {
 /// passing over the rows another is claiming. SQLite: the claim runs in one `BEGIN IMMEDIATE`
 /// transaction, which holds the database's single write lock, so two claims never overlap.
 /// The attempt is counted at the claim, so a worker killed mid-send still uses up an attempt.
+/// The Message-ID is set here too, `<d{id}{message_id_suffix}`: the same for every attempt of
+/// a delivery, so a copy sent twice (a crash mid-send) can be recognised as one.
 pub fn claim(
     conn: &mut DbConnection,
     owner: &str,
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
     limit: i64,
+    message_id_suffix: &str,
 ) -> QueryResult<Vec<Claimed>> {
-    const RETURNING: &str = "RETURNING id, kind, issue_id, subscriber_id, attempts, payload";
+    const RETURNING: &str =
+        "RETURNING id, kind, issue_id, subscriber_id, attempts, payload, message_id";
     match conn {
         DbConnection::Pg(pg) => diesel::sql_query(format!(
             "UPDATE deliveries SET status = 'sending', lease_until = $1, lease_owner = $2, \
-             attempts = attempts + 1 \
+             attempts = attempts + 1, message_id = '<d' || id || $5 \
              WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= $3 \
-             ORDER BY priority, next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) {RETURNING}"
+             ORDER BY priority, next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) {RETURNING}"
         ))
         .bind::<Timestamp, _>(lease_until)
         .bind::<Text, _>(owner)
         .bind::<Timestamp, _>(now)
         .bind::<BigInt, _>(limit)
+        .bind::<Text, _>(message_id_suffix)
         .load(pg),
         DbConnection::Sqlite(_) => db::write_transaction(conn, |conn| {
             let DbConnection::Sqlite(lite) = conn else {
@@ -125,12 +131,13 @@ pub fn claim(
             };
             diesel::sql_query(format!(
                 "UPDATE deliveries SET status = 'sending', lease_until = ?, lease_owner = ?, \
-                 attempts = attempts + 1 \
+                 attempts = attempts + 1, message_id = '<d' || id || ? \
                  WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ? \
-                 ORDER BY priority, next_attempt_at LIMIT ?) {RETURNING}"
+                 ORDER BY priority, next_attempt_at, id LIMIT ?) {RETURNING}"
             ))
             .bind::<Timestamp, _>(lease_until)
             .bind::<Text, _>(owner)
+            .bind::<Text, _>(message_id_suffix)
             .bind::<Timestamp, _>(now)
             .bind::<BigInt, _>(limit)
             .load(lite)
@@ -172,9 +179,7 @@ pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize>
 /// How one claimed delivery ended this time.
 #[derive(Clone, Debug)]
 pub enum Outcome {
-    Sent {
-        message_id: String,
-    },
+    Sent,
     /// Try again at `at`.
     Retry {
         at: NaiveDateTime,
@@ -194,8 +199,9 @@ pub enum Outcome {
     },
 }
 
-/// Records the outcomes of a batch in one transaction. Each update names the lease owner, so a
-/// worker whose lease ran out (and whose rows another worker took) changes nothing.
+/// Records the outcomes of a batch in one transaction: the sent ones, the great majority, in one
+/// statement; the others one by one. Each update names the lease owner, so a worker whose lease
+/// ran out (and whose rows another worker took) changes nothing.
 pub fn record(
     conn: &mut DbConnection,
     owner: &str,
@@ -203,6 +209,27 @@ pub fn record(
 ) -> Result<(), db::DbError> {
     db::write_transaction(conn, |conn| {
         let now = db::now();
+        let sent: Vec<i64> = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Sent))
+            .map(|(c, _)| c.id)
+            .collect();
+        if !sent.is_empty() {
+            diesel::update(
+                deliveries::table
+                    .filter(deliveries::id.eq_any(&sent))
+                    .filter(deliveries::status.eq(Status::Sending.as_str()))
+                    .filter(deliveries::lease_owner.eq(owner)),
+            )
+            .set((
+                deliveries::status.eq(Status::Sent.as_str()),
+                deliveries::finished_at.eq(Some(now)),
+                deliveries::last_error.eq(None::<String>),
+                deliveries::payload.eq(None::<String>),
+                deliveries::lease_until.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)?;
+        }
         for (claimed, outcome) in outcomes {
             let row = deliveries::table
                 .filter(deliveries::id.eq(claimed.id))
@@ -218,14 +245,7 @@ pub fn record(
                 )
             };
             match outcome {
-                Outcome::Sent { message_id } => {
-                    diesel::update(row)
-                        .set((
-                            ended(Status::Sent, None),
-                            deliveries::message_id.eq(message_id),
-                        ))
-                        .execute(conn)?;
-                }
+                Outcome::Sent => {}
                 Outcome::Retry { at, error } => {
                     diesel::update(row)
                         .set((

@@ -16,6 +16,9 @@ use crate::mail::{Mailer, SendError};
 use crate::messages;
 use crate::subscriptions::{self, Recipient};
 
+/// How long a woken worker waits for more work before claiming.
+const WAKE_COALESCE: Duration = Duration::from_millis(10);
+
 /// One delivery worker of this process.
 pub struct Worker {
     pub settings: Arc<Settings>,
@@ -26,6 +29,7 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Names this worker's leases in the ledger.
     pub owner: String,
+    message_id_suffix: String,
 }
 
 impl Worker {
@@ -37,12 +41,14 @@ impl Worker {
             std::process::id(),
             rand::thread_rng().gen::<u32>()
         );
+        let message_id_suffix = messages::message_id_suffix(&settings);
         Self {
             settings,
             pool,
             mailer,
             wake,
             owner,
+            message_id_suffix,
         }
     }
 
@@ -67,7 +73,11 @@ impl Worker {
             }
             let idle = self.settings.delivery.poll * failures.clamp(1, 5);
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    // Sign-ups come in bursts: gather what a few milliseconds bring, so that a
+                    // busy sign-up page costs one claim per burst, not one per sign-up.
+                    tokio::time::sleep(WAKE_COALESCE.min(self.settings.delivery.poll)).await;
+                }
                 _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.changed() => {}
             }
@@ -93,10 +103,11 @@ impl Worker {
         let lease = chrono::Duration::from_std(self.settings.delivery.lease)
             .unwrap_or(chrono::Duration::minutes(5));
         let limit = self.settings.delivery.batch_size;
+        let suffix = self.message_id_suffix.clone();
         let (batch, recipients, live) = db::run(&self.pool, move |conn| {
             let now = db::now();
             super::release_expired_leases(conn, now)?;
-            let batch = super::claim(conn, &owner, now, now + lease, limit)?;
+            let batch = super::claim(conn, &owner, now, now + lease, limit, &suffix)?;
             let ids: Vec<i64> = batch.iter().map(|c| c.subscriber_id).collect();
             let recipients = subscriptions::recipients(conn, &ids)?;
             let tokens: Vec<&str> = batch
@@ -132,7 +143,7 @@ impl Worker {
             .await;
         let sent = outcomes
             .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Sent { .. }))
+            .filter(|(_, o)| matches!(o, Outcome::Sent))
             .count();
         let owner = self.owner.clone();
         db::run(&self.pool, move |conn| {
@@ -164,7 +175,7 @@ impl Worker {
                 let token = claimed.payload.as_deref().unwrap_or_default();
                 messages::confirmation(
                     &self.settings,
-                    claimed.id,
+                    claimed.message_id.as_deref().unwrap_or_default(),
                     &recipient.email,
                     recipient.name.as_deref(),
                     token,
@@ -184,9 +195,8 @@ impl Worker {
                 }
             }
         };
-        let message_id = messages::message_id(&self.settings, claimed.id);
         match self.mailer.send(&message).await {
-            Ok(()) => Outcome::Sent { message_id },
+            Ok(()) => Outcome::Sent,
             Err(e) => self.after_failure(claimed, e),
         }
     }

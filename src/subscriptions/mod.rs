@@ -96,6 +96,11 @@ pub fn sign_up(
     per_address_per_hour: u32,
     token_ttl: std::time::Duration,
 ) -> Result<(), SignupError> {
+    if let DbConnection::Pg(pg) = conn {
+        if first_sign_up_on_postgres(pg, signup, token_ttl)? {
+            return Ok(());
+        }
+    }
     // Two first sign-ups of one address at the same moment: the second insert meets the unique
     // index; trying again finds the row the other one made.
     match sign_up_once(conn, signup, per_address_per_hour, token_ttl) {
@@ -105,6 +110,51 @@ pub fn sign_up(
         )))) => sign_up_once(conn, signup, per_address_per_hour, token_ttl),
         other => other,
     }
+}
+
+/// The common case on PostgreSQL, a first sign-up, in one statement and one round trip instead
+/// of a transaction of seven: the subscriber, the consent, the token and the queued
+/// confirmation are inserted together by one statement (atomic like a transaction). When the
+/// address is already on file, `ON CONFLICT DO NOTHING` inserts nothing and this returns false:
+/// the general path below then handles every other state, on both backends. The rows written
+/// are the same as the general path's for a new address, column for column (the tests run both).
+fn first_sign_up_on_postgres(
+    pg: &mut diesel::PgConnection,
+    signup: &NewSignup,
+    token_ttl: std::time::Duration,
+) -> Result<bool, SignupError> {
+    use diesel::sql_types::{Nullable, Text, Timestamp};
+    let now = db::now();
+    let token = tokens::ConfirmationToken::generate();
+    let queued = diesel::sql_query(
+        "WITH s AS ( \
+           INSERT INTO subscribers (email, name, status, topics, created_at, updated_at) \
+           VALUES ($1, $2, 'pending', $3, $4, $4) ON CONFLICT (email) DO NOTHING RETURNING id \
+         ), c AS ( \
+           INSERT INTO consents (subscriber_id, requested_at, ip, user_agent, source, \
+                                 consent_text_version, name, topics) \
+           SELECT id, $4, $5, $6, $7, $8, $2, $3 FROM s RETURNING id, subscriber_id \
+         ), t AS ( \
+           INSERT INTO confirmation_tokens (subscriber_id, consent_id, token_hash, created_at, expires_at) \
+           SELECT subscriber_id, id, $9, $4, $10 FROM c \
+         ) \
+         INSERT INTO deliveries (kind, subscriber_id, priority, status, next_attempt_at, payload, created_at) \
+         SELECT 'confirmation', id, $11, 'queued', $4, $12, $4 FROM s",
+    )
+    .bind::<Text, _>(signup.email.as_str())
+    .bind::<Nullable<Text>, _>(signup.name.as_ref().map(SubscriberName::as_str))
+    .bind::<Text, _>(signup.topics.to_stored())
+    .bind::<Timestamp, _>(now)
+    .bind::<Text, _>(&signup.ip)
+    .bind::<Text, _>(&signup.user_agent)
+    .bind::<Text, _>(&signup.source)
+    .bind::<Text, _>(CONSENT_TEXT_VERSION)
+    .bind::<Text, _>(token.hash())
+    .bind::<Timestamp, _>(now + to_chrono(token_ttl))
+    .bind::<diesel::sql_types::Integer, _>(delivery::PRIORITY_CONFIRMATION)
+    .bind::<Text, _>(token.as_str())
+    .execute(pg)?;
+    Ok(queued == 1)
 }
 
 fn sign_up_once(
