@@ -123,39 +123,98 @@ fn first_sign_up_on_postgres(
     signup: &NewSignup,
     token_ttl: std::time::Duration,
 ) -> Result<bool, SignupError> {
-    use diesel::sql_types::{Nullable, Text, Timestamp};
     let now = db::now();
     let token = tokens::ConfirmationToken::generate();
-    let queued = diesel::sql_query(
-        "WITH s AS ( \
-           INSERT INTO subscribers (email, name, status, topics, created_at, updated_at) \
-           VALUES ($1, $2, 'pending', $3, $4, $4) ON CONFLICT (email) DO NOTHING RETURNING id \
-         ), c AS ( \
-           INSERT INTO consents (subscriber_id, requested_at, ip, user_agent, source, \
-                                 consent_text_version, name, topics) \
-           SELECT id, $4, $5, $6, $7, $8, $2, $3 FROM s RETURNING id, subscriber_id \
-         ), t AS ( \
-           INSERT INTO confirmation_tokens (subscriber_id, consent_id, token_hash, created_at, expires_at) \
-           SELECT subscriber_id, id, $9, $4, $10 FROM c \
-         ) \
-         INSERT INTO deliveries (kind, subscriber_id, priority, status, next_attempt_at, payload, created_at) \
-         SELECT 'confirmation', id, $11, 'queued', $4, $12, $4 FROM s",
-    )
-    .bind::<Text, _>(signup.email.as_str())
-    .bind::<Nullable<Text>, _>(signup.name.as_ref().map(SubscriberName::as_str))
-    .bind::<Text, _>(signup.topics.to_stored())
-    .bind::<Timestamp, _>(now)
-    .bind::<Text, _>(&signup.ip)
-    .bind::<Text, _>(&signup.user_agent)
-    .bind::<Text, _>(&signup.source)
-    .bind::<Text, _>(CONSENT_TEXT_VERSION)
-    .bind::<Text, _>(token.hash())
-    .bind::<Timestamp, _>(now + to_chrono(token_ttl))
-    .bind::<diesel::sql_types::Integer, _>(delivery::PRIORITY_CONFIRMATION)
-    .bind::<Text, _>(token.as_str())
+    let queued = FirstSignUp {
+        signup,
+        now,
+        expires_at: now + to_chrono(token_ttl),
+        token_hash: token.hash(),
+        token: token.as_str(),
+        name: signup.name.as_ref().map(SubscriberName::as_str),
+        topics: signup.topics.to_stored(),
+    }
     .execute(pg)?;
     Ok(queued == 1)
 }
+
+/// The statement of [`first_sign_up_on_postgres`]. A query type of its own (rather than
+/// `sql_query`) so that diesel prepares it once per connection and caches it: a `sql_query` is
+/// prepared anew each time, which costs a second round trip and a fresh plan.
+struct FirstSignUp<'a> {
+    signup: &'a NewSignup,
+    now: NaiveDateTime,
+    expires_at: NaiveDateTime,
+    token_hash: String,
+    token: &'a str,
+    name: Option<&'a str>,
+    topics: String,
+}
+
+impl diesel::query_builder::QueryId for FirstSignUp<'_> {
+    type QueryId = FirstSignUp<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FirstSignUp<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
+        let s = self.signup;
+        out.push_sql(
+            "WITH s AS (INSERT INTO subscribers (email, name, status, topics, created_at, updated_at) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(s.email.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.name)?;
+        out.push_sql(", 'pending', ");
+        out.push_bind_param::<Text, _>(&self.topics)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(
+            ") ON CONFLICT (email) DO NOTHING RETURNING id), \
+             c AS (INSERT INTO consents (subscriber_id, requested_at, ip, user_agent, source, \
+             consent_text_version, name, topics) SELECT id, ",
+        );
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        for value in [&s.ip, &s.user_agent, &s.source] {
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(value)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(CONSENT_TEXT_VERSION)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.topics)?;
+        out.push_sql(
+            " FROM s RETURNING id, subscriber_id), \
+             t AS (INSERT INTO confirmation_tokens (subscriber_id, consent_id, token_hash, created_at, \
+             expires_at) SELECT subscriber_id, id, ",
+        );
+        out.push_bind_param::<Text, _>(&self.token_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.expires_at)?;
+        out.push_sql(
+            " FROM c) INSERT INTO deliveries (kind, subscriber_id, priority, status, next_attempt_at, \
+             payload, created_at) SELECT 'confirmation', id, ",
+        );
+        out.push_bind_param::<Integer, _>(&delivery::PRIORITY_CONFIRMATION)?;
+        out.push_sql(", 'queued', ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.token)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" FROM s");
+        Ok(())
+    }
+}
+
+impl diesel::RunQueryDsl<diesel::PgConnection> for FirstSignUp<'_> {}
 
 fn sign_up_once(
     conn: &mut DbConnection,
