@@ -49,6 +49,10 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("delivery_poll_ms", Some("1000"), "how often an idle worker looks for due deliveries"),
     ("smtp_timeout_seconds", Some("30"), "SMTP command timeout"),
     ("log_format", Some("text"), "text or json"),
+    ("unsubscribe_mailto", None, "an address for mailto: unsubscribes in List-Unsubscribe"),
+    ("dkim_domain", None, "DKIM: the signing domain (d=)"),
+    ("dkim_selector", None, "DKIM: the selector (s=)"),
+    ("dkim_key_file", None, "DKIM: the private key file (RSA PKCS#1 PEM or Ed25519 base64)"),
     ("http_workers", Some("0"), "HTTP worker threads; 0 means one per CPU core"),
 ];
 
@@ -168,6 +172,16 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub log_format: LogFormat,
     pub http_workers: usize,
+    pub unsubscribe_mailto: Option<String>,
+    pub dkim: Option<DkimSettings>,
+}
+
+/// DKIM signing, when all three settings are given.
+#[derive(Clone, Debug)]
+pub struct DkimSettings {
+    pub domain: String,
+    pub selector: String,
+    pub key_file: PathBuf,
 }
 
 /// How the delivery workers behave.
@@ -322,6 +336,29 @@ impl Settings {
         if topics.iter().any(|t| t.chars().count() > 64) {
             return Err(bad("topics", "a topic is longer than 64 characters".into()));
         }
+        let unsubscribe_mailto = match get("unsubscribe_mailto") {
+            None => None,
+            Some(raw) => {
+                let address: lettre::Address = raw
+                    .parse()
+                    .map_err(|_| bad("unsubscribe_mailto", format!("not a mail address: {raw:?}")))?;
+                Some(address.to_string())
+            }
+        };
+        let dkim = match (get("dkim_domain"), get("dkim_selector"), get("dkim_key_file")) {
+            (None, None, None) => None,
+            (Some(domain), Some(selector), Some(key_file)) => Some(DkimSettings {
+                domain: domain.to_string(),
+                selector: selector.to_string(),
+                key_file: PathBuf::from(key_file),
+            }),
+            _ => {
+                return Err(ConfigError(
+                    "IRIA_DKIM_DOMAIN, IRIA_DKIM_SELECTOR and IRIA_DKIM_KEY_FILE go together: set all three or none"
+                        .into(),
+                ))
+            }
+        };
         let log_format = match required("log_format")? {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -371,6 +408,8 @@ impl Settings {
             },
             log_format,
             http_workers: num_u32("http_workers", 0)? as usize,
+            unsubscribe_mailto,
+            dkim,
         })
     }
 

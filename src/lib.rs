@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod delivery;
 pub mod domain;
+pub mod issues;
 pub mod mail;
 pub mod messages;
 pub mod secrets;

@@ -1,5 +1,6 @@
 //! The `iria-news` command.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -30,6 +31,34 @@ enum Command {
     Worker,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Queue an editor's issue to every confirmed subscriber.
+    Send(SendArgs),
+}
+
+#[derive(clap::Args)]
+struct SendArgs {
+    /// The subject line.
+    #[arg(long)]
+    subject: String,
+    /// The body, as HTML (sanitised; laid out in the newsletter's template).
+    #[arg(long)]
+    html_file: PathBuf,
+    /// The text version; derived from the HTML when not given.
+    #[arg(long)]
+    text_file: Option<PathBuf>,
+    /// The line mail programs show after the subject.
+    #[arg(long, default_value = "")]
+    preheader: String,
+    /// Only subscribers who chose one of these topics (or none); comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    topics: Vec<String>,
+    /// Sending twice with the same key queues once.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Deliver from this process and wait until every copy has ended (sent, failed, bounced or
+    /// skipped), instead of leaving the sending to a running `serve` or `worker`.
+    #[arg(long)]
+    wait: bool,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +119,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             println!("applied {applied} migration(s); the database is up to date");
             Ok(())
         }
+        Command::Send(args) => send(args, settings).await,
         Command::Worker => {
             let settings = Arc::new(settings);
             let pool = db::pool(&settings.database_url, settings.db_pool_size);
@@ -98,7 +128,8 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
                 db::migrate(&mut conn)?;
             }
             let mailer = Mailer::from_settings(&settings)?;
-            let worker = Worker::new(settings, pool, mailer, Default::default());
+            let dkim = iria_news::messages::dkim_config(&settings)?;
+            let worker = Worker::new(settings, pool, mailer, Default::default(), dkim);
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 telemetry::stop_signal().await;
@@ -107,6 +138,72 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             });
             worker.run(stopped).await;
             Ok(())
+        }
+    }
+}
+
+async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
+    use iria_news::issues::{self, Draft, Kind};
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let unknown: Vec<&String> = args.topics.iter().filter(|t| !settings.topics.contains(t)).collect();
+    if !unknown.is_empty() {
+        anyhow::bail!("unknown topic(s) {unknown:?}; the topics are {:?}", settings.topics);
+    }
+    let draft = Draft {
+        kind: Kind::Announcement,
+        subject: args.subject.clone(),
+        preheader: args.preheader.clone(),
+        body_html: read(&args.html_file)?,
+        body_text: args.text_file.as_ref().map(read).transpose()?,
+        topics: args.topics.clone(),
+        period_key: None,
+        idempotency_key: args.idempotency_key.clone(),
+    };
+    let settings = Arc::new(settings);
+    let pool = db::pool(&settings.database_url, settings.db_pool_size);
+    {
+        let mut conn = pool.get().context("connecting to the database")?;
+        db::migrate(&mut conn)?;
+    }
+    let s = settings.clone();
+    let queued = db::run(&pool, move |conn| Ok(issues::create_and_queue(conn, &s, &draft))).await??;
+    if queued.created {
+        println!("issue {}: queued to {} subscriber(s)", queued.issue_id, queued.recipients);
+    } else {
+        println!(
+            "issue {}: already queued with this key to {} subscriber(s); nothing new queued",
+            queued.issue_id, queued.recipients
+        );
+    }
+    if !args.wait {
+        println!("a running `iria-news serve` or `iria-news worker` delivers it");
+        return Ok(());
+    }
+    let mailer = Mailer::from_settings(&settings)?;
+    let dkim = iria_news::messages::dkim_config(&settings)?;
+    let worker = Worker::new(settings.clone(), pool.clone(), mailer, Default::default(), dkim);
+    let issue_id = queued.issue_id;
+    loop {
+        worker.run_once().await.context("delivering")?;
+        let progress = db::run(&pool, move |conn| Ok(iria_news::delivery::issue_progress(conn, issue_id)?))
+            .await
+            .context("reading progress")?;
+        let count = |s: &str| progress.iter().find(|(k, _)| k == s).map(|(_, n)| *n).unwrap_or(0);
+        let pending = count("queued") + count("sending");
+        println!(
+            "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {pending}",
+            count("sent"),
+            count("failed"),
+            count("bounced"),
+            count("skipped")
+        );
+        if pending == 0 {
+            return Ok(());
+        }
+        if worker.run_once().await.context("delivering")? == 0 {
+            tokio::time::sleep(settings.delivery.poll).await;
         }
     }
 }

@@ -12,6 +12,8 @@ diesel::table! {
         updated_at -> Timestamp,
         confirmed_at -> Nullable<Timestamp>,
         unsubscribed_at -> Nullable<Timestamp>,
+        unsubscribed_via -> Nullable<Text>,
+        erased_at -> Nullable<Timestamp>,
     }
 }
 
@@ -67,9 +69,24 @@ diesel::table! {
 diesel::joinable!(consents -> subscribers (subscriber_id));
 diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
 diesel::joinable!(deliveries -> subscribers (subscriber_id));
-diesel::allow_tables_to_appear_in_same_query!(
-    subscribers,
-    consents,
-    confirmation_tokens,
-    deliveries
-);
+
+diesel::table! {
+    issues (id) {
+        id -> BigInt,
+        kind -> Text,
+        subject -> Text,
+        preheader -> Text,
+        html -> Text,
+        text -> Text,
+        topics -> Text,
+        period_key -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        status -> Text,
+        recipients -> Integer,
+        created_at -> Timestamp,
+        queued_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(deliveries -> issues (issue_id));
+diesel::allow_tables_to_appear_in_same_query!(subscribers, consents, confirmation_tokens, deliveries, issues);

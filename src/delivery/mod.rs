@@ -10,6 +10,7 @@ pub mod worker;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamp};
+use diesel::IntoSql;
 
 use crate::db::schema::deliveries;
 use crate::db::{self, DbConnection};
@@ -284,6 +285,123 @@ pub fn record(
 /// Counts of deliveries by status (for tests, health and the dashboard).
 pub fn counts_by_status(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
     deliveries::table
+        .group_by(deliveries::status)
+        .select((deliveries::status, diesel::dsl::count_star()))
+        .load(conn)
+}
+
+/// Queues an issue for every confirmed subscriber (or, when `topics` is not empty, for those who
+/// chose one of them or chose none, which means all), in one `INSERT … SELECT`. Queueing twice
+/// adds nobody twice: (issue, subscriber) is unique. Returns how many were queued.
+pub fn queue_issue(
+    conn: &mut DbConnection,
+    issue_id: i64,
+    topics: &[String],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    use crate::db::schema::subscribers;
+    use diesel::dsl::sql;
+    use diesel::sql_types::Integer;
+    let mut audience = subscribers::table
+        .filter(subscribers::status.eq(crate::subscriptions::Status::Confirmed.as_str()))
+        .into_boxed();
+    if !topics.is_empty() {
+        // Topics are stored comma-separated; ",a,b," LIKE "%,a,%" finds a whole name.
+        let mut wanted = Box::new(subscribers::topics.eq(""))
+            as Box<dyn BoxableExpression<subscribers::table, db::MultiBackend, SqlType = diesel::sql_types::Bool>>;
+        for topic in topics {
+            let pattern = format!("%,{},%", topic.replace('%', "").replace('_', ""));
+            wanted = Box::new(wanted.or(sql::<Text>("',' || topics || ','").like(pattern)));
+        }
+        audience = audience.filter(wanted);
+    }
+    let rows = audience.select((
+        Kind::Issue.as_str().into_sql::<Text>(),
+        Some(issue_id).into_sql::<diesel::sql_types::Nullable<BigInt>>(),
+        subscribers::id,
+        PRIORITY_BULK.into_sql::<Integer>(),
+        Status::Queued.as_str().into_sql::<Text>(),
+        now.into_sql::<Timestamp>(),
+        now.into_sql::<Timestamp>(),
+    ));
+    diesel::insert_into(deliveries::table)
+        .values(rows)
+        .into_columns((
+            deliveries::kind,
+            deliveries::issue_id,
+            deliveries::subscriber_id,
+            deliveries::priority,
+            deliveries::status,
+            deliveries::next_attempt_at,
+            deliveries::created_at,
+        ))
+        .execute(conn)
+}
+
+/// Skips whatever is still queued for a subscriber (they left); returns how many.
+pub fn skip_queued_for(conn: &mut DbConnection, subscriber_id: i64, reason: &str) -> QueryResult<usize> {
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::subscriber_id.eq(subscriber_id))
+            .filter(deliveries::status.eq(Status::Queued.as_str())),
+    )
+    .set((
+        deliveries::status.eq(Status::Skipped.as_str()),
+        deliveries::last_error.eq(reason),
+        deliveries::finished_at.eq(Some(db::now())),
+        deliveries::payload.eq(None::<String>),
+    ))
+    .execute(conn)
+}
+
+/// For an erasure: skips what is queued and wipes every secret kept for the subscriber. The rows
+/// stay (without personal data) so that an issue's counts still add up.
+pub fn forget_subscriber(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<usize> {
+    skip_queued_for(conn, subscriber_id, "subscriber erased")?;
+    diesel::update(deliveries::table.filter(deliveries::subscriber_id.eq(subscriber_id)))
+        .set((deliveries::payload.eq(None::<String>), deliveries::last_error.eq(None::<String>)))
+        .execute(conn)
+}
+
+/// Every message sent or queued to a subscriber, for their data export.
+pub fn history_of(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<Vec<serde_json::Value>> {
+    use crate::db::schema::issues;
+    type Row = (String, Option<String>, String, i32, NaiveDateTime, Option<NaiveDateTime>, Option<String>);
+    let rows: Vec<Row> = deliveries::table
+        .left_join(issues::table)
+        .filter(deliveries::subscriber_id.eq(subscriber_id))
+        .order(deliveries::id)
+        .select((
+            deliveries::kind,
+            issues::subject.nullable(),
+            deliveries::status,
+            deliveries::attempts,
+            deliveries::created_at,
+            deliveries::finished_at,
+            deliveries::message_id,
+        ))
+        .load(conn)?;
+    let iso = |t: NaiveDateTime| t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(rows
+        .into_iter()
+        .map(|(kind, subject, status, attempts, created, finished, message_id)| {
+            serde_json::json!({
+                "kind": kind,
+                "subject": subject,
+                "status": status,
+                "attempts": attempts,
+                "queued_at": iso(created),
+                "finished_at": finished.map(iso),
+                "message_id": message_id,
+            })
+        })
+        .collect())
+}
+
+/// How an issue's deliveries stand: counts by status.
+pub fn issue_progress(conn: &mut DbConnection, issue_id: i64) -> QueryResult<Vec<(String, i64)>> {
+    deliveries::table
+        .filter(deliveries::issue_id.eq(issue_id))
         .group_by(deliveries::status)
         .select((deliveries::status, diesel::dsl::count_star()))
         .load(conn)

@@ -2,7 +2,7 @@
 //! records what happened. It runs inside `serve` and alone in `iria-news worker`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
@@ -10,7 +10,10 @@ use rand::Rng;
 use tokio::sync::{watch, Notify};
 
 use super::{Claimed, Kind, Outcome};
+use lettre::message::dkim::DkimConfig;
+
 use crate::config::Settings;
+use crate::issues::{self, IssueContent};
 use crate::db::{self, DbError, Pool};
 use crate::mail::{Mailer, SendError};
 use crate::messages;
@@ -30,11 +33,20 @@ pub struct Worker {
     /// Names this worker's leases in the ledger.
     pub owner: String,
     message_id_suffix: String,
+    dkim: Option<Arc<DkimConfig>>,
+    /// Issues do not change once queued; each is read from the database once.
+    issues: Mutex<HashMap<i64, Arc<IssueContent>>>,
 }
 
 impl Worker {
     /// A worker named after this host and process, unique among the workers sharing a database.
-    pub fn new(settings: Arc<Settings>, pool: Pool, mailer: Mailer, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        pool: Pool,
+        mailer: Mailer,
+        wake: Arc<Notify>,
+        dkim: Option<DkimConfig>,
+    ) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
         let owner = format!(
             "{host}:{}:{:08x}",
@@ -49,6 +61,8 @@ impl Worker {
             wake,
             owner,
             message_id_suffix,
+            dkim: dkim.map(Arc::new),
+            issues: Mutex::new(HashMap::new()),
         }
     }
 
@@ -104,7 +118,8 @@ impl Worker {
             .unwrap_or(chrono::Duration::minutes(5));
         let limit = self.settings.delivery.batch_size;
         let suffix = self.message_id_suffix.clone();
-        let (batch, recipients, live) = db::run(&self.pool, move |conn| {
+        let known: Vec<i64> = self.issues.lock().map(|c| c.keys().copied().collect()).unwrap_or_default();
+        let (batch, recipients, live, new_issues) = db::run(&self.pool, move |conn| {
             let now = db::now();
             super::release_expired_leases(conn, now)?;
             let batch = super::claim(conn, &owner, now, now + lease, limit, &suffix)?;
@@ -116,9 +131,22 @@ impl Worker {
                 .filter_map(|c| c.payload.as_deref())
                 .collect();
             let live = subscriptions::live_tokens(conn, &tokens)?;
-            Ok((batch, recipients, live))
+            let mut wanted: Vec<i64> = batch.iter().filter_map(|c| c.issue_id).filter(|i| !known.contains(i)).collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            let new_issues = if wanted.is_empty() { Vec::new() } else { issues::contents(conn, &wanted)? };
+            Ok((batch, recipients, live, new_issues))
         })
         .await?;
+        let issue_map: HashMap<i64, Arc<IssueContent>> = match self.issues.lock() {
+            Ok(mut cache) => {
+                for issue in new_issues {
+                    cache.insert(issue.id, Arc::new(issue));
+                }
+                cache.clone()
+            }
+            Err(_) => new_issues.into_iter().map(|i| (i.id, Arc::new(i))).collect(),
+        };
         if batch.is_empty() {
             return Ok(0);
         }
@@ -128,13 +156,14 @@ impl Worker {
         let outcomes: Vec<(Claimed, Outcome)> = stream::iter(batch)
             .map(|c| {
                 let recipient = recipients.get(&c.subscriber_id);
+                let issue = c.issue_id.and_then(|i| issue_map.get(&i)).cloned();
                 let link_live = c
                     .payload
                     .as_deref()
                     .and_then(subscriptions::tokens::ConfirmationToken::parse)
                     .is_some_and(|t| live.contains(&t.hash()));
                 async move {
-                    let outcome = self.deliver(&c, recipient, link_live).await;
+                    let outcome = self.deliver(&c, recipient, link_live, issue.as_deref()).await;
                     (c, outcome)
                 }
             })
@@ -159,6 +188,7 @@ impl Worker {
         claimed: &Claimed,
         recipient: Option<&Recipient>,
         link_live: bool,
+        issue: Option<&IssueContent>,
     ) -> Outcome {
         let Some(recipient) = recipient else {
             return Outcome::Skipped {
@@ -179,6 +209,24 @@ impl Worker {
                     &recipient.email,
                     recipient.name.as_deref(),
                     token,
+                )
+            }
+            "issue" => {
+                // A subscriber who left after the issue was queued gets nothing (checklist 14).
+                if recipient.status != subscriptions::Status::Confirmed.as_str() {
+                    return Outcome::Skipped { reason: format!("subscriber is {}", recipient.status) };
+                }
+                let Some(issue) = issue else {
+                    return Outcome::Failed { error: "the issue is no longer on file".into() };
+                };
+                messages::newsletter(
+                    &self.settings,
+                    claimed.message_id.as_deref().unwrap_or_default(),
+                    recipient.id,
+                    &recipient.email,
+                    recipient.name.as_deref(),
+                    issue,
+                    self.dkim.as_deref(),
                 )
             }
             other => {

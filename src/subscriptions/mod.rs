@@ -4,6 +4,9 @@
 //! all in one transaction: either the person is on file with a message on its way, or nothing
 //! happened. The email itself is sent later by the delivery worker, never inside the request.
 
+pub mod link_routes;
+pub mod links;
+pub mod records;
 pub mod routes;
 pub mod tokens;
 
@@ -459,16 +462,3 @@ pub fn live_tokens(conn: &mut DbConnection, tokens: &[&str]) -> QueryResult<Vec<
         .load(conn)
 }
 
-/// Unsubscribes at once. The consent records stay: they prove what was agreed and when.
-/// Returns false when there was no such subscriber.
-pub fn unsubscribe(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<bool> {
-    let now = db::now();
-    let changed = diesel::update(subscribers::table.find(subscriber_id))
-        .set((
-            subscribers::status.eq(Status::Unsubscribed.as_str()),
-            subscribers::unsubscribed_at.eq(Some(now)),
-            subscribers::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(changed > 0)
-}

@@ -66,6 +66,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/subscriptions/confirm",
             web::get().to(subscriptions::routes::confirm),
         )
+        .route("/unsubscribe/{token}", web::get().to(subscriptions::link_routes::unsubscribe_page))
+        .route("/unsubscribe/{token}", web::post().to(subscriptions::link_routes::unsubscribe))
+        .route("/preferences/{token}", web::get().to(subscriptions::link_routes::preferences_page))
+        .route("/preferences/{token}", web::post().to(subscriptions::link_routes::save_preferences))
+        .route("/preferences/{token}/data", web::get().to(subscriptions::link_routes::download_data))
+        .route("/preferences/{token}/erase", web::post().to(subscriptions::link_routes::erase))
         .route("/health", web::get().to(health))
         .route("/assets/site.css", web::get().to(stylesheet));
 }
@@ -125,6 +131,7 @@ impl Application {
             }
         }
         let mailer = Mailer::from_settings(&settings)?;
+        let dkim = crate::messages::dkim_config(&settings)?;
         let wake = Arc::new(Notify::new());
         let per_ip = NonZeroU32::new(settings.signup_per_ip_per_hour).unwrap_or(NonZeroU32::MIN);
         let state = web::Data::new(AppState {
@@ -166,7 +173,7 @@ impl Application {
                 limiter_state.signup_ip_limiter.retain_recent();
             }
         });
-        let worker = Worker::new(settings, pool, mailer, wake);
+        let worker = Worker::new(settings, pool, mailer, wake, dkim);
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             port,

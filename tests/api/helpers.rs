@@ -279,6 +279,7 @@ pub struct TestApp {
     pub address: String,
     pub db: TestDb,
     pub client: reqwest::Client,
+    pub settings: Settings,
     pub smtp: Option<SmtpServer>,
 }
 
