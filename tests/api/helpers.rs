@@ -339,7 +339,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> Option<Tes
         env.insert(k.to_string(), v);
     }
     let settings = Settings::from_sources(None, &env).expect("test settings");
-    let app = Application::build_with_listener(settings, listener).expect("build app");
+    let app = Application::build_with_listener(settings.clone(), listener).expect("build app");
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -349,6 +349,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> Option<Tes
         address,
         db,
         client,
+        settings,
         smtp,
     })
 }
