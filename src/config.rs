@@ -339,9 +339,9 @@ impl Settings {
         let unsubscribe_mailto = match get("unsubscribe_mailto") {
             None => None,
             Some(raw) => {
-                let address: lettre::Address = raw
-                    .parse()
-                    .map_err(|_| bad("unsubscribe_mailto", format!("not a mail address: {raw:?}")))?;
+                let address: lettre::Address = raw.parse().map_err(|_| {
+                    bad("unsubscribe_mailto", format!("not a mail address: {raw:?}"))
+                })?;
                 Some(address.to_string())
             }
         };

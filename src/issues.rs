@@ -132,7 +132,9 @@ pub fn sanitize(html: &str) -> String {
         .add_generic_attributes(["align", "style"])
         .clean(html)
         .to_string();
-    cleaned.replace(UNSUBSCRIBE_MARK, "").replace(PREFERENCES_MARK, "")
+    cleaned
+        .replace(UNSUBSCRIBE_MARK, "")
+        .replace(PREFERENCES_MARK, "")
 }
 
 /// Composes an issue: the editor's body inside the IRIA layout, CSS inlined, and a text part.
@@ -144,14 +146,25 @@ pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueErro
     }
     let text_body = match &draft.body_text {
         Some(t) if !t.trim().is_empty() => t.replace('\r', ""),
-        _ => html2text::from_read(body.as_bytes(), 78).map_err(|e| IssueError::Render(e.to_string()))?,
+        _ => html2text::from_read(body.as_bytes(), 78)
+            .map_err(|e| IssueError::Render(e.to_string()))?,
     };
     // The preheader (the line a mail program shows after the subject): the editor's, or the
     // start of the text.
-    let source = if draft.preheader.trim().is_empty() { text_body.as_str() } else { draft.preheader.as_str() };
+    let source = if draft.preheader.trim().is_empty() {
+        text_body.as_str()
+    } else {
+        draft.preheader.as_str()
+    };
     let preheader: String = source
         .chars()
-        .map(|c| if c.is_control() || c == '#' || c == '*' { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '#' || c == '*' {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect::<String>()
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -184,14 +197,24 @@ pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueErro
     }
     .render()
     .map_err(|e| IssueError::Render(e.to_string()))?;
-    Ok(Composed { subject, preheader, html, text: wrap_long_lines(&text) })
+    Ok(Composed {
+        subject,
+        preheader,
+        html,
+        text: wrap_long_lines(&text),
+    })
 }
 
 /// Moves the `<style>` rules onto the elements, as mail programs that drop `<style>` need; the
 /// block stays for the media queries (dark mode) of those that keep it.
 pub fn inline_css(html: &str) -> Result<String, IssueError> {
-    let inliner = css_inline::CSSInliner::options().keep_style_tags(true).load_remote_stylesheets(false).build();
-    inliner.inline(html).map_err(|e| IssueError::Render(format!("inlining CSS: {e}")))
+    let inliner = css_inline::CSSInliner::options()
+        .keep_style_tags(true)
+        .load_remote_stylesheets(false)
+        .build();
+    inliner
+        .inline(html)
+        .map_err(|e| IssueError::Render(format!("inlining CSS: {e}")))
 }
 
 /// No line of the text part may exceed 998 octets (RFC 5322); very long words are broken.
@@ -216,11 +239,19 @@ fn wrap_long_lines(text: &str) -> String {
 /// idempotency key (an editor's form) or a period key (a digest) that is already on file,
 /// nothing new is made or queued: the existing issue is returned, so a double click, a reload or
 /// a second instance sends once.
-pub fn create_and_queue(conn: &mut DbConnection, settings: &Settings, draft: &Draft) -> Result<Queued, IssueError> {
+pub fn create_and_queue(
+    conn: &mut DbConnection,
+    settings: &Settings,
+    draft: &Draft,
+) -> Result<Queued, IssueError> {
     let composed = compose(settings, draft)?;
     db::write_transaction(conn, |conn| {
         if let Some(existing) = find_by_keys(conn, draft)? {
-            return Ok(Queued { issue_id: existing.0, recipients: existing.1 as usize, created: false });
+            return Ok(Queued {
+                issue_id: existing.0,
+                recipients: existing.1 as usize,
+                created: false,
+            });
         }
         let now = db::now();
         let issue_id: i64 = diesel::insert_into(issues::table)
@@ -243,7 +274,11 @@ pub fn create_and_queue(conn: &mut DbConnection, settings: &Settings, draft: &Dr
         diesel::update(issues::table.find(issue_id))
             .set(issues::recipients.eq(recipients as i32))
             .execute(conn)?;
-        Ok(Queued { issue_id, recipients, created: true })
+        Ok(Queued {
+            issue_id,
+            recipients,
+            created: true,
+        })
     })
 }
 
@@ -291,6 +326,12 @@ pub struct IssueContent {
 pub fn contents(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<IssueContent>> {
     issues::table
         .filter(issues::id.eq_any(ids))
-        .select((issues::id, issues::subject, issues::html, issues::text, issues::created_at))
+        .select((
+            issues::id,
+            issues::subject,
+            issues::html,
+            issues::text,
+            issues::created_at,
+        ))
         .load(conn)
 }

@@ -147,9 +147,16 @@ async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
     let read = |path: &PathBuf| {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
     };
-    let unknown: Vec<&String> = args.topics.iter().filter(|t| !settings.topics.contains(t)).collect();
+    let unknown: Vec<&String> = args
+        .topics
+        .iter()
+        .filter(|t| !settings.topics.contains(t))
+        .collect();
     if !unknown.is_empty() {
-        anyhow::bail!("unknown topic(s) {unknown:?}; the topics are {:?}", settings.topics);
+        anyhow::bail!(
+            "unknown topic(s) {unknown:?}; the topics are {:?}",
+            settings.topics
+        );
     }
     let draft = Draft {
         kind: Kind::Announcement,
@@ -168,9 +175,15 @@ async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
         db::migrate(&mut conn)?;
     }
     let s = settings.clone();
-    let queued = db::run(&pool, move |conn| Ok(issues::create_and_queue(conn, &s, &draft))).await??;
+    let queued = db::run(&pool, move |conn| {
+        Ok(issues::create_and_queue(conn, &s, &draft))
+    })
+    .await??;
     if queued.created {
-        println!("issue {}: queued to {} subscriber(s)", queued.issue_id, queued.recipients);
+        println!(
+            "issue {}: queued to {} subscriber(s)",
+            queued.issue_id, queued.recipients
+        );
     } else {
         println!(
             "issue {}: already queued with this key to {} subscriber(s); nothing new queued",
@@ -183,14 +196,28 @@ async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
     }
     let mailer = Mailer::from_settings(&settings)?;
     let dkim = iria_news::messages::dkim_config(&settings)?;
-    let worker = Worker::new(settings.clone(), pool.clone(), mailer, Default::default(), dkim);
+    let worker = Worker::new(
+        settings.clone(),
+        pool.clone(),
+        mailer,
+        Default::default(),
+        dkim,
+    );
     let issue_id = queued.issue_id;
     loop {
         worker.run_once().await.context("delivering")?;
-        let progress = db::run(&pool, move |conn| Ok(iria_news::delivery::issue_progress(conn, issue_id)?))
-            .await
-            .context("reading progress")?;
-        let count = |s: &str| progress.iter().find(|(k, _)| k == s).map(|(_, n)| *n).unwrap_or(0);
+        let progress = db::run(&pool, move |conn| {
+            Ok(iria_news::delivery::issue_progress(conn, issue_id)?)
+        })
+        .await
+        .context("reading progress")?;
+        let count = |s: &str| {
+            progress
+                .iter()
+                .find(|(k, _)| k == s)
+                .map(|(_, n)| *n)
+                .unwrap_or(0)
+        };
         let pending = count("queued") + count("sending");
         println!(
             "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {pending}",

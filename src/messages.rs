@@ -20,6 +20,29 @@ pub fn message_id_suffix(settings: &Settings) -> String {
     format!(".{installation}@{}>", settings.from.email.domain())
 }
 
+/// A name as it may stand in a header: no control characters (CR, LF, NUL, tabs and the like
+/// become spaces), white space collapsed, at most 256 characters; `None` when nothing is left.
+/// Names are checked when they come in, but a header is the wrong place to trust that.
+pub fn display_name(name: Option<&str>) -> Option<String> {
+    let cleaned: String = name?
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(256)
+        .collect();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
 /// The confirmation email's HTML part.
 #[derive(Template)]
 #[template(path = "emails/confirmation.html")]
@@ -67,7 +90,7 @@ pub fn confirmation(
         ttl_hours,
     }
     .render()?;
-    let to = Mailbox::new(to_name.map(str::to_string), to_email.parse()?);
+    let to = Mailbox::new(display_name(to_name), to_email.parse()?);
     let message = Message::builder()
         .from(settings.from.clone())
         .to(to)
@@ -95,15 +118,33 @@ pub fn list_id(settings: &Settings) -> String {
     let label: String = settings
         .site_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .split('-')
         .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()
         .join("-");
-    let label = if label.is_empty() { "newsletter".to_string() } else { label };
-    let name: String = settings.site_name.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').collect();
-    format!("{} <{label}.{}>", name.replace(['"', '<', '>'], ""), settings.from.email.domain())
+    let label = if label.is_empty() {
+        "newsletter".to_string()
+    } else {
+        label
+    };
+    let name: String = settings
+        .site_name
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .collect();
+    format!(
+        "{} <{label}.{}>",
+        name.replace(['"', '<', '>'], ""),
+        settings.from.email.domain()
+    )
 }
 
 /// One subscriber's copy of an issue. Every newsletter message goes through here, so the list
@@ -125,14 +166,24 @@ pub fn newsletter(
     let token = RecipientToken::new(recipient_id, issue.id).sign(settings.secret());
     let unsubscribe_url = settings.link(&format!("/unsubscribe/{token}"));
     let preferences_url = settings.link(&format!("/preferences/{token}"));
-    let html = issue.html.replace(UNSUBSCRIBE_MARK, &unsubscribe_url).replace(PREFERENCES_MARK, &preferences_url);
-    let text = issue.text.replace(UNSUBSCRIBE_MARK, &unsubscribe_url).replace(PREFERENCES_MARK, &preferences_url);
+    let html = issue
+        .html
+        .replace(UNSUBSCRIBE_MARK, &unsubscribe_url)
+        .replace(PREFERENCES_MARK, &preferences_url);
+    let text = issue
+        .text
+        .replace(UNSUBSCRIBE_MARK, &unsubscribe_url)
+        .replace(PREFERENCES_MARK, &preferences_url);
     let mut list_unsubscribe = format!("<{unsubscribe_url}>");
     if let Some(mailto) = &settings.unsubscribe_mailto {
-        list_unsubscribe.push_str(&format!(", <mailto:{mailto}?subject=unsubscribe%20{token}>"));
+        list_unsubscribe.push_str(&format!(
+            ", <mailto:{mailto}?subject=unsubscribe%20{token}>"
+        ));
     }
-    let raw = |name: &'static str, value: String| HeaderValue::new(HeaderName::new_from_ascii_str(name), value);
-    let to = Mailbox::new(to_name.map(str::to_string), to_email.parse()?);
+    let raw = |name: &'static str, value: String| {
+        HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+    };
+    let to = Mailbox::new(display_name(to_name), to_email.parse()?);
     let mut message = Message::builder()
         .from(settings.from.clone())
         .to(to)
@@ -141,7 +192,10 @@ pub fn newsletter(
         .message_id(Some(message_id.to_string()))
         .raw_header(raw("List-Id", list_id(settings)))
         .raw_header(raw("List-Unsubscribe", list_unsubscribe))
-        .raw_header(raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()))
+        .raw_header(raw(
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".into(),
+        ))
         .raw_header(raw("Auto-Submitted", "auto-generated".into()))
         .multipart(
             MultiPart::alternative()
@@ -156,6 +210,8 @@ pub fn newsletter(
 
 /// The headers a DKIM signature covers (checklist line 3): lettre's default list leaves out the
 /// list headers, so a relay could change where "unsubscribe" leads without breaking it.
+/// `Content-Type` is left out: lettre 0.11 signs it in a form other than the one it writes (the
+/// multipart boundary's folding), and verifiers then reject the whole signature.
 pub const DKIM_SIGNED_HEADERS: &[&str] = &[
     "From",
     "To",
@@ -166,16 +222,18 @@ pub const DKIM_SIGNED_HEADERS: &[&str] = &[
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "MIME-Version",
-    "Content-Type",
 ];
 
 /// The DKIM signing configuration, when `IRIA_DKIM_DOMAIN`, `IRIA_DKIM_SELECTOR` and
 /// `IRIA_DKIM_KEY_FILE` are all set. The key file is an RSA key in PKCS#1 PEM
 /// (`-----BEGIN RSA PRIVATE KEY-----`) or an Ed25519 key as base64.
-pub fn dkim_config(settings: &Settings) -> anyhow::Result<Option<lettre::message::dkim::DkimConfig>> {
+pub fn dkim_config(
+    settings: &Settings,
+) -> anyhow::Result<Option<lettre::message::dkim::DkimConfig>> {
     use anyhow::Context;
     use lettre::message::dkim::{
-        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
+        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+        DkimSigningKey,
     };
     let Some(dkim) = &settings.dkim else {
         return Ok(None);
@@ -198,7 +256,13 @@ pub fn dkim_config(settings: &Settings) -> anyhow::Result<Option<lettre::message
         dkim.selector.clone(),
         dkim.domain.clone(),
         key,
-        DKIM_SIGNED_HEADERS.iter().map(|h| HeaderName::new_from_ascii_str(h)).collect(),
-        DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed },
+        DKIM_SIGNED_HEADERS
+            .iter()
+            .map(|h| HeaderName::new_from_ascii_str(h))
+            .collect(),
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
     )))
 }

@@ -89,4 +89,10 @@ diesel::table! {
 }
 
 diesel::joinable!(deliveries -> issues (issue_id));
-diesel::allow_tables_to_appear_in_same_query!(subscribers, consents, confirmation_tokens, deliveries, issues);
+diesel::allow_tables_to_appear_in_same_query!(
+    subscribers,
+    consents,
+    confirmation_tokens,
+    deliveries,
+    issues
+);

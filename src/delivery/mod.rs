@@ -308,9 +308,15 @@ pub fn queue_issue(
     if !topics.is_empty() {
         // Topics are stored comma-separated; ",a,b," LIKE "%,a,%" finds a whole name.
         let mut wanted = Box::new(subscribers::topics.eq(""))
-            as Box<dyn BoxableExpression<subscribers::table, db::MultiBackend, SqlType = diesel::sql_types::Bool>>;
+            as Box<
+                dyn BoxableExpression<
+                    subscribers::table,
+                    db::MultiBackend,
+                    SqlType = diesel::sql_types::Bool,
+                >,
+            >;
         for topic in topics {
-            let pattern = format!("%,{},%", topic.replace('%', "").replace('_', ""));
+            let pattern = format!("%,{topic},%");
             wanted = Box::new(wanted.or(sql::<Text>("',' || topics || ','").like(pattern)));
         }
         audience = audience.filter(wanted);
@@ -339,7 +345,11 @@ pub fn queue_issue(
 }
 
 /// Skips whatever is still queued for a subscriber (they left); returns how many.
-pub fn skip_queued_for(conn: &mut DbConnection, subscriber_id: i64, reason: &str) -> QueryResult<usize> {
+pub fn skip_queued_for(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    reason: &str,
+) -> QueryResult<usize> {
     diesel::update(
         deliveries::table
             .filter(deliveries::subscriber_id.eq(subscriber_id))
@@ -359,14 +369,28 @@ pub fn skip_queued_for(conn: &mut DbConnection, subscriber_id: i64, reason: &str
 pub fn forget_subscriber(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<usize> {
     skip_queued_for(conn, subscriber_id, "subscriber erased")?;
     diesel::update(deliveries::table.filter(deliveries::subscriber_id.eq(subscriber_id)))
-        .set((deliveries::payload.eq(None::<String>), deliveries::last_error.eq(None::<String>)))
+        .set((
+            deliveries::payload.eq(None::<String>),
+            deliveries::last_error.eq(None::<String>),
+        ))
         .execute(conn)
 }
 
 /// Every message sent or queued to a subscriber, for their data export.
-pub fn history_of(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<Vec<serde_json::Value>> {
+pub fn history_of(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+) -> QueryResult<Vec<serde_json::Value>> {
     use crate::db::schema::issues;
-    type Row = (String, Option<String>, String, i32, NaiveDateTime, Option<NaiveDateTime>, Option<String>);
+    type Row = (
+        String,
+        Option<String>,
+        String,
+        i32,
+        NaiveDateTime,
+        Option<NaiveDateTime>,
+        Option<String>,
+    );
     let rows: Vec<Row> = deliveries::table
         .left_join(issues::table)
         .filter(deliveries::subscriber_id.eq(subscriber_id))
@@ -381,20 +405,25 @@ pub fn history_of(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<Ve
             deliveries::message_id,
         ))
         .load(conn)?;
-    let iso = |t: NaiveDateTime| t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let iso = |t: NaiveDateTime| {
+        t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
     Ok(rows
         .into_iter()
-        .map(|(kind, subject, status, attempts, created, finished, message_id)| {
-            serde_json::json!({
-                "kind": kind,
-                "subject": subject,
-                "status": status,
-                "attempts": attempts,
-                "queued_at": iso(created),
-                "finished_at": finished.map(iso),
-                "message_id": message_id,
-            })
-        })
+        .map(
+            |(kind, subject, status, attempts, created, finished, message_id)| {
+                serde_json::json!({
+                    "kind": kind,
+                    "subject": subject,
+                    "status": status,
+                    "attempts": attempts,
+                    "queued_at": iso(created),
+                    "finished_at": finished.map(iso),
+                    "message_id": message_id,
+                })
+            },
+        )
         .collect())
 }
 

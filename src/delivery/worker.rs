@@ -13,8 +13,8 @@ use super::{Claimed, Kind, Outcome};
 use lettre::message::dkim::DkimConfig;
 
 use crate::config::Settings;
-use crate::issues::{self, IssueContent};
 use crate::db::{self, DbError, Pool};
+use crate::issues::{self, IssueContent};
 use crate::mail::{Mailer, SendError};
 use crate::messages;
 use crate::subscriptions::{self, Recipient};
@@ -118,7 +118,11 @@ impl Worker {
             .unwrap_or(chrono::Duration::minutes(5));
         let limit = self.settings.delivery.batch_size;
         let suffix = self.message_id_suffix.clone();
-        let known: Vec<i64> = self.issues.lock().map(|c| c.keys().copied().collect()).unwrap_or_default();
+        let known: Vec<i64> = self
+            .issues
+            .lock()
+            .map(|c| c.keys().copied().collect())
+            .unwrap_or_default();
         let (batch, recipients, live, new_issues) = db::run(&self.pool, move |conn| {
             let now = db::now();
             super::release_expired_leases(conn, now)?;
@@ -131,10 +135,18 @@ impl Worker {
                 .filter_map(|c| c.payload.as_deref())
                 .collect();
             let live = subscriptions::live_tokens(conn, &tokens)?;
-            let mut wanted: Vec<i64> = batch.iter().filter_map(|c| c.issue_id).filter(|i| !known.contains(i)).collect();
+            let mut wanted: Vec<i64> = batch
+                .iter()
+                .filter_map(|c| c.issue_id)
+                .filter(|i| !known.contains(i))
+                .collect();
             wanted.sort_unstable();
             wanted.dedup();
-            let new_issues = if wanted.is_empty() { Vec::new() } else { issues::contents(conn, &wanted)? };
+            let new_issues = if wanted.is_empty() {
+                Vec::new()
+            } else {
+                issues::contents(conn, &wanted)?
+            };
             Ok((batch, recipients, live, new_issues))
         })
         .await?;
@@ -145,7 +157,10 @@ impl Worker {
                 }
                 cache.clone()
             }
-            Err(_) => new_issues.into_iter().map(|i| (i.id, Arc::new(i))).collect(),
+            Err(_) => new_issues
+                .into_iter()
+                .map(|i| (i.id, Arc::new(i)))
+                .collect(),
         };
         if batch.is_empty() {
             return Ok(0);
@@ -163,7 +178,9 @@ impl Worker {
                     .and_then(subscriptions::tokens::ConfirmationToken::parse)
                     .is_some_and(|t| live.contains(&t.hash()));
                 async move {
-                    let outcome = self.deliver(&c, recipient, link_live, issue.as_deref()).await;
+                    let outcome = self
+                        .deliver(&c, recipient, link_live, issue.as_deref())
+                        .await;
                     (c, outcome)
                 }
             })
@@ -195,17 +212,45 @@ impl Worker {
                 reason: "subscriber no longer on file".into(),
             };
         };
-        let message = match claimed.kind.as_str() {
+        // Building a message runs library code on stored data; a panic there must cost this one
+        // delivery, not the worker.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.build(claimed, recipient, link_live, issue)
+        }));
+        let message = match built {
+            Ok(Ok(m)) => m,
+            Ok(Err(outcome)) => return outcome,
+            Err(_) => {
+                return Outcome::Failed {
+                    error: "building the message failed (a bug: see the log)".into(),
+                }
+            }
+        };
+        match self.mailer.send(&message).await {
+            Ok(()) => Outcome::Sent,
+            Err(e) => self.after_failure(claimed, e),
+        }
+    }
+
+    /// The message for a claimed delivery, or the outcome when there is nothing to send.
+    fn build(
+        &self,
+        claimed: &Claimed,
+        recipient: &Recipient,
+        link_live: bool,
+        issue: Option<&IssueContent>,
+    ) -> Result<lettre::Message, Outcome> {
+        let message_id = claimed.message_id.as_deref().unwrap_or_default();
+        let built = match claimed.kind.as_str() {
             "confirmation" => {
                 if !link_live {
-                    return Outcome::Skipped {
-                        reason: "confirmation link used, superseded or expired".into(),
-                    };
+                    let reason = "confirmation link used, superseded or expired".into();
+                    return Err(Outcome::Skipped { reason });
                 }
                 let token = claimed.payload.as_deref().unwrap_or_default();
                 messages::confirmation(
                     &self.settings,
-                    claimed.message_id.as_deref().unwrap_or_default(),
+                    message_id,
                     &recipient.email,
                     recipient.name.as_deref(),
                     token,
@@ -214,14 +259,18 @@ impl Worker {
             "issue" => {
                 // A subscriber who left after the issue was queued gets nothing (checklist 14).
                 if recipient.status != subscriptions::Status::Confirmed.as_str() {
-                    return Outcome::Skipped { reason: format!("subscriber is {}", recipient.status) };
+                    return Err(Outcome::Skipped {
+                        reason: format!("subscriber is {}", recipient.status),
+                    });
                 }
                 let Some(issue) = issue else {
-                    return Outcome::Failed { error: "the issue is no longer on file".into() };
+                    return Err(Outcome::Failed {
+                        error: "the issue is no longer on file".into(),
+                    });
                 };
                 messages::newsletter(
                     &self.settings,
-                    claimed.message_id.as_deref().unwrap_or_default(),
+                    message_id,
                     recipient.id,
                     &recipient.email,
                     recipient.name.as_deref(),
@@ -230,23 +279,14 @@ impl Worker {
                 )
             }
             other => {
-                return Outcome::Failed {
+                return Err(Outcome::Failed {
                     error: format!("no sender for deliveries of kind {other:?}"),
-                }
+                });
             }
         };
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                return Outcome::Failed {
-                    error: format!("could not build the message: {e}"),
-                }
-            }
-        };
-        match self.mailer.send(&message).await {
-            Ok(()) => Outcome::Sent,
-            Err(e) => self.after_failure(claimed, e),
-        }
+        built.map_err(|e| Outcome::Failed {
+            error: format!("could not build the message: {e}"),
+        })
     }
 
     /// Decides what a failed send becomes: 5xx ends it (a 5.1.x bounce suppresses the address),

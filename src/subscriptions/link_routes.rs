@@ -24,27 +24,26 @@ enum Resolved {
 
 async fn resolve(state: &AppState, raw: &str) -> Resolved {
     let site_name = &state.settings.site_name;
-    let token = match RecipientToken::verify(raw, state.settings.secret()) {
-        Ok(t) => t,
-        Err(TokenError::Invalid) => {
-            return Resolved::Page(pages::problem(
-                site_name,
-                StatusCode::BAD_REQUEST,
-                "This link does not work",
-                "The link seems damaged or cut short. Please open it again from the email, or \
+    let token =
+        match RecipientToken::verify(raw, state.settings.secret()) {
+            Ok(t) => t,
+            Err(TokenError::Invalid) => {
+                return Resolved::Page(pages::problem(
+                    site_name,
+                    StatusCode::BAD_REQUEST,
+                    "This link does not work",
+                    "The link seems damaged or cut short. Please open it again from the email, or \
                  use the unsubscribe link at the bottom of a newer one.",
-            ))
-        }
-        Err(TokenError::Expired) => {
-            return Resolved::Page(pages::problem(
+                ))
+            }
+            Err(TokenError::Expired) => return Resolved::Page(pages::problem(
                 site_name,
                 StatusCode::GONE,
                 "This link is too old",
                 "Links in our emails work for a long time, but this one has expired. Please use \
                  the link at the bottom of a newer email.",
-            ))
-        }
-    };
+            )),
+        };
     let id = token.subscriber_id;
     match db::run(&state.pool, move |conn| Ok(records::find(conn, id)?)).await {
         Ok(Some(record)) if !record.is_erased() => Resolved::Found(token, Box::new(record)),
@@ -93,7 +92,11 @@ pub async fn unsubscribe_page(state: web::Data<AppState>, path: web::Path<String
     }
     pages::html(
         StatusCode::OK,
-        &UnsubscribePage { site_name: &state.settings.site_name, email: &record.email, token: &raw },
+        &UnsubscribePage {
+            site_name: &state.settings.site_name,
+            email: &record.email,
+            token: &raw,
+        },
     )
 }
 
@@ -114,7 +117,11 @@ fn unsubscribed_page(site_name: &str) -> HttpResponse {
 /// (`List-Unsubscribe=One-Click`, urlencoded or multipart) and the page's button alike; the
 /// body's content is not needed, since the token alone says who. Always 200, never a redirect,
 /// no cookie.
-pub async fn unsubscribe(state: web::Data<AppState>, path: web::Path<String>, _body: web::Bytes) -> HttpResponse {
+pub async fn unsubscribe(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    _body: web::Bytes,
+) -> HttpResponse {
     let raw = path.into_inner();
     let (token, record) = match resolve(&state, &raw).await {
         Resolved::Found(t, r) => (t, r),
@@ -125,7 +132,11 @@ pub async fn unsubscribe(state: web::Data<AppState>, path: web::Path<String>, _b
         n => format!("unsubscribe link in issue {n}"),
     };
     let id = record.id;
-    match db::run(&state.pool, move |conn| records::unsubscribe(conn, id, &via)).await {
+    match db::run(&state.pool, move |conn| {
+        records::unsubscribe(conn, id, &via)
+    })
+    .await
+    {
         Ok(_) => unsubscribed_page(&state.settings.site_name),
         Err(e) => db_failure(&state.settings.site_name, e),
     }
@@ -148,7 +159,10 @@ struct PreferencesPage<'a> {
 
 impl PreferencesPage<'_> {
     fn error_for(&self, field: &str) -> Option<&str> {
-        self.errors.iter().find(|e| e.field == field).map(|e| e.message.as_str())
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
     }
 
     fn checked(&self, topic: &str) -> bool {
@@ -164,7 +178,16 @@ pub async fn preferences_page(state: web::Data<AppState>, path: web::Path<String
         Resolved::Page(p) => return p,
     };
     let topics = Topics::from_stored(&record.topics);
-    render_preferences(&state, StatusCode::OK, &record, &raw, record.name.as_deref().unwrap_or(""), topics.as_slice(), &[], false)
+    render_preferences(
+        &state,
+        StatusCode::OK,
+        &record,
+        &raw,
+        record.name.as_deref().unwrap_or(""),
+        topics.as_slice(),
+        &[],
+        false,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -217,19 +240,53 @@ pub async fn save_preferences(
         }
     }
     let mut errors = Vec::new();
-    let parsed_name = SubscriberName::parse(&name).map_err(|m| errors.push(FieldError { field: "name", message: m }));
-    let parsed_topics =
-        Topics::parse(&chosen, &state.settings.topics).map_err(|m| errors.push(FieldError { field: "topics", message: m }));
+    let parsed_name = SubscriberName::parse(&name).map_err(|m| {
+        errors.push(FieldError {
+            field: "name",
+            message: m,
+        })
+    });
+    let parsed_topics = Topics::parse(&chosen, &state.settings.topics).map_err(|m| {
+        errors.push(FieldError {
+            field: "topics",
+            message: m,
+        })
+    });
     let (Ok(parsed_name), Ok(parsed_topics)) = (parsed_name, parsed_topics) else {
-        return render_preferences(&state, StatusCode::BAD_REQUEST, &record, &raw, &name, &chosen, &errors, false);
+        return render_preferences(
+            &state,
+            StatusCode::BAD_REQUEST,
+            &record,
+            &raw,
+            &name,
+            &chosen,
+            &errors,
+            false,
+        );
     };
     let id = record.id;
     let (n, t) = (parsed_name.clone(), parsed_topics.clone());
-    if let Err(e) = db::run(&state.pool, move |conn| Ok(records::update_preferences(conn, id, n.as_ref(), &t)?)).await {
+    if let Err(e) = db::run(&state.pool, move |conn| {
+        Ok(records::update_preferences(conn, id, n.as_ref(), &t)?)
+    })
+    .await
+    {
         return db_failure(&state.settings.site_name, e);
     }
-    let shown_name = parsed_name.as_ref().map(SubscriberName::as_str).unwrap_or("");
-    render_preferences(&state, StatusCode::OK, &record, &raw, shown_name, parsed_topics.as_slice(), &[], true)
+    let shown_name = parsed_name
+        .as_ref()
+        .map(SubscriberName::as_str)
+        .unwrap_or("");
+    render_preferences(
+        &state,
+        StatusCode::OK,
+        &record,
+        &raw,
+        shown_name,
+        parsed_topics.as_slice(),
+        &[],
+        true,
+    )
 }
 
 /// `GET /preferences/{token}/data`: everything stored about the subscriber, as a JSON download.
@@ -243,7 +300,10 @@ pub async fn download_data(state: web::Data<AppState>, path: web::Path<String>) 
     match db::run(&state.pool, move |conn| Ok(records::export(conn, id)?)).await {
         Ok(Some(data)) => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, "application/json"))
-            .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"iria-news-my-data.json\""))
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"iria-news-my-data.json\"",
+            ))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .body(serde_json::to_string_pretty(&data).unwrap_or_default()),
         Ok(None) => pages::not_found_page(&state.settings.site_name),
@@ -253,7 +313,11 @@ pub async fn download_data(state: web::Data<AppState>, path: web::Path<String>) 
 
 /// `POST /preferences/{token}/erase`: erases the subscriber's personal data; the form's
 /// confirmation box must be ticked.
-pub async fn erase(state: web::Data<AppState>, path: web::Path<String>, body: web::Bytes) -> HttpResponse {
+pub async fn erase(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
     let raw = path.into_inner();
     let site_name = &state.settings.site_name;
     let record = match resolve(&state, &raw).await {

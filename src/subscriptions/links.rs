@@ -41,7 +41,8 @@ type HmacSha256 = Hmac<Sha256>;
 
 fn mac(secret: &[u8], body: &[u8]) -> [u8; MAC_LEN] {
     // A key of any length is accepted by HMAC; `new_from_slice` cannot fail for it.
-    let mut m = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut m = HmacSha256::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     m.update(b"iria-news recipient link");
     m.update(body);
     let full = m.finalize().into_bytes();
@@ -57,7 +58,11 @@ pub fn today() -> u32 {
 
 impl RecipientToken {
     pub fn new(subscriber_id: i64, issue_id: i64) -> Self {
-        Self { subscriber_id, issue_id, issued_day: today() }
+        Self {
+            subscriber_id,
+            issue_id,
+            issued_day: today(),
+        }
     }
 
     /// The token's link form: 50 characters of base64url.
@@ -77,7 +82,9 @@ impl RecipientToken {
         if raw.len() > 100 {
             return Err(TokenError::Invalid);
         }
-        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| TokenError::Invalid)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(raw)
+            .map_err(|_| TokenError::Invalid)?;
         if bytes.len() != BODY_LEN + MAC_LEN || bytes[0] != VERSION {
             return Err(TokenError::Invalid);
         }
@@ -85,15 +92,22 @@ impl RecipientToken {
         let mut m = HmacSha256::new_from_slice(secret).map_err(|_| TokenError::Invalid)?;
         m.update(b"iria-news recipient link");
         m.update(body);
-        m.verify_truncated_left(tag).map_err(|_| TokenError::Invalid)?;
+        m.verify_truncated_left(tag)
+            .map_err(|_| TokenError::Invalid)?;
         let field = |from: usize, len: usize| &body[from..from + len];
-        let subscriber_id = i64::from_be_bytes(field(1, 8).try_into().map_err(|_| TokenError::Invalid)?);
+        let subscriber_id =
+            i64::from_be_bytes(field(1, 8).try_into().map_err(|_| TokenError::Invalid)?);
         let issue_id = i64::from_be_bytes(field(9, 8).try_into().map_err(|_| TokenError::Invalid)?);
-        let issued_day = u32::from_be_bytes(field(17, 4).try_into().map_err(|_| TokenError::Invalid)?);
+        let issued_day =
+            u32::from_be_bytes(field(17, 4).try_into().map_err(|_| TokenError::Invalid)?);
         if today().saturating_sub(issued_day) > VALID_DAYS {
             return Err(TokenError::Expired);
         }
-        Ok(Self { subscriber_id, issue_id, issued_day })
+        Ok(Self {
+            subscriber_id,
+            issue_id,
+            issued_day,
+        })
     }
 }
 
@@ -113,23 +127,44 @@ mod tests {
     fn altered_forged_truncated_and_old_tokens_are_refused() {
         let t = RecipientToken::new(42, 7);
         let good = t.sign(KEY);
-        assert_eq!(RecipientToken::verify(&good, b"another key of thirty-two bytes!"), Err(TokenError::Invalid));
-        assert_eq!(RecipientToken::verify(&good[..good.len() - 2], KEY), Err(TokenError::Invalid));
+        assert_eq!(
+            RecipientToken::verify(&good, b"another key of thirty-two bytes!"),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            RecipientToken::verify(&good[..good.len() - 2], KEY),
+            Err(TokenError::Invalid)
+        );
         for i in 0..good.len() {
             let mut chars: Vec<char> = good.chars().collect();
             chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
             let altered: String = chars.into_iter().collect();
             if altered != good {
-                assert!(RecipientToken::verify(&altered, KEY).is_err(), "altered at {i}");
+                assert!(
+                    RecipientToken::verify(&altered, KEY).is_err(),
+                    "altered at {i}"
+                );
             }
         }
         // The same token moved to another subscriber: re-encode with a changed id, old MAC.
         let mut bytes = URL_SAFE_NO_PAD.decode(&good).expect("decode");
         bytes[8] ^= 1;
-        assert_eq!(RecipientToken::verify(&URL_SAFE_NO_PAD.encode(&bytes), KEY), Err(TokenError::Invalid));
-        let old = RecipientToken { issued_day: today() - VALID_DAYS - 1, ..t };
-        assert_eq!(RecipientToken::verify(&old.sign(KEY), KEY), Err(TokenError::Expired));
-        let sixty_days = RecipientToken { issued_day: today() - 60, ..t };
+        assert_eq!(
+            RecipientToken::verify(&URL_SAFE_NO_PAD.encode(&bytes), KEY),
+            Err(TokenError::Invalid)
+        );
+        let old = RecipientToken {
+            issued_day: today() - VALID_DAYS - 1,
+            ..t
+        };
+        assert_eq!(
+            RecipientToken::verify(&old.sign(KEY), KEY),
+            Err(TokenError::Expired)
+        );
+        let sixty_days = RecipientToken {
+            issued_day: today() - 60,
+            ..t
+        };
         assert!(RecipientToken::verify(&sixty_days.sign(KEY), KEY).is_ok());
     }
 }

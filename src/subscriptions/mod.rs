@@ -160,7 +160,10 @@ impl diesel::query_builder::QueryId for FirstSignUp<'_> {
 }
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FirstSignUp<'_> {
-    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
         use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
         let s = self.signup;
         out.push_sql(
@@ -461,4 +464,3 @@ pub fn live_tokens(conn: &mut DbConnection, tokens: &[&str]) -> QueryResult<Vec<
         .select(confirmation_tokens::token_hash)
         .load(conn)
 }
-

@@ -63,7 +63,11 @@ pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<SubscriberRe
 /// transaction: from the moment this returns, no worker sends them anything more (checklist
 /// line 14). `via` says how (kept for the editors). Unsubscribing twice changes nothing more.
 /// The consent records stay: they prove what was agreed and when.
-pub fn unsubscribe(conn: &mut DbConnection, subscriber_id: i64, via: &str) -> Result<bool, DbError> {
+pub fn unsubscribe(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    via: &str,
+) -> Result<bool, DbError> {
     db::write_transaction(conn, |conn| {
         let now = db::now();
         let changed = diesel::update(
@@ -101,7 +105,10 @@ pub fn update_preferences(
 
 /// Everything stored about a subscriber, as JSON (GDPR Art. 15 and 20): the subscription, every
 /// consent record, and every message sent or queued to them.
-pub fn export(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<Option<serde_json::Value>> {
+pub fn export(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+) -> QueryResult<Option<serde_json::Value>> {
     let Some(s) = find(conn, subscriber_id)? else {
         return Ok(None);
     };
@@ -133,19 +140,21 @@ pub fn export(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<Option
         .load(conn)?;
     let consents: Vec<serde_json::Value> = consent_rows
         .into_iter()
-        .map(|(at, ip, ua, source, version, name, topics, confirmed_at, confirmed_ip)| {
-            json!({
-                "signed_up_at": iso(at),
-                "ip": ip,
-                "user_agent": ua,
-                "form_source": source,
-                "consent_text_version": version,
-                "name_given": name,
-                "topics_chosen": Topics::from_stored(&topics).as_slice(),
-                "confirmed_at": confirmed_at.map(iso),
-                "confirmed_ip": confirmed_ip,
-            })
-        })
+        .map(
+            |(at, ip, ua, source, version, name, topics, confirmed_at, confirmed_ip)| {
+                json!({
+                    "signed_up_at": iso(at),
+                    "ip": ip,
+                    "user_agent": ua,
+                    "form_source": source,
+                    "consent_text_version": version,
+                    "name_given": name,
+                    "topics_chosen": Topics::from_stored(&topics).as_slice(),
+                    "confirmed_at": confirmed_at.map(iso),
+                    "confirmed_ip": confirmed_ip,
+                })
+            },
+        )
         .collect();
     let deliveries = delivery::history_of(conn, subscriber_id)?;
     Ok(Some(json!({
@@ -165,7 +174,8 @@ pub fn export(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<Option
 }
 
 fn iso(t: NaiveDateTime) -> String {
-    t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The stored form of an erased address: its SHA-256, so the address can be recognised (and
@@ -187,9 +197,12 @@ pub fn erase(conn: &mut DbConnection, subscriber_id: i64) -> Result<bool, DbErro
         if record.is_erased() {
             return Ok(true);
         }
-        diesel::delete(consents::table.filter(consents::subscriber_id.eq(subscriber_id))).execute(conn)?;
-        diesel::delete(confirmation_tokens::table.filter(confirmation_tokens::subscriber_id.eq(subscriber_id)))
+        diesel::delete(consents::table.filter(consents::subscriber_id.eq(subscriber_id)))
             .execute(conn)?;
+        diesel::delete(
+            confirmation_tokens::table.filter(confirmation_tokens::subscriber_id.eq(subscriber_id)),
+        )
+        .execute(conn)?;
         delivery::forget_subscriber(conn, subscriber_id)?;
         diesel::update(subscribers::table.find(subscriber_id))
             .set((

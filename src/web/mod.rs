@@ -66,12 +66,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/subscriptions/confirm",
             web::get().to(subscriptions::routes::confirm),
         )
-        .route("/unsubscribe/{token}", web::get().to(subscriptions::link_routes::unsubscribe_page))
-        .route("/unsubscribe/{token}", web::post().to(subscriptions::link_routes::unsubscribe))
-        .route("/preferences/{token}", web::get().to(subscriptions::link_routes::preferences_page))
-        .route("/preferences/{token}", web::post().to(subscriptions::link_routes::save_preferences))
-        .route("/preferences/{token}/data", web::get().to(subscriptions::link_routes::download_data))
-        .route("/preferences/{token}/erase", web::post().to(subscriptions::link_routes::erase))
+        .route(
+            "/unsubscribe/{token}",
+            web::get().to(subscriptions::link_routes::unsubscribe_page),
+        )
+        .route(
+            "/unsubscribe/{token}",
+            web::post().to(subscriptions::link_routes::unsubscribe),
+        )
+        .route(
+            "/preferences/{token}",
+            web::get().to(subscriptions::link_routes::preferences_page),
+        )
+        .route(
+            "/preferences/{token}",
+            web::post().to(subscriptions::link_routes::save_preferences),
+        )
+        .route(
+            "/preferences/{token}/data",
+            web::get().to(subscriptions::link_routes::download_data),
+        )
+        .route(
+            "/preferences/{token}/erase",
+            web::post().to(subscriptions::link_routes::erase),
+        )
         .route("/health", web::get().to(health))
         .route("/assets/site.css", web::get().to(stylesheet));
 }

@@ -71,7 +71,12 @@ pub fn internal_error(site_name: &str, what: &str, error: &dyn std::fmt::Display
 
 /// The 404 page.
 pub fn not_found_page(site_name: &str) -> HttpResponse {
-    problem(site_name, StatusCode::NOT_FOUND, "Page not found", "There is no page at this address.")
+    problem(
+        site_name,
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is no page at this address.",
+    )
 }
 
 pub async fn not_found(

@@ -34,7 +34,10 @@ async fn line_15_same_answer_for_new_pending_confirmed_and_unsubscribed(backend:
     app.sign_up("left@example.org").await;
     confirm_first_link(&app, "left@example.org").await;
     let id = app.subscriber_id("left@example.org");
-    assert!(iria_news::subscriptions::records::unsubscribe(&mut app.conn(), id, "test").expect("unsubscribe"));
+    assert!(
+        iria_news::subscriptions::records::unsubscribe(&mut app.conn(), id, "test")
+            .expect("unsubscribe")
+    );
     assert_eq!(
         app.subscriber("pending@example.org")
             .map(|s| s.0)
@@ -205,7 +208,8 @@ async fn line_17_pending_signup_replaces_token_and_unsubscribed_must_confirm_aga
 
     // Unsubscribe, then sign up again: still unsubscribed until the new link is followed.
     let id = app.subscriber_id("p@example.org");
-    iria_news::subscriptions::records::unsubscribe(&mut app.conn(), id, "test").expect("unsubscribe");
+    iria_news::subscriptions::records::unsubscribe(&mut app.conn(), id, "test")
+        .expect("unsubscribe");
     let consents_before = app.count_consents();
     app.post_subscriptions(form(&[("email", "p@example.org"), ("topics", "Asia")]))
         .await;
@@ -302,7 +306,8 @@ async fn line_19_consent_record_is_complete_and_survives_unsubscribe(backend: Ba
     .await;
     confirm_first_link(&app, "c@example.org").await;
     let id = app.subscriber_id("c@example.org");
-    iria_news::subscriptions::records::unsubscribe(&mut app.conn(), id, "test").expect("unsubscribe");
+    iria_news::subscriptions::records::unsubscribe(&mut app.conn(), id, "test")
+        .expect("unsubscribe");
 
     type Row = (
         chrono::NaiveDateTime,

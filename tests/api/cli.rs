@@ -128,3 +128,101 @@ fn migrate_applies_then_is_up_to_date() {
     let second = run();
     assert!(String::from_utf8_lossy(&second.stdout).starts_with("applied 0 migration"));
 }
+
+/// `iria-news send` queues an editor's issue to every confirmed subscriber; `--wait` delivers it
+/// from the same process. Bad input: a one-line error, nothing queued.
+#[test]
+fn send_queues_an_issue_and_wait_delivers_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |args: &[&str]| {
+        iria_news()
+            .args(args)
+            .current_dir(dir.path())
+            .env("IRIA_BASE_URL", "https://news.iria.test")
+            .output()
+            .expect("run")
+    };
+    assert!(run(&["migrate"]).status.success());
+    let url = format!("sqlite://{}", dir.path().join("iria-news.db").display());
+    let manager =
+        iria_news::db::Manager::new(iria_news::config::DatabaseUrl::parse(&url).expect("url"));
+    {
+        use diesel::prelude::*;
+        use iria_news::db::schema::subscribers;
+        let now = chrono::Utc::now().naive_utc();
+        for (email, status) in [
+            ("a@example.org", "confirmed"),
+            ("b@example.org", "confirmed"),
+            ("c@example.org", "pending"),
+        ] {
+            diesel::insert_into(subscribers::table)
+                .values((
+                    subscribers::email.eq(email),
+                    subscribers::status.eq(status),
+                    subscribers::topics.eq(""),
+                    subscribers::created_at.eq(now),
+                    subscribers::updated_at.eq(now),
+                ))
+                .execute(&mut manager.open().expect("open"))
+                .expect("insert");
+        }
+    }
+    std::fs::write(
+        dir.path().join("issue.html"),
+        "<h1>Special report</h1><p>On the coalition.</p>",
+    )
+    .expect("write");
+    let missing = run(&["send", "--subject", "S", "--html-file", "nope.html"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("reading nope.html"));
+    let unknown = run(&[
+        "send",
+        "--subject",
+        "S",
+        "--html-file",
+        "issue.html",
+        "--topics",
+        "Mars",
+    ]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown topic"));
+
+    let sent = run(&[
+        "send",
+        "--subject",
+        "Special report",
+        "--html-file",
+        "issue.html",
+        "--wait",
+        "--idempotency-key",
+        "k1",
+    ]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let said = String::from_utf8_lossy(&sent.stdout);
+    assert!(said.contains("queued to 2 subscriber(s)"), "{said}");
+    assert!(said.contains("sent 2, failed 0"), "{said}");
+    let mails = read_messages(&dir.path().join("outbox"), "eml");
+    assert_eq!(mails.len(), 2);
+    let mut to: Vec<String> = mails.iter().map(|m| m.to()).collect();
+    to.sort();
+    assert_eq!(to, vec!["a@example.org", "b@example.org"]);
+    assert!(mails[0].text().contains("Special report"));
+
+    // The same key again: nothing new.
+    let again = run(&[
+        "send",
+        "--subject",
+        "Special report",
+        "--html-file",
+        "issue.html",
+        "--wait",
+        "--idempotency-key",
+        "k1",
+    ]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing new queued"));
+    assert_eq!(read_messages(&dir.path().join("outbox"), "eml").len(), 2);
+}

@@ -459,3 +459,98 @@ impl TestApp {
         }
     }
 }
+
+impl TestApp {
+    /// Adds `n` confirmed subscribers straight into the database; returns (id, address) in order.
+    pub fn add_confirmed(&self, prefix: &str, n: usize) -> Vec<(i64, String)> {
+        self.add_subscribers(prefix, n, |_| (None, String::new()))
+    }
+
+    /// Adds `n` confirmed subscribers; `extra(i)` gives the i-th one's name and topics.
+    pub fn add_subscribers(
+        &self,
+        prefix: &str,
+        n: usize,
+        extra: impl Fn(usize) -> (Option<String>, String),
+    ) -> Vec<(i64, String)> {
+        let now = chrono::Utc::now().naive_utc();
+        let mut conn = self.conn();
+        iria_news::db::write_transaction(&mut conn, |conn| {
+            for i in 0..n {
+                let (name, topics) = extra(i);
+                diesel::insert_into(subscribers::table)
+                    .values((
+                        subscribers::email.eq(format!("{prefix}{i:05}@example.org")),
+                        subscribers::name.eq(name),
+                        subscribers::status.eq("confirmed"),
+                        subscribers::topics.eq(topics),
+                        subscribers::created_at.eq(now),
+                        subscribers::updated_at.eq(now),
+                        subscribers::confirmed_at.eq(Some(now)),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })
+        .expect("insert subscribers");
+        subscribers::table
+            .filter(subscribers::email.like(format!("{prefix}%")))
+            .order(subscribers::id)
+            .select((subscribers::id, subscribers::email))
+            .load(&mut conn)
+            .expect("load subscribers")
+    }
+
+    /// Queues an editor's issue (as `iria-news send` does) for the app's worker to deliver.
+    pub fn queue_issue(&self, subject: &str, html: &str) -> iria_news::issues::Queued {
+        let draft = iria_news::issues::Draft {
+            kind: iria_news::issues::Kind::Announcement,
+            subject: subject.to_string(),
+            preheader: String::new(),
+            body_html: html.to_string(),
+            body_text: None,
+            topics: Vec::new(),
+            period_key: None,
+            idempotency_key: None,
+        };
+        iria_news::issues::create_and_queue(&mut self.conn(), &self.settings, &draft)
+            .expect("queue issue")
+    }
+
+    /// A link from an email, pointed at this test's server (the emails may name a public https
+    /// base URL).
+    pub fn local(&self, link: &str) -> String {
+        let base = self.settings.base_url.as_str().trim_end_matches('/');
+        link.replacen(base, &self.address, 1)
+    }
+
+    /// The status of each of an issue's deliveries, by subscriber address.
+    pub fn delivery_statuses(&self, issue_id: i64) -> Vec<(String, String)> {
+        deliveries::table
+            .inner_join(subscribers::table)
+            .filter(deliveries::issue_id.eq(issue_id))
+            .select((subscribers::email, deliveries::status))
+            .load(&mut self.conn())
+            .expect("deliveries")
+    }
+
+    /// Waits until no delivery of the issue is queued or being sent.
+    pub async fn wait_issue_done(&self, issue_id: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let open = self
+                .delivery_statuses(issue_id)
+                .iter()
+                .filter(|(_, s)| s == "queued" || s == "sending")
+                .count();
+            if open == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "issue {issue_id}: {open} deliveries still open"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -4,5 +4,7 @@ mod helpers;
 
 mod checklist_signup;
 mod cli;
+mod compliance;
 mod faults;
+mod preferences;
 mod signup;
