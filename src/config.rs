@@ -48,6 +48,9 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("delivery_lease_seconds", Some("300"), "how long a claimed delivery is reserved for its worker"),
     ("delivery_poll_ms", Some("1000"), "how often an idle worker looks for due deliveries"),
     ("smtp_timeout_seconds", Some("30"), "SMTP command timeout"),
+    ("delivery_rate_per_second", Some("0"), "messages per second per process at most; 0: no ceiling"),
+    ("delivery_domain_rate_per_second", Some("0"), "messages per second to one recipient domain; 0: no ceiling"),
+    ("bounce_address", None, "envelope sender (VERP), e.g. bounces+{token}@example.org"),
     ("log_format", Some("text"), "text or json"),
     ("unsubscribe_mailto", None, "an address for mailto: unsubscribes in List-Unsubscribe"),
     ("dkim_domain", None, "DKIM: the signing domain (d=)"),
@@ -194,6 +197,10 @@ pub struct DeliverySettings {
     pub lease: Duration,
     pub poll: Duration,
     pub smtp_timeout: Duration,
+    pub rate_per_second: u32,
+    pub domain_rate_per_second: u32,
+    /// The envelope sender with `{token}` where each delivery's VERP token goes.
+    pub bounce_address: Option<String>,
 }
 
 /// A bad setting, said in one line.
@@ -405,6 +412,24 @@ impl Settings {
                 lease: Duration::from_secs(num_u64("delivery_lease_seconds", 1)?),
                 poll: Duration::from_millis(num_u64("delivery_poll_ms", 1)?),
                 smtp_timeout: Duration::from_secs(num_u64("smtp_timeout_seconds", 1)?),
+                rate_per_second: num_u32("delivery_rate_per_second", 0)?,
+                domain_rate_per_second: num_u32("delivery_domain_rate_per_second", 0)?,
+                bounce_address: match get("bounce_address") {
+                    None => None,
+                    Some(raw) => {
+                        let probe = raw.replace("{token}", "d1-abc");
+                        probe.parse::<lettre::Address>().map_err(|_| {
+                            bad("bounce_address", format!("not a mail address: {raw:?}"))
+                        })?;
+                        if !raw.contains("{token}") {
+                            return Err(bad(
+                                "bounce_address",
+                                format!("must contain {{token}}: {raw:?}"),
+                            ));
+                        }
+                        Some(raw.to_string())
+                    }
+                },
             },
             log_format,
             http_workers: num_u32("http_workers", 0)? as usize,
@@ -511,5 +536,21 @@ mod tests {
                 ..
             }
         ));
+    }
+}
+
+#[cfg(test)]
+mod docs_tests {
+    /// The configuration reference lists every setting the code reads.
+    #[test]
+    fn the_configuration_reference_lists_every_setting() {
+        let doc = include_str!("../docs/configuration.md");
+        for (key, _, _) in super::SETTINGS {
+            let name = super::env_name(key);
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "docs/configuration.md does not list {name}"
+            );
+        }
     }
 }

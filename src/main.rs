@@ -33,6 +33,19 @@ enum Command {
     Migrate,
     /// Queue an editor's issue to every confirmed subscriber.
     Send(SendArgs),
+    /// Administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Make a bearer token for the JSON API (the site's CMS, the MTA's bounce pipe); it is shown
+    /// once and only its hash is kept. Making one with a name in use replaces that token.
+    CreateToken {
+        /// Who uses the token, e.g. "cms" or "mta".
+        name: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -120,6 +133,20 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Send(args) => send(args, settings).await,
+        Command::Admin(AdminCommand::CreateToken { name }) => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                anyhow::bail!("a token name is 1 to 64 printable characters");
+            }
+            let pool = db::pool(&settings.database_url, 1);
+            let mut conn = pool.get().context("connecting to the database")?;
+            db::migrate(&mut conn)?;
+            let token =
+                iria_news::api::tokens::create(&mut conn, &name).context("storing the token")?;
+            println!("{token}");
+            eprintln!("API token {name:?} made; it is shown only this once");
+            Ok(())
+        }
         Command::Worker => {
             let settings = Arc::new(settings);
             let pool = db::pool(&settings.database_url, settings.db_pool_size);

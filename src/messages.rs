@@ -43,6 +43,48 @@ pub fn display_name(name: Option<&str>) -> Option<String> {
     (!cleaned.is_empty()).then_some(cleaned)
 }
 
+/// The VERP token of a delivery, `d{id}-{mac}`: put into the envelope sender, it comes back in
+/// the bounce's address and names the delivery; the MAC stops anyone naming another.
+pub fn verp_token(secret: &[u8], delivery_id: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(b"iria-news verp");
+    mac.update(&delivery_id.to_be_bytes());
+    let tag = mac.finalize().into_bytes();
+    format!("d{delivery_id}-{}", hex::encode(&tag[..4]))
+}
+
+/// The envelope of a message: the VERP bounce address when `IRIA_BOUNCE_ADDRESS` is set,
+/// otherwise lettre's default (From and To).
+fn envelope(
+    settings: &Settings,
+    delivery_id: i64,
+    to: &Mailbox,
+) -> anyhow::Result<Option<lettre::address::Envelope>> {
+    let Some(pattern) = &settings.delivery.bounce_address else {
+        return Ok(None);
+    };
+    let from: lettre::Address = pattern
+        .replace("{token}", &verp_token(settings.secret(), delivery_id))
+        .parse()?;
+    Ok(Some(lettre::address::Envelope::new(
+        Some(from),
+        vec![to.email.clone()],
+    )?))
+}
+
+/// Who one delivery goes to, and what identifies it.
+#[derive(Clone, Copy, Debug)]
+pub struct Addressee<'a> {
+    pub delivery_id: i64,
+    /// The delivery's Message-ID, as the ledger set it at the claim.
+    pub message_id: &'a str,
+    pub subscriber_id: i64,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+}
+
 /// The confirmation email's HTML part.
 #[derive(Template)]
 #[template(path = "emails/confirmation.html")]
@@ -67,17 +109,16 @@ struct ConfirmationText<'a> {
 /// The double opt-in email: one link that confirms the subscription.
 pub fn confirmation(
     settings: &Settings,
-    message_id: &str,
-    to_email: &str,
-    to_name: Option<&str>,
+    to: &Addressee,
     token: &str,
+    dkim: Option<&lettre::message::dkim::DkimConfig>,
 ) -> anyhow::Result<Message> {
     let link = settings.link(&format!("/subscriptions/confirm?token={token}"));
     let ttl_hours = settings.confirmation_ttl.as_secs() / 3600;
     let home = settings.link("/");
     let html = ConfirmationHtml {
         site_name: &settings.site_name,
-        name: to_name,
+        name: to.name,
         link: &link,
         ttl_hours,
         home: &home,
@@ -85,21 +126,25 @@ pub fn confirmation(
     .render()?;
     let text = ConfirmationText {
         site_name: &settings.site_name,
-        name: to_name,
+        name: to.name,
         link: &link,
         ttl_hours,
     }
     .render()?;
-    let to = Mailbox::new(display_name(to_name), to_email.parse()?);
-    let message = Message::builder()
+    let mailbox = Mailbox::new(display_name(to.name), to.email.parse()?);
+    let mut builder = Message::builder();
+    if let Some(envelope) = envelope(settings, to.delivery_id, &mailbox)? {
+        builder = builder.envelope(envelope);
+    }
+    let mut message = builder
         .from(settings.from.clone())
-        .to(to)
+        .to(mailbox)
         .subject(format!(
             "Confirm your subscription to {}",
             settings.site_name
         ))
         .date(SystemTime::now())
-        .message_id(Some(message_id.to_string()))
+        .message_id(Some(to.message_id.to_string()))
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("Auto-Submitted"),
             "auto-generated".into(),
@@ -109,6 +154,9 @@ pub fn confirmation(
                 .singlepart(SinglePart::plain(text))
                 .singlepart(SinglePart::html(html)),
         )?;
+    if let Some(dkim) = dkim {
+        message.sign(dkim);
+    }
     Ok(message)
 }
 
@@ -154,16 +202,13 @@ pub fn list_id(settings: &Settings) -> String {
 /// same token in the header and in both parts. Signed with DKIM when `dkim` is given.
 pub fn newsletter(
     settings: &Settings,
-    message_id: &str,
-    recipient_id: i64,
-    to_email: &str,
-    to_name: Option<&str>,
+    to: &Addressee,
     issue: &crate::issues::IssueContent,
     dkim: Option<&lettre::message::dkim::DkimConfig>,
 ) -> anyhow::Result<Message> {
     use crate::issues::{PREFERENCES_MARK, UNSUBSCRIBE_MARK};
     use crate::subscriptions::links::RecipientToken;
-    let token = RecipientToken::new(recipient_id, issue.id).sign(settings.secret());
+    let token = RecipientToken::new(to.subscriber_id, issue.id).sign(settings.secret());
     let unsubscribe_url = settings.link(&format!("/unsubscribe/{token}"));
     let preferences_url = settings.link(&format!("/preferences/{token}"));
     let html = issue
@@ -183,13 +228,17 @@ pub fn newsletter(
     let raw = |name: &'static str, value: String| {
         HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
     };
-    let to = Mailbox::new(display_name(to_name), to_email.parse()?);
-    let mut message = Message::builder()
+    let mailbox = Mailbox::new(display_name(to.name), to.email.parse()?);
+    let mut builder = Message::builder();
+    if let Some(envelope) = envelope(settings, to.delivery_id, &mailbox)? {
+        builder = builder.envelope(envelope);
+    }
+    let mut message = builder
         .from(settings.from.clone())
-        .to(to)
+        .to(mailbox)
         .subject(issue.subject.clone())
         .date(SystemTime::now())
-        .message_id(Some(message_id.to_string()))
+        .message_id(Some(to.message_id.to_string()))
         .raw_header(raw("List-Id", list_id(settings)))
         .raw_header(raw("List-Unsubscribe", list_unsubscribe))
         .raw_header(raw(

@@ -88,11 +88,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        name -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(deliveries -> issues (issue_id));
 diesel::allow_tables_to_appear_in_same_query!(
     subscribers,
     consents,
     confirmation_tokens,
     deliveries,
-    issues
+    issues,
+    api_tokens
 );

@@ -198,6 +198,14 @@ pub enum Outcome {
     Skipped {
         reason: String,
     },
+    /// Not tried: the worker is stopping. Back in the queue as it was, the attempt not counted.
+    Released,
+    /// Not tried: the recipient's domain asked us to slow down. Back in the queue until `at`,
+    /// the attempt not counted.
+    Deferred {
+        at: NaiveDateTime,
+        reason: String,
+    },
 }
 
 /// Records the outcomes of a batch in one transaction: the sent ones, the great majority, in one
@@ -270,6 +278,28 @@ pub fn record(
                     if changed > 0 {
                         crate::subscriptions::mark_bounced(conn, claimed.subscriber_id, now)?;
                     }
+                }
+                Outcome::Released => {
+                    diesel::update(row)
+                        .set((
+                            deliveries::status.eq(Status::Queued.as_str()),
+                            deliveries::lease_until.eq(None::<NaiveDateTime>),
+                            deliveries::lease_owner.eq(None::<String>),
+                            deliveries::attempts.eq(deliveries::attempts - 1),
+                        ))
+                        .execute(conn)?;
+                }
+                Outcome::Deferred { at, reason } => {
+                    diesel::update(row)
+                        .set((
+                            deliveries::status.eq(Status::Queued.as_str()),
+                            deliveries::next_attempt_at.eq(at),
+                            deliveries::last_error.eq(reason),
+                            deliveries::lease_until.eq(None::<NaiveDateTime>),
+                            deliveries::lease_owner.eq(None::<String>),
+                            deliveries::attempts.eq(deliveries::attempts - 1),
+                        ))
+                        .execute(conn)?;
                 }
                 Outcome::Skipped { reason } => {
                     diesel::update(row)
@@ -434,4 +464,68 @@ pub fn issue_progress(conn: &mut DbConnection, issue_id: i64) -> QueryResult<Vec
         .group_by(deliveries::status)
         .select((deliveries::status, diesel::dsl::count_star()))
         .load(conn)
+}
+
+/// Applies a bounce or complaint report (see [`crate::api::bounces`]): a hard bounce marks the
+/// delivery `bounced` and suppresses the subscriber; a complaint marks the subscriber
+/// `complained`; either skips whatever is still queued for them. Returns the subscriber's status
+/// afterwards, or `None` when the report names nobody of ours.
+pub fn apply_report(
+    conn: &mut DbConnection,
+    report: &crate::api::bounces::Report,
+) -> QueryResult<Option<String>> {
+    use crate::api::bounces::ReportKind;
+    use crate::db::schema::subscribers;
+    db::write_transaction(conn, |conn| {
+        let by_delivery: Option<i64> = match report.delivery_id {
+            Some(id) => deliveries::table
+                .find(id)
+                .select(deliveries::subscriber_id)
+                .first(conn)
+                .optional()?,
+            None => None,
+        };
+        let subscriber_id = match (by_delivery, &report.recipient) {
+            (Some(id), _) => Some(id),
+            (None, Some(email)) => subscribers::table
+                .filter(subscribers::email.eq(email))
+                .select(subscribers::id)
+                .first(conn)
+                .optional()?,
+            (None, None) => None,
+        };
+        let Some(subscriber_id) = subscriber_id else {
+            return Ok(None);
+        };
+        let now = db::now();
+        match report.kind {
+            ReportKind::HardBounce => {
+                if let (Some(id), Some(_)) = (report.delivery_id, by_delivery) {
+                    let detail = format!(
+                        "bounced later: {}",
+                        report.status.as_deref().unwrap_or("5.0.0")
+                    );
+                    diesel::update(deliveries::table.find(id))
+                        .set((
+                            deliveries::status.eq(Status::Bounced.as_str()),
+                            deliveries::last_error.eq(detail),
+                            deliveries::finished_at.eq(Some(now)),
+                        ))
+                        .execute(conn)?;
+                }
+                crate::subscriptions::mark_bounced(conn, subscriber_id, now)?;
+                skip_queued_for(conn, subscriber_id, "address bounced")?;
+            }
+            ReportKind::Complaint => {
+                crate::subscriptions::mark_complained(conn, subscriber_id, now)?;
+                skip_queued_for(conn, subscriber_id, "complaint")?;
+            }
+            ReportKind::SoftBounce => {}
+        }
+        subscribers::table
+            .find(subscriber_id)
+            .select(subscribers::status)
+            .first(conn)
+            .optional()
+    })
 }

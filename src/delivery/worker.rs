@@ -2,10 +2,12 @@
 //! records what happened. It runs inside `serve` and alone in `iria-news worker`.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tokio::sync::{watch, Notify};
 
@@ -36,6 +38,65 @@ pub struct Worker {
     dkim: Option<Arc<DkimConfig>>,
     /// Issues do not change once queued; each is read from the database once.
     issues: Mutex<HashMap<i64, Arc<IssueContent>>>,
+    throttle: Throttle,
+    /// Turns true when the worker is to stop: messages not yet started are handed back.
+    stop: watch::Receiver<bool>,
+}
+
+/// The sending pace of this process: a global messages-per-second ceiling, one per recipient
+/// domain, and domains that asked us to slow down (421/454) waited out.
+struct Throttle {
+    global: Option<DefaultDirectRateLimiter>,
+    per_domain: Option<DefaultKeyedRateLimiter<String>>,
+    /// Domain → (no sending before, the penalty that got us there).
+    slowed: Mutex<HashMap<String, (Instant, Duration)>>,
+}
+
+impl Throttle {
+    fn new(global: u32, per_domain: u32) -> Self {
+        Self {
+            global: NonZeroU32::new(global).map(|n| RateLimiter::direct(Quota::per_second(n))),
+            per_domain: NonZeroU32::new(per_domain)
+                .map(|n| RateLimiter::keyed(Quota::per_second(n))),
+            slowed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// When a domain that told us to slow down may be tried again, if not yet.
+    fn slowed_until(&self, domain: &str) -> Option<Instant> {
+        let slowed = self.slowed.lock().ok()?;
+        slowed
+            .get(domain)
+            .map(|(until, _)| *until)
+            .filter(|until| *until > Instant::now())
+    }
+
+    /// A 421/454 from a domain: no more to it for a while, twice as long each time in a row
+    /// (from 30 s up to an hour).
+    fn slow_down(&self, domain: &str) -> Instant {
+        let now = Instant::now();
+        let Ok(mut slowed) = self.slowed.lock() else {
+            return now + Duration::from_secs(30);
+        };
+        let penalty = match slowed.get(domain) {
+            Some((until, previous)) if *until + *previous * 2 > now => {
+                (*previous * 2).min(Duration::from_secs(3600))
+            }
+            _ => Duration::from_secs(30),
+        };
+        slowed.insert(domain.to_string(), (now + penalty, penalty));
+        now + penalty
+    }
+
+    /// Waits for a turn within the global and the domain's ceilings.
+    async fn wait_turn(&self, domain: &str) {
+        if let Some(global) = &self.global {
+            global.until_ready().await;
+        }
+        if let Some(per_domain) = &self.per_domain {
+            per_domain.until_key_ready(&domain.to_string()).await;
+        }
+    }
 }
 
 impl Worker {
@@ -54,6 +115,12 @@ impl Worker {
             rand::thread_rng().gen::<u32>()
         );
         let message_id_suffix = messages::message_id_suffix(&settings);
+        let throttle = Throttle::new(
+            settings.delivery.rate_per_second,
+            settings.delivery.domain_rate_per_second,
+        );
+        // Never changes unless `run` is given a real one.
+        let (_, stop) = watch::channel(false);
         Self {
             settings,
             pool,
@@ -63,12 +130,15 @@ impl Worker {
             message_id_suffix,
             dkim: dkim.map(Arc::new),
             issues: Mutex::new(HashMap::new()),
+            throttle,
+            stop,
         }
     }
 
     /// Runs until `shutdown` turns true: then it stops claiming, finishes the batch in hand and
     /// hands back any lease it still holds.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        self.stop = shutdown.clone();
         tracing::info!(owner = %self.owner, "delivery worker started");
         let mut failures = 0u32;
         while !*shutdown.borrow() {
@@ -178,6 +248,10 @@ impl Worker {
                     .and_then(subscriptions::tokens::ConfirmationToken::parse)
                     .is_some_and(|t| live.contains(&t.hash()));
                 async move {
+                    // Stopping: what has not started goes back to the queue untouched.
+                    if *self.stop.borrow() {
+                        return (c, Outcome::Released);
+                    }
                     let outcome = self
                         .deliver(&c, recipient, link_live, issue.as_deref())
                         .await;
@@ -226,8 +300,32 @@ impl Worker {
                 }
             }
         };
+        let domain = recipient
+            .email
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if let Some(until) = self.throttle.slowed_until(&domain) {
+            return Outcome::Deferred {
+                at: at_instant(until),
+                reason: format!("{domain} asked us to slow down"),
+            };
+        }
+        self.throttle.wait_turn(&domain).await;
+        if *self.stop.borrow() {
+            return Outcome::Released;
+        }
         match self.mailer.send(&message).await {
             Ok(()) => Outcome::Sent,
+            Err(e) if matches!(e.code, Some(421) | Some(454)) => {
+                let until = self.throttle.slow_down(&domain);
+                tracing::info!(%domain, reply = %e.detail, "the receiving server asked us to slow down");
+                Outcome::Deferred {
+                    at: at_instant(until),
+                    reason: format!("{} {}", e.code.unwrap_or(0), e.detail),
+                }
+            }
             Err(e) => self.after_failure(claimed, e),
         }
     }
@@ -240,7 +338,13 @@ impl Worker {
         link_live: bool,
         issue: Option<&IssueContent>,
     ) -> Result<lettre::Message, Outcome> {
-        let message_id = claimed.message_id.as_deref().unwrap_or_default();
+        let to = messages::Addressee {
+            delivery_id: claimed.id,
+            message_id: claimed.message_id.as_deref().unwrap_or_default(),
+            subscriber_id: recipient.id,
+            email: &recipient.email,
+            name: recipient.name.as_deref(),
+        };
         let built = match claimed.kind.as_str() {
             "confirmation" => {
                 if !link_live {
@@ -248,13 +352,7 @@ impl Worker {
                     return Err(Outcome::Skipped { reason });
                 }
                 let token = claimed.payload.as_deref().unwrap_or_default();
-                messages::confirmation(
-                    &self.settings,
-                    message_id,
-                    &recipient.email,
-                    recipient.name.as_deref(),
-                    token,
-                )
+                messages::confirmation(&self.settings, &to, token, self.dkim.as_deref())
             }
             "issue" => {
                 // A subscriber who left after the issue was queued gets nothing (checklist 14).
@@ -268,15 +366,7 @@ impl Worker {
                         error: "the issue is no longer on file".into(),
                     });
                 };
-                messages::newsletter(
-                    &self.settings,
-                    message_id,
-                    recipient.id,
-                    &recipient.email,
-                    recipient.name.as_deref(),
-                    issue,
-                    self.dkim.as_deref(),
-                )
+                messages::newsletter(&self.settings, &to, issue, self.dkim.as_deref())
             }
             other => {
                 return Err(Outcome::Failed {
@@ -313,6 +403,12 @@ impl Worker {
         tracing::info!(delivery = claimed.id, attempts = claimed.attempts, retry_in_ms = delay.as_millis() as u64, %error, "send failed; will retry");
         Outcome::Retry { at, error }
     }
+}
+
+/// A monotonic instant as a ledger time.
+fn at_instant(until: Instant) -> chrono::NaiveDateTime {
+    let wait = until.saturating_duration_since(Instant::now());
+    db::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1))
 }
 
 /// The wait before attempt `attempts + 1`: `base · 2^(attempts-1)`, at most six hours, with

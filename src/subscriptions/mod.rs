@@ -426,6 +426,21 @@ pub fn mark_bounced(
         .execute(conn)
 }
 
+/// Marks a subscriber who reported a message as spam: never mailed again unless they sign up
+/// afresh.
+pub fn mark_complained(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(subscribers::table.find(subscriber_id))
+        .set((
+            subscribers::status.eq(Status::Complained.as_str()),
+            subscribers::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
 /// Who a message goes to.
 #[derive(Clone, Debug, Queryable)]
 pub struct Recipient {

@@ -91,6 +91,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(subscriptions::link_routes::erase),
         )
         .route("/health", web::get().to(health))
+        .configure(crate::api::routes)
         .route("/assets/site.css", web::get().to(stylesheet));
 }
 

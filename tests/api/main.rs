@@ -5,6 +5,7 @@ mod helpers;
 mod checklist_signup;
 mod cli;
 mod compliance;
+mod delivery;
 mod faults;
 mod preferences;
 mod signup;

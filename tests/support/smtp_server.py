@@ -6,7 +6,8 @@ envelope). Prints "READY <port>" once listening; exits when its standard input c
 never outlives the test that started it.
 
 Faults, for the delivery tests:
-  --reject-rcpt ADDR      answer "550 5.1.1 no such user" to RCPT TO:<ADDR> (repeatable)
+  --reject-rcpt ADDR      answer "550 5.1.1 no such user" to RCPT TO:<ADDR> (repeatable);
+                          each refusal is logged as a line of DIR/rejected.log
   --tempfail-every N      answer "451 4.3.0 try again later" to every Nth DATA
   --drop-every N          close the connection instead of answering every Nth DATA
 """
@@ -34,6 +35,8 @@ class Handler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.reject:
+            with open(os.path.join(self.outdir, "rejected.log"), "a") as f:
+                f.write(address.lower() + "\n")
             return "550 5.1.1 <%s>: no such user here" % address
         envelope.rcpt_tos.append(address)
         return "250 OK"
