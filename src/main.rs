@@ -202,13 +202,15 @@ async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
         db::migrate(&mut conn)?;
     }
     let s = settings.clone();
+    let started = std::time::Instant::now();
     let queued = db::run(&pool, move |conn| {
         Ok(issues::create_and_queue(conn, &s, &draft))
     })
     .await??;
+    let queue_ms = started.elapsed().as_millis();
     if queued.created {
         println!(
-            "issue {}: queued to {} subscriber(s)",
+            "issue {}: queued to {} subscriber(s) in {queue_ms} ms",
             queued.issue_id, queued.recipients
         );
     } else {
@@ -231,8 +233,17 @@ async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
         dkim,
     );
     let issue_id = queued.issue_id;
+    let sending = std::time::Instant::now();
+    let mut last_report: Option<std::time::Instant> = None;
     loop {
-        worker.run_once().await.context("delivering")?;
+        // Two batches at once, as the worker does: one sends while the other waits on the database.
+        let (a, b) = tokio::join!(worker.run_once(), worker.run_once());
+        let claimed = a.context("delivering")? + b.context("delivering")?;
+        let report_due =
+            last_report.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+        if claimed > 0 && !report_due {
+            continue;
+        }
         let progress = db::run(&pool, move |conn| {
             Ok(iria_news::delivery::issue_progress(conn, issue_id)?)
         })
@@ -246,18 +257,28 @@ async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
                 .unwrap_or(0)
         };
         let pending = count("queued") + count("sending");
-        println!(
-            "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {pending}",
-            count("sent"),
-            count("failed"),
-            count("bounced"),
-            count("skipped")
-        );
+        if report_due || pending == 0 {
+            last_report = Some(std::time::Instant::now());
+            println!(
+                "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {pending} ({:.1} s)",
+                count("sent"),
+                count("failed"),
+                count("bounced"),
+                count("skipped"),
+                sending.elapsed().as_secs_f64()
+            );
+        }
         if pending == 0 {
             return Ok(());
         }
-        if worker.run_once().await.context("delivering")? == 0 {
-            tokio::time::sleep(settings.delivery.poll).await;
+        if claimed == 0 {
+            tokio::time::sleep(
+                settings
+                    .delivery
+                    .poll
+                    .min(std::time::Duration::from_millis(200)),
+            )
+            .await;
         }
     }
 }

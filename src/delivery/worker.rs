@@ -21,6 +21,9 @@ use crate::mail::{Mailer, SendError};
 use crate::messages;
 use crate::subscriptions::{self, Recipient};
 
+/// Batches a worker has under way at once.
+pub const PIPELINES: usize = 2;
+
 /// How long a woken worker waits for more work before claiming.
 const WAKE_COALESCE: Duration = Duration::from_millis(10);
 
@@ -137,9 +140,29 @@ impl Worker {
 
     /// Runs until `shutdown` turns true: then it stops claiming, finishes the batch in hand and
     /// hands back any lease it still holds.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, shutdown: watch::Receiver<bool>) {
         self.stop = shutdown.clone();
         tracing::info!(owner = %self.owner, "delivery worker started");
+        // Two batch loops: while one waits on the database (claim, record), the other sends.
+        futures_util::future::join_all((0..PIPELINES).map(|_| self.batch_loop(shutdown.clone())))
+            .await;
+        let owner = self.owner.clone();
+        match db::run(&self.pool, move |conn| {
+            Ok(super::release_owned(conn, &owner)?)
+        })
+        .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(released = n, "delivery worker handed back its leases")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not hand back leases; they will expire"),
+        }
+        tracing::info!(owner = %self.owner, "delivery worker stopped");
+    }
+
+    /// Claims, sends and records batches until told to stop; idles when there is nothing due.
+    async fn batch_loop(&self, mut shutdown: watch::Receiver<bool>) {
         let mut failures = 0u32;
         while !*shutdown.borrow() {
             match self.run_once().await {
@@ -166,19 +189,6 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
-        let owner = self.owner.clone();
-        match db::run(&self.pool, move |conn| {
-            Ok(super::release_owned(conn, &owner)?)
-        })
-        .await
-        {
-            Ok(n) if n > 0 => {
-                tracing::info!(released = n, "delivery worker handed back its leases")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not hand back leases; they will expire"),
-        }
-        tracing::info!(owner = %self.owner, "delivery worker stopped");
     }
 
     /// Claims one batch, sends it and records the outcomes. Returns how many were claimed.
