@@ -25,6 +25,7 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("digest_schedule", Some("0 0 8 * * Mon"), "when the weekly digest runs (cron)"),
     ("timezone", Some("UTC"), "time zone of the digest schedule"),
     ("feed_url", None, "the site's RSS/Atom feed, polled for new articles"),
+    ("feed_poll_minutes", Some("15"), "how often the feed is polled"),
     ("signup_per_ip_per_hour", Some("30"), "sign-ups accepted from one IP address per hour"),
     ("signup_per_address_per_hour", Some("3"), "sign-ups for one address per hour"),
     ("site_name", Some("IRIA News"), "name of the newsletter, shown on pages and in emails"),
@@ -164,6 +165,9 @@ pub struct Settings {
     pub digest_schedule: String,
     pub timezone: String,
     pub feed_url: Option<Url>,
+    pub feed_poll: Duration,
+    /// `digest_schedule` in `timezone`, parsed.
+    pub schedule: crate::digest::schedule::Schedule,
     pub signup_per_ip_per_hour: u32,
     pub signup_per_address_per_hour: u32,
     pub site_name: String,
@@ -396,6 +400,12 @@ impl Settings {
             digest_schedule: required("digest_schedule")?.to_string(),
             timezone: required("timezone")?.to_string(),
             feed_url,
+            feed_poll: Duration::from_secs(num_u64("feed_poll_minutes", 1)? * 60),
+            schedule: crate::digest::schedule::Schedule::parse(
+                required("digest_schedule")?,
+                required("timezone")?,
+            )
+            .map_err(ConfigError)?,
             signup_per_ip_per_hour: num_u32("signup_per_ip_per_hour", 1)?,
             signup_per_address_per_hour: num_u32("signup_per_address_per_hour", 1)?,
             site_name: required("site_name")?.to_string(),

@@ -6,9 +6,11 @@
 //! - [`web`]: the HTTP application; [`config`], [`db`], [`mail`]: the parts it stands on.
 
 pub mod api;
+pub mod articles;
 pub mod config;
 pub mod db;
 pub mod delivery;
+pub mod digest;
 pub mod domain;
 pub mod issues;
 pub mod mail;

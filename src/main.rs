@@ -36,6 +36,39 @@ enum Command {
     /// Administration.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The article store.
+    #[command(subcommand)]
+    Articles(ArticlesCommand),
+    /// The weekly digest.
+    #[command(subcommand)]
+    Digest(DigestCommand),
+}
+
+#[derive(Subcommand)]
+enum ArticlesCommand {
+    /// Import articles from an RSS 2.0 or Atom feed, given as a URL or a file path.
+    Import {
+        /// The feed's URL or file.
+        source: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DigestCommand {
+    /// Build this period's digest and queue it (once per period).
+    Run {
+        /// Say what would go out; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Make a digest now even if this period has one.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the digest HTML (or text) that would be sent now.
+    Preview {
+        #[arg(long)]
+        text: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +166,59 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Send(args) => send(args, settings).await,
+        Command::Articles(ArticlesCommand::Import { source }) => {
+            let pool = ready_pool(&settings)?;
+            let report = iria_news::articles::feed::import(&pool, &source).await?;
+            if report.not_modified {
+                println!("{source}: not modified since the last import; nothing new");
+            } else {
+                let i = report.imported;
+                println!(
+                    "{} new, {} updated, {} unchanged",
+                    i.new, i.updated, i.unchanged
+                );
+            }
+            for why in &report.skipped {
+                println!("skipped {why}");
+            }
+            Ok(())
+        }
+        Command::Digest(DigestCommand::Run { dry_run, force }) => {
+            let pool = ready_pool(&settings)?;
+            let mut key = settings.schedule.period_key(chrono::Utc::now());
+            if force {
+                key = format!(
+                    "{key}:forced:{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f")
+                );
+            }
+            let s = settings.clone();
+            let outcome = db::run(&pool, move |conn| {
+                Ok(iria_news::digest::run(conn, &s, &key, db::now(), dry_run))
+            })
+            .await??;
+            println!("{outcome}");
+            Ok(())
+        }
+        Command::Digest(DigestCommand::Preview { text }) => {
+            let pool = ready_pool(&settings)?;
+            let s = settings.clone();
+            match db::run(&pool, move |conn| {
+                Ok(iria_news::digest::preview(conn, &s, db::now()))
+            })
+            .await??
+            {
+                Some(c) if text => print!(
+                    "{}",
+                    c.text
+                        .replace(iria_news::issues::UNSUBSCRIBE_MARK, "<unsubscribe link>")
+                        .replace(iria_news::issues::PREFERENCES_MARK, "<preferences link>")
+                ),
+                Some(c) => print!("{}", c.html),
+                None => eprintln!("no new articles since the last digest; nothing would be sent"),
+            }
+            Ok(())
+        }
         Command::Admin(AdminCommand::CreateToken { name }) => {
             let name = name.trim().to_string();
             if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
@@ -281,4 +367,12 @@ async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
             .await;
         }
     }
+}
+
+/// A pool on a migrated database, for the commands that use it once.
+fn ready_pool(settings: &Settings) -> anyhow::Result<db::Pool> {
+    let pool = db::pool(&settings.database_url, 2);
+    let mut conn = pool.get().context("connecting to the database")?;
+    db::migrate(&mut conn)?;
+    Ok(pool)
 }

@@ -11,7 +11,11 @@ use crate::web::AppState;
 
 /// The routes of `/api/v1`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/bounces", web::post().to(bounces::receive));
+    cfg.route("/api/v1/bounces", web::post().to(bounces::receive))
+        .route(
+            "/api/v1/articles",
+            web::post().to(crate::articles::api::push),
+        );
 }
 
 /// An RFC 9457 problem details response.

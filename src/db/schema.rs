@@ -85,6 +85,8 @@ diesel::table! {
         recipients -> Integer,
         created_at -> Timestamp,
         queued_at -> Nullable<Timestamp>,
+        digest_id -> Nullable<BigInt>,
+        audience_topics -> Nullable<Text>,
     }
 }
 
@@ -105,5 +107,49 @@ diesel::allow_tables_to_appear_in_same_query!(
     confirmation_tokens,
     deliveries,
     issues,
-    api_tokens
+    api_tokens,
+    articles,
+    digests,
+    feed_state
 );
+
+diesel::table! {
+    articles (id) {
+        id -> BigInt,
+        guid -> Text,
+        link -> Text,
+        title -> Text,
+        summary -> Text,
+        body -> Text,
+        author -> Nullable<Text>,
+        categories -> Text,
+        image_url -> Nullable<Text>,
+        image_credit -> Nullable<Text>,
+        published_at -> Timestamp,
+        source -> Text,
+        excluded -> Integer,
+        digest_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    digests (id) {
+        id -> BigInt,
+        period_key -> Text,
+        cutoff -> Timestamp,
+        articles -> Integer,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    feed_state (url) {
+        url -> Text,
+        etag -> Nullable<Text>,
+        last_modified -> Nullable<Text>,
+        polled_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+    }
+}

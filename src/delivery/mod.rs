@@ -529,3 +529,39 @@ pub fn apply_report(
             .optional()
     })
 }
+
+/// Queues a digest issue for the confirmed subscribers whose chosen topics are exactly
+/// `stored_topics` (the digest was made for that choice), in one `INSERT … SELECT`.
+pub fn queue_issue_for_exact_topics(
+    conn: &mut DbConnection,
+    issue_id: i64,
+    stored_topics: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    use crate::db::schema::subscribers;
+    use diesel::sql_types::{Integer, Nullable};
+    let rows = subscribers::table
+        .filter(subscribers::status.eq(crate::subscriptions::Status::Confirmed.as_str()))
+        .filter(subscribers::topics.eq(stored_topics))
+        .select((
+            Kind::Issue.as_str().into_sql::<Text>(),
+            Some(issue_id).into_sql::<Nullable<BigInt>>(),
+            subscribers::id,
+            PRIORITY_BULK.into_sql::<Integer>(),
+            Status::Queued.as_str().into_sql::<Text>(),
+            now.into_sql::<Timestamp>(),
+            now.into_sql::<Timestamp>(),
+        ));
+    diesel::insert_into(deliveries::table)
+        .values(rows)
+        .into_columns((
+            deliveries::kind,
+            deliveries::issue_id,
+            deliveries::subscriber_id,
+            deliveries::priority,
+            deliveries::status,
+            deliveries::next_attempt_at,
+            deliveries::created_at,
+        ))
+        .execute(conn)
+}

@@ -90,6 +90,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/preferences/{token}/erase",
             web::post().to(subscriptions::link_routes::erase),
         )
+        .route(
+            "/digest/preview",
+            web::get().to(crate::digest::routes::preview),
+        )
+        .route("/archive", web::get().to(crate::digest::routes::archive))
+        .route(
+            "/archive/feed.atom",
+            web::get().to(crate::digest::routes::atom),
+        )
+        .route(
+            "/archive/{id}",
+            web::get().to(crate::digest::routes::archived),
+        )
         .route("/health", web::get().to(health))
         .configure(crate::api::routes)
         .route("/assets/site.css", web::get().to(stylesheet));
@@ -192,6 +205,18 @@ impl Application {
                 limiter_state.signup_ip_limiter.retain_recent();
             }
         });
+        tokio::spawn(crate::digest::schedule::run_forever(
+            settings.clone(),
+            pool.clone(),
+            settings.schedule.clone(),
+        ));
+        if let Some(feed) = &settings.feed_url {
+            tokio::spawn(crate::articles::feed::poll_forever(
+                pool.clone(),
+                feed.to_string(),
+                settings.feed_poll,
+            ));
+        }
         let worker = Worker::new(settings, pool, mailer, wake, dkim);
         let (shutdown, _) = watch::channel(false);
         Ok(Self {

@@ -335,6 +335,8 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> Option<Tes
     env.insert("IRIA_DELIVERY_POLL_MS".into(), "100".into());
     env.insert("IRIA_DELIVERY_RETRY_BASE_MS".into(), "200".into());
     env.insert("IRIA_SMTP_TIMEOUT_SECONDS".into(), "5".into());
+    // The tests run digests themselves; the scheduler's first time is far away.
+    env.insert("IRIA_DIGEST_SCHEDULE".into(), "0 0 8 1 1 * 2099".into());
     for (k, v) in options.env {
         env.insert(k.to_string(), v);
     }

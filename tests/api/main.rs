@@ -6,6 +6,7 @@ mod checklist_signup;
 mod cli;
 mod compliance;
 mod delivery;
+mod digest;
 mod faults;
 mod preferences;
 mod signup;
