@@ -419,7 +419,7 @@ impl Settings {
                 batch_size: i64::from(num_u32("delivery_batch_size", 1)?),
                 max_attempts: num_u32("delivery_max_attempts", 1)?.min(1000) as i32,
                 retry_base: Duration::from_millis(num_u64("delivery_retry_base_ms", 1)?),
-                lease: Duration::from_secs(num_u64("delivery_lease_seconds", 1)?),
+                lease: Duration::from_secs(num_u64("delivery_lease_seconds", 5)?),
                 poll: Duration::from_millis(num_u64("delivery_poll_ms", 1)?),
                 smtp_timeout: Duration::from_secs(num_u64("smtp_timeout_seconds", 1)?),
                 rate_per_second: num_u32("delivery_rate_per_second", 0)?,

@@ -112,7 +112,13 @@ fn main() -> ExitCode {
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!(
+                "error: {}",
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
             return ExitCode::from(2);
         }
     };
@@ -322,8 +328,13 @@ async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
     let sending = std::time::Instant::now();
     let mut last_report: Option<std::time::Instant> = None;
     loop {
-        // Two batches at once, as the worker does: one sends while the other waits on the database.
-        let (a, b) = tokio::join!(worker.run_once(), worker.run_once());
+        // Two batches at once, as the worker does: one sends while the other waits on the database;
+        // the leases are renewed meanwhile.
+        let both = async { tokio::join!(worker.run_once(), worker.run_once()) };
+        let (a, b) = tokio::select! {
+            done = both => done,
+            _ = worker.keep_leases() => unreachable!("renewing leases never ends"),
+        };
         let claimed = a.context("delivering")? + b.context("delivering")?;
         let report_due =
             last_report.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));

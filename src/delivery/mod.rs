@@ -161,6 +161,22 @@ pub fn release_expired_leases(conn: &mut DbConnection, now: NaiveDateTime) -> Qu
     .execute(conn)
 }
 
+/// Extends the leases `owner` holds: a live worker keeps its claimed rows however long a slow
+/// server makes a batch last; only a dead worker's leases run out.
+pub fn renew_leases(
+    conn: &mut DbConnection,
+    owner: &str,
+    lease_until: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::status.eq(Status::Sending.as_str()))
+            .filter(deliveries::lease_owner.eq(owner)),
+    )
+    .set(deliveries::lease_until.eq(Some(lease_until)))
+    .execute(conn)
+}
+
 /// Puts back in the queue, due at once, the deliveries `owner` still holds (a worker stopping).
 pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
     diesel::update(

@@ -24,6 +24,9 @@ use crate::subscriptions::{self, Recipient};
 /// Batches a worker has under way at once.
 pub const PIPELINES: usize = 2;
 
+/// How much of a lease a worker leaves unused, for clocks and slow statements.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
 /// How long a woken worker waits for more work before claiming.
 const WAKE_COALESCE: Duration = Duration::from_millis(10);
 
@@ -44,6 +47,8 @@ pub struct Worker {
     throttle: Throttle,
     /// Turns true when the worker is to stop: messages not yet started are handed back.
     stop: watch::Receiver<bool>,
+    /// When the last renewal of this worker's leases that succeeded was started.
+    renewed_at: Mutex<Option<Instant>>,
 }
 
 /// The sending pace of this process: a global messages-per-second ceiling, one per recipient
@@ -135,6 +140,7 @@ impl Worker {
             issues: Mutex::new(HashMap::new()),
             throttle,
             stop,
+            renewed_at: Mutex::new(None),
         }
     }
 
@@ -144,8 +150,13 @@ impl Worker {
         self.stop = shutdown.clone();
         tracing::info!(owner = %self.owner, "delivery worker started");
         // Two batch loops: while one waits on the database (claim, record), the other sends.
-        futures_util::future::join_all((0..PIPELINES).map(|_| self.batch_loop(shutdown.clone())))
-            .await;
+        let batches = futures_util::future::join_all(
+            (0..PIPELINES).map(|_| self.batch_loop(shutdown.clone())),
+        );
+        tokio::select! {
+            _ = batches => {}
+            _ = self.keep_leases() => {}
+        }
         let owner = self.owner.clone();
         match db::run(&self.pool, move |conn| {
             Ok(super::release_owned(conn, &owner)?)
@@ -159,6 +170,39 @@ impl Worker {
             Err(e) => tracing::warn!(error = %e, "could not hand back leases; they will expire"),
         }
         tracing::info!(owner = %self.owner, "delivery worker stopped");
+    }
+
+    /// Renews this worker's leases every third of the lease time, for as long as it runs (until
+    /// the future is dropped).
+    pub async fn keep_leases(&self) {
+        let lease = self.settings.delivery.lease;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let owner = self.owner.clone();
+            let until = db::now()
+                + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
+            let started = Instant::now();
+            match db::run(&self.pool, move |conn| {
+                Ok(super::renew_leases(conn, &owner, until)?)
+            })
+            .await
+            {
+                Ok(_) => {
+                    if let Ok(mut at) = self.renewed_at.lock() {
+                        *at = Some(started);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not renew the delivery leases"),
+            }
+        }
+    }
+
+    /// Whether the leases of a batch claimed at `claimed_at` surely still hold: the claim or the
+    /// last successful renewal was less than the lease time ago, with a margin.
+    fn lease_held(&self, claimed_at: Instant) -> bool {
+        let renewed = self.renewed_at.lock().ok().and_then(|at| *at);
+        let since = renewed.map_or(claimed_at, |r| r.max(claimed_at));
+        since.elapsed() + LEASE_MARGIN < self.settings.delivery.lease
     }
 
     /// Claims, sends and records batches until told to stop; idles when there is nothing due.
@@ -203,6 +247,7 @@ impl Worker {
             .lock()
             .map(|c| c.keys().copied().collect())
             .unwrap_or_default();
+        let claimed_at = Instant::now();
         let (batch, recipients, live, new_issues) = db::run(&self.pool, move |conn| {
             let now = db::now();
             super::release_expired_leases(conn, now)?;
@@ -260,6 +305,11 @@ impl Worker {
                 async move {
                     // Stopping: what has not started goes back to the queue untouched.
                     if *self.stop.borrow() {
+                        return (c, Outcome::Released);
+                    }
+                    // A lease that may have run out (renewals failing: the database is away)
+                    // might be another worker's now: better not send than send twice.
+                    if !self.lease_held(claimed_at) {
                         return (c, Outcome::Released);
                     }
                     let outcome = self

@@ -16,7 +16,11 @@ impl Schedule {
     /// Parses the two settings; the error names the one that is wrong.
     pub fn parse(expression: &str, timezone: &str) -> Result<Self, String> {
         let cron = cron::Schedule::from_str(expression).map_err(|e| {
-            format!("IRIA_DIGEST_SCHEDULE: not a cron expression ({e}): {expression:?}")
+            let why: Vec<String> = e.to_string().split_whitespace().filter(|w| *w != "^").map(str::to_string).collect();
+            format!(
+                "IRIA_DIGEST_SCHEDULE: not a cron expression (sec min hour day month weekday): {expression:?}: {}",
+                why.join(" ")
+            )
         })?;
         let tz = Tz::from_str(timezone)
             .map_err(|_| format!("IRIA_TIMEZONE: unknown time zone {timezone:?}"))?;

@@ -153,7 +153,7 @@ fn queued_issue(
         ("IRIA_FROM", "IRIA News <news@iria.test>"),
         ("IRIA_BASE_URL", "https://news.iria.test"),
         ("IRIA_DELIVERY_POLL_MS", "100"),
-        ("IRIA_DELIVERY_LEASE_SECONDS", "3"),
+        ("IRIA_DELIVERY_LEASE_SECONDS", "8"),
         ("IRIA_DELIVERY_BATCH_SIZE", "50"),
         ("IRIA_DELIVERY_CONCURRENCY", "8"),
     ] {
