@@ -15,6 +15,7 @@ pub mod domain;
 pub mod issues;
 pub mod mail;
 pub mod messages;
+pub mod observability;
 pub mod secrets;
 pub mod subscriptions;
 pub mod telemetry;

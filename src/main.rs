@@ -174,7 +174,12 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Send(args) => send(args, settings).await,
         Command::Articles(ArticlesCommand::Import { source }) => {
             let pool = ready_pool(&settings)?;
-            let report = iria_news::articles::feed::import(&pool, &source).await?;
+            let spin = spinner(&format!("importing {source}"));
+            let report = iria_news::articles::feed::import(&pool, &source).await;
+            if let Some(s) = spin {
+                s.finish_and_clear();
+            }
+            let report = report?;
             if report.not_modified {
                 println!("{source}: not modified since the last import; nothing new");
             } else {
@@ -327,6 +332,8 @@ async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
     let issue_id = queued.issue_id;
     let sending = std::time::Instant::now();
     let mut last_report: Option<std::time::Instant> = None;
+    // A progress bar on a terminal; plain lines, one a second, otherwise (logs, CI).
+    let bar = progress_bar(queued.recipients as u64, "sending");
     loop {
         // Two batches at once, as the worker does: one sends while the other waits on the database;
         // the leases are renewed meanwhile.
@@ -354,16 +361,27 @@ async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
                 .unwrap_or(0)
         };
         let pending = count("queued") + count("sending");
-        if report_due || pending == 0 {
-            last_report = Some(std::time::Instant::now());
-            println!(
-                "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {pending} ({:.1} s)",
-                count("sent"),
-                count("failed"),
-                count("bounced"),
-                count("skipped"),
-                sending.elapsed().as_secs_f64()
+        let line = format!(
+            "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {pending} ({:.1} s)",
+            count("sent"),
+            count("failed"),
+            count("bounced"),
+            count("skipped"),
+            sending.elapsed().as_secs_f64()
+        );
+        if let Some(bar) = &bar {
+            bar.set_position(
+                (count("sent") + count("failed") + count("bounced") + count("skipped")) as u64,
             );
+            if pending == 0 {
+                bar.finish_and_clear();
+                println!("{line}");
+            }
+        } else if report_due || pending == 0 {
+            println!("{line}");
+        }
+        if report_due {
+            last_report = Some(std::time::Instant::now());
         }
         if pending == 0 {
             return Ok(());
@@ -386,4 +404,33 @@ fn ready_pool(settings: &Settings) -> anyhow::Result<db::Pool> {
     let mut conn = pool.get().context("connecting to the database")?;
     db::migrate(&mut conn)?;
     Ok(pool)
+}
+
+/// A progress bar of `len` steps when standard output is a terminal; `None` otherwise, and the
+/// caller prints plain lines.
+fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} ({per_sec}, {eta})")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    Some(bar)
+}
+
+/// A spinner while `what` runs, on a terminal only.
+fn spinner(what: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(bar)
 }

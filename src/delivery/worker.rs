@@ -49,6 +49,8 @@ pub struct Worker {
     stop: watch::Receiver<bool>,
     /// When the last renewal of this worker's leases that succeeded was started.
     renewed_at: Mutex<Option<Instant>>,
+    /// Where SMTP replies are counted (the web app's `/metrics` in `serve`).
+    pub metrics: Arc<crate::observability::Metrics>,
 }
 
 /// The sending pace of this process: a global messages-per-second ceiling, one per recipient
@@ -141,6 +143,7 @@ impl Worker {
             throttle,
             stop,
             renewed_at: Mutex::new(None),
+            metrics: Default::default(),
         }
     }
 
@@ -376,7 +379,12 @@ impl Worker {
         if *self.stop.borrow() {
             return Outcome::Released;
         }
-        match self.mailer.send(&message).await {
+        let sent = self.mailer.send(&message).await;
+        self.metrics.observe_smtp(match &sent {
+            Ok(()) => Some(250),
+            Err(e) => e.code,
+        });
+        match sent {
             Ok(()) => Outcome::Sent,
             Err(e) if matches!(e.code, Some(421) | Some(454)) => {
                 let until = self.throttle.slow_down(&domain);

@@ -33,6 +33,7 @@ pub struct AppState {
     pub signup_ip_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Wakes this process's delivery worker when a message was queued.
     pub wake: Arc<Notify>,
+    pub metrics: Arc<crate::observability::Metrics>,
 }
 
 impl AppState {
@@ -104,6 +105,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(crate::digest::routes::archived),
         )
         .route("/health", web::get().to(health))
+        .route("/ready", web::get().to(readiness))
+        .route("/metrics", web::get().to(metrics))
         .configure(crate::api::routes)
         .route("/assets/site.css", web::get().to(stylesheet));
 }
@@ -123,6 +126,55 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
                 .json(serde_json::json!({"status": "unavailable", "database": "down"}))
         }
     }
+}
+
+/// `GET /ready`: 200 when the database answers and every migration is applied, 503 otherwise.
+async fn readiness(state: web::Data<AppState>) -> HttpResponse {
+    let answer = db::run(&state.pool, |conn| Ok(db::migrations_current(conn))).await;
+    match answer {
+        Ok(true) => HttpResponse::Ok().json(
+            serde_json::json!({"status": "ready", "database": "up", "migrations": "current"}),
+        ),
+        Ok(false) => HttpResponse::ServiceUnavailable().json(
+            serde_json::json!({"status": "not ready", "database": "up", "migrations": "pending"}),
+        ),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "not ready", "database": "down"})),
+    }
+}
+
+/// `GET /metrics`: Prometheus' text format.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let gauges = db::run(&state.pool, |conn| Ok(crate::observability::gauges(conn)?))
+        .await
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        ))
+        .body(state.metrics.render(&gauges))
+}
+
+/// The headers every response carries: no script from anywhere (the pages have none), no
+/// framing, no referrer (links carry tokens), no sniffing; HSTS when served over https.
+fn security_headers(settings: &Settings) -> actix_web::middleware::DefaultHeaders {
+    let mut headers = actix_web::middleware::DefaultHeaders::new()
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"));
+    if settings.base_url.scheme() == "https" {
+        headers = headers.add((
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ));
+    }
+    headers
 }
 
 async fn stylesheet() -> HttpResponse {
@@ -165,12 +217,14 @@ impl Application {
         let mailer = Mailer::from_settings(&settings)?;
         let dkim = crate::messages::dkim_config(&settings)?;
         let wake = Arc::new(Notify::new());
+        let metrics = Arc::new(crate::observability::Metrics::default());
         let per_ip = NonZeroU32::new(settings.signup_per_ip_per_hour).unwrap_or(NonZeroU32::MIN);
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             pool: pool.clone(),
             signup_ip_limiter: RateLimiter::keyed(Quota::per_hour(per_ip)),
             wake: wake.clone(),
+            metrics: metrics.clone(),
         });
         let port = listener
             .local_addr()
@@ -178,16 +232,17 @@ impl Application {
             .port();
         let limiter_state = state.clone();
         let http_workers = settings.http_workers;
+        let headers_settings = settings.clone();
+        let telemetry_metrics = metrics.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES))
-                .wrap(
-                    actix_web::middleware::DefaultHeaders::new()
-                        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
-                )
-                .wrap(tracing_actix::Logger)
+                .wrap(security_headers(&headers_settings))
+                .wrap(crate::observability::RequestTelemetry {
+                    metrics: telemetry_metrics.clone(),
+                })
                 .configure(routes)
                 .default_service(web::to(pages::not_found))
         })
@@ -217,7 +272,8 @@ impl Application {
                 settings.feed_poll,
             ));
         }
-        let worker = Worker::new(settings, pool, mailer, wake, dkim);
+        let mut worker = Worker::new(settings, pool, mailer, wake, dkim);
+        worker.metrics = metrics;
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             port,
@@ -251,71 +307,5 @@ impl Application {
             let _ = worker.await;
         }
         served.context("running the web server")
-    }
-}
-
-/// Request logging through `tracing`, one line per request.
-mod tracing_actix {
-    use std::future::{ready, Ready};
-    use std::time::Instant;
-
-    use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
-    use futures_util::future::LocalBoxFuture;
-
-    pub struct Logger;
-
-    impl<S, B> Transform<S, ServiceRequest> for Logger
-    where
-        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>
-            + 'static,
-        B: 'static,
-    {
-        type Response = ServiceResponse<B>;
-        type Error = actix_web::Error;
-        type Transform = LoggerService<S>;
-        type InitError = ();
-        type Future = Ready<Result<Self::Transform, Self::InitError>>;
-
-        fn new_transform(&self, service: S) -> Self::Future {
-            ready(Ok(LoggerService { service }))
-        }
-    }
-
-    pub struct LoggerService<S> {
-        service: S,
-    }
-
-    impl<S, B> Service<ServiceRequest> for LoggerService<S>
-    where
-        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>
-            + 'static,
-        B: 'static,
-    {
-        type Response = ServiceResponse<B>;
-        type Error = actix_web::Error;
-        type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-        forward_ready!(service);
-
-        fn call(&self, req: ServiceRequest) -> Self::Future {
-            let started = Instant::now();
-            let method = req.method().to_string();
-            let path = req.path().to_string();
-            let future = self.service.call(req);
-            Box::pin(async move {
-                let response = future.await;
-                let status = match &response {
-                    Ok(r) => r.status().as_u16(),
-                    Err(e) => e.as_response_error().status_code().as_u16(),
-                };
-                let micros = started.elapsed().as_micros() as u64;
-                if status >= 500 {
-                    tracing::warn!(%method, %path, status, micros, "request");
-                } else {
-                    tracing::debug!(%method, %path, status, micros, "request");
-                }
-                response
-            })
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per feature.
 
 mod helpers;
+mod ops;
 
 mod checklist_signup;
 mod cli;
