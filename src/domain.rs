@@ -99,6 +99,23 @@ impl SubscriberName {
     }
 }
 
+/// Text made fit for one header line: control characters (CR, LF, NUL, tabs…) and Unicode line
+/// separators become spaces, and runs of white space one space.
+pub fn single_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The topics a subscriber chose, each one of the site's configured topics. Empty means all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Topics(Vec<String>);

@@ -108,13 +108,7 @@ pub struct Composed {
 /// A subject as it may go into a header: one line, no control characters, at most 200
 /// characters. (lettre encodes non-ASCII subjects per RFC 2047.)
 pub fn clean_subject(raw: &str) -> Result<String, IssueError> {
-    let one_line: String = raw
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let one_line = crate::domain::single_line(raw);
     if one_line.is_empty() {
         return Err(IssueError::EmptySubject);
     }
@@ -156,19 +150,8 @@ pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueErro
     } else {
         draft.preheader.as_str()
     };
-    let preheader: String = source
-        .chars()
-        .map(|c| {
-            if c.is_control() || c == '#' || c == '*' {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    // Markdown-ish marks from the text conversion ("# Title", "**bold**") are dropped.
+    let preheader: String = crate::domain::single_line(&source.replace(['#', '*'], " "))
         .chars()
         .take(150)
         .collect();

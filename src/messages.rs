@@ -24,19 +24,7 @@ pub fn message_id_suffix(settings: &Settings) -> String {
 /// become spaces), white space collapsed, at most 256 characters; `None` when nothing is left.
 /// Names are checked when they come in, but a header is the wrong place to trust that.
 pub fn display_name(name: Option<&str>) -> Option<String> {
-    let cleaned: String = name?
-        .chars()
-        .map(|c| {
-            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    let cleaned: String = crate::domain::single_line(name?)
         .chars()
         .take(256)
         .collect();
@@ -85,6 +73,26 @@ pub struct Addressee<'a> {
     pub name: Option<&'a str>,
 }
 
+/// A message begun for one delivery: From, To, Subject, Date, its Message-ID, and the VERP
+/// envelope when configured.
+fn addressed(
+    settings: &Settings,
+    to: &Addressee,
+    subject: &str,
+) -> anyhow::Result<lettre::message::MessageBuilder> {
+    let mailbox = Mailbox::new(display_name(to.name), to.email.parse()?);
+    let mut builder = Message::builder();
+    if let Some(envelope) = envelope(settings, to.delivery_id, &mailbox)? {
+        builder = builder.envelope(envelope);
+    }
+    Ok(builder
+        .from(settings.from.clone())
+        .to(mailbox)
+        .subject(subject)
+        .date(SystemTime::now())
+        .message_id(Some(to.message_id.to_string())))
+}
+
 /// The confirmation email's HTML part.
 #[derive(Template)]
 #[template(path = "emails/confirmation.html")]
@@ -131,29 +139,20 @@ pub fn confirmation(
         ttl_hours,
     }
     .render()?;
-    let mailbox = Mailbox::new(display_name(to.name), to.email.parse()?);
-    let mut builder = Message::builder();
-    if let Some(envelope) = envelope(settings, to.delivery_id, &mailbox)? {
-        builder = builder.envelope(envelope);
-    }
-    let mut message = builder
-        .from(settings.from.clone())
-        .to(mailbox)
-        .subject(format!(
-            "Confirm your subscription to {}",
-            settings.site_name
-        ))
-        .date(SystemTime::now())
-        .message_id(Some(to.message_id.to_string()))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("Auto-Submitted"),
-            "auto-generated".into(),
-        ))
-        .multipart(
-            MultiPart::alternative()
-                .singlepart(SinglePart::plain(text))
-                .singlepart(SinglePart::html(html)),
-        )?;
+    let mut message = addressed(
+        settings,
+        to,
+        &format!("Confirm your subscription to {}", settings.site_name),
+    )?
+    .raw_header(HeaderValue::new(
+        HeaderName::new_from_ascii_str("Auto-Submitted"),
+        "auto-generated".into(),
+    ))
+    .multipart(
+        MultiPart::alternative()
+            .singlepart(SinglePart::plain(text))
+            .singlepart(SinglePart::html(html)),
+    )?;
     if let Some(dkim) = dkim {
         message.sign(dkim);
     }
@@ -228,17 +227,7 @@ pub fn newsletter(
     let raw = |name: &'static str, value: String| {
         HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
     };
-    let mailbox = Mailbox::new(display_name(to.name), to.email.parse()?);
-    let mut builder = Message::builder();
-    if let Some(envelope) = envelope(settings, to.delivery_id, &mailbox)? {
-        builder = builder.envelope(envelope);
-    }
-    let mut message = builder
-        .from(settings.from.clone())
-        .to(mailbox)
-        .subject(issue.subject.clone())
-        .date(SystemTime::now())
-        .message_id(Some(to.message_id.to_string()))
+    let mut message = addressed(settings, to, &issue.subject)?
         .raw_header(raw("List-Id", list_id(settings)))
         .raw_header(raw("List-Unsubscribe", list_unsubscribe))
         .raw_header(raw(

@@ -347,7 +347,6 @@ pub fn queue_issue(
 ) -> QueryResult<usize> {
     use crate::db::schema::subscribers;
     use diesel::dsl::sql;
-    use diesel::sql_types::Integer;
     let mut audience = subscribers::table
         .filter(subscribers::status.eq(crate::subscriptions::Status::Confirmed.as_str()))
         .into_boxed();
@@ -367,9 +366,24 @@ pub fn queue_issue(
         }
         audience = audience.filter(wanted);
     }
+    queue_audience(conn, issue_id, audience, now)
+}
+
+/// Confirmed subscribers, as a query the audience filters narrow down.
+type Audience<'a> = crate::db::schema::subscribers::BoxedQuery<'a, db::MultiBackend>;
+
+/// Inserts one queued delivery of the issue for each subscriber of `audience`, in one statement.
+fn queue_audience(
+    conn: &mut DbConnection,
+    issue_id: i64,
+    audience: Audience<'_>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    use crate::db::schema::subscribers;
+    use diesel::sql_types::{Integer, Nullable};
     let rows = audience.select((
         Kind::Issue.as_str().into_sql::<Text>(),
-        Some(issue_id).into_sql::<diesel::sql_types::Nullable<BigInt>>(),
+        Some(issue_id).into_sql::<Nullable<BigInt>>(),
         subscribers::id,
         PRIORITY_BULK.into_sql::<Integer>(),
         Status::Queued.as_str().into_sql::<Text>(),
@@ -555,29 +569,9 @@ pub fn queue_issue_for_exact_topics(
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     use crate::db::schema::subscribers;
-    use diesel::sql_types::{Integer, Nullable};
-    let rows = subscribers::table
+    let audience = subscribers::table
         .filter(subscribers::status.eq(crate::subscriptions::Status::Confirmed.as_str()))
         .filter(subscribers::topics.eq(stored_topics))
-        .select((
-            Kind::Issue.as_str().into_sql::<Text>(),
-            Some(issue_id).into_sql::<Nullable<BigInt>>(),
-            subscribers::id,
-            PRIORITY_BULK.into_sql::<Integer>(),
-            Status::Queued.as_str().into_sql::<Text>(),
-            now.into_sql::<Timestamp>(),
-            now.into_sql::<Timestamp>(),
-        ));
-    diesel::insert_into(deliveries::table)
-        .values(rows)
-        .into_columns((
-            deliveries::kind,
-            deliveries::issue_id,
-            deliveries::subscriber_id,
-            deliveries::priority,
-            deliveries::status,
-            deliveries::next_attempt_at,
-            deliveries::created_at,
-        ))
-        .execute(conn)
+        .into_boxed();
+    queue_audience(conn, issue_id, audience, now)
 }
