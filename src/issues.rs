@@ -123,7 +123,26 @@ pub fn clean_subject(raw: &str) -> Result<String, IssueError> {
 pub fn sanitize(html: &str) -> String {
     let cleaned = ammonia::Builder::default()
         .add_tags(["center", "font"])
-        .add_generic_attributes(["align", "style"])
+        .add_generic_attributes([
+            "align",
+            "style",
+            "width",
+            "height",
+            "cellpadding",
+            "cellspacing",
+            "role",
+            "valign",
+        ])
+        // Nothing wider than the 600 px frame: a wider fixed width is dropped.
+        .attribute_filter(|_element, attribute, value| {
+            let too_wide = attribute == "width"
+                && value
+                    .trim_end_matches("px")
+                    .trim()
+                    .parse::<u32>()
+                    .is_ok_and(|px| px > 600);
+            (!too_wide).then(|| value.into())
+        })
         .clean(html)
         .to_string();
     cleaned
