@@ -63,13 +63,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     let composed = iria_news::issues::compose(&settings, &draft).expect("compose");
-    let issue = IssueContent {
-        id: 7,
-        subject: composed.subject,
-        html: composed.html,
-        text: composed.text,
-        created_at: now,
-    };
+    let issue = IssueContent::new(7, composed.subject, &composed.html, &composed.text, now);
     let mut n = 0i64;
     c.bench_function(
         "one recipient's digest message (10 articles, HTML and text)",

@@ -314,19 +314,39 @@ pub struct Queued {
     pub created: bool,
 }
 
-/// What the worker needs of an issue to write each copy.
-#[derive(Clone, Debug, Queryable)]
+/// What the worker needs of an issue to write each copy: its parts encoded once.
+#[derive(Clone, Debug)]
 pub struct IssueContent {
     pub id: i64,
     pub subject: String,
-    pub html: String,
-    pub text: String,
+    pub html: crate::messages::PreparedPart,
+    pub text: crate::messages::PreparedPart,
     pub created_at: NaiveDateTime,
 }
 
-/// The issues with these ids.
+impl IssueContent {
+    /// Prepares a composed issue for sending.
+    pub fn new(
+        id: i64,
+        subject: String,
+        html: &str,
+        text: &str,
+        created_at: NaiveDateTime,
+    ) -> Self {
+        use crate::messages::PreparedPart;
+        Self {
+            id,
+            subject,
+            html: PreparedPart::prepare(html),
+            text: PreparedPart::prepare(text),
+            created_at,
+        }
+    }
+}
+
+/// The issues with these ids, prepared for sending.
 pub fn contents(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<IssueContent>> {
-    issues::table
+    let rows: Vec<(i64, String, String, String, NaiveDateTime)> = issues::table
         .filter(issues::id.eq_any(ids))
         .select((
             issues::id,
@@ -335,5 +355,11 @@ pub fn contents(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<IssueCo
             issues::text,
             issues::created_at,
         ))
-        .load(conn)
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, subject, html, text, created_at)| {
+            IssueContent::new(id, subject, &html, &text, created_at)
+        })
+        .collect())
 }

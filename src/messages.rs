@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use askama::Template;
+use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
@@ -205,19 +206,12 @@ pub fn newsletter(
     issue: &crate::issues::IssueContent,
     dkim: Option<&lettre::message::dkim::DkimConfig>,
 ) -> anyhow::Result<Message> {
-    use crate::issues::{PREFERENCES_MARK, UNSUBSCRIBE_MARK};
     use crate::subscriptions::links::RecipientToken;
     let token = RecipientToken::new(to.subscriber_id, issue.id).sign(settings.secret());
     let unsubscribe_url = settings.link(&format!("/unsubscribe/{token}"));
     let preferences_url = settings.link(&format!("/preferences/{token}"));
-    let html = issue
-        .html
-        .replace(UNSUBSCRIBE_MARK, &unsubscribe_url)
-        .replace(PREFERENCES_MARK, &preferences_url);
-    let text = issue
-        .text
-        .replace(UNSUBSCRIBE_MARK, &unsubscribe_url)
-        .replace(PREFERENCES_MARK, &preferences_url);
+    let html = issue.html.render(&unsubscribe_url, &preferences_url);
+    let text = issue.text.render(&unsubscribe_url, &preferences_url);
     let mut list_unsubscribe = format!("<{unsubscribe_url}>");
     if let Some(mailto) = &settings.unsubscribe_mailto {
         list_unsubscribe.push_str(&format!(
@@ -237,13 +231,108 @@ pub fn newsletter(
         .raw_header(raw("Auto-Submitted", "auto-generated".into()))
         .multipart(
             MultiPart::alternative()
-                .singlepart(SinglePart::plain(text))
-                .singlepart(SinglePart::html(html)),
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html),
+                ),
         )?;
     if let Some(dkim) = dkim {
         message.sign(dkim);
     }
     Ok(message)
+}
+
+/// One part of an issue (its HTML or its text), quoted-printable encoded once per issue, with
+/// gaps where each recipient's links go: a copy then costs a few copies of bytes instead of
+/// encoding the whole part again. Each piece ends with a soft line break (`=` CRLF, which decodes
+/// to nothing), so pieces join without making a line longer than quoted-printable allows.
+#[derive(Clone, Debug)]
+pub struct PreparedPart {
+    pieces: Vec<Piece>,
+    len: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Piece {
+    Encoded(Vec<u8>),
+    Unsubscribe,
+    Preferences,
+}
+
+impl PreparedPart {
+    /// Encodes `part`, leaving a gap at each of the issue's recipient marks.
+    pub fn prepare(part: &str) -> Self {
+        use crate::issues::{PREFERENCES_MARK, UNSUBSCRIBE_MARK};
+        let crlf = part.replace("\r\n", "\n").replace('\n', "\r\n");
+        let mut pieces = Vec::new();
+        let mut rest = crlf.as_str();
+        loop {
+            let next = [
+                (UNSUBSCRIBE_MARK, Piece::Unsubscribe),
+                (PREFERENCES_MARK, Piece::Preferences),
+            ]
+            .into_iter()
+            .filter_map(|(mark, piece)| rest.find(mark).map(|at| (at, mark.len(), piece)))
+            .min_by_key(|(at, _, _)| *at);
+            let (literal, gap) = match next {
+                Some((at, len, piece)) => {
+                    let literal = &rest[..at];
+                    rest = &rest[at + len..];
+                    (literal, Some(piece))
+                }
+                None => (std::mem::take(&mut rest), None),
+            };
+            if !literal.is_empty() {
+                pieces.push(Piece::Encoded(encode_piece(literal)));
+            }
+            match gap {
+                Some(piece) => pieces.push(piece),
+                None => break,
+            }
+        }
+        let len = pieces
+            .iter()
+            .map(|p| {
+                if let Piece::Encoded(b) = p {
+                    b.len()
+                } else {
+                    0
+                }
+            })
+            .sum();
+        Self { pieces, len }
+    }
+
+    /// The encoded part with this recipient's links filled in.
+    pub fn render(&self, unsubscribe_url: &str, preferences_url: &str) -> lettre::message::Body {
+        let unsubscribe = encode_piece(unsubscribe_url);
+        let preferences = encode_piece(preferences_url);
+        let mut out = Vec::with_capacity(self.len + 4 * (unsubscribe.len() + preferences.len()));
+        for piece in &self.pieces {
+            match piece {
+                Piece::Encoded(bytes) => out.extend_from_slice(bytes),
+                Piece::Unsubscribe => out.extend_from_slice(&unsubscribe),
+                Piece::Preferences => out.extend_from_slice(&preferences),
+            }
+        }
+        lettre::message::Body::dangerous_pre_encoded(
+            out,
+            lettre::message::header::ContentTransferEncoding::QuotedPrintable,
+        )
+    }
+}
+
+/// Quoted-printable, ending with a soft line break.
+fn encode_piece(text: &str) -> Vec<u8> {
+    let mut encoded = quoted_printable::encode(text.as_bytes());
+    encoded.extend_from_slice(b"=\r\n");
+    encoded
 }
 
 /// The headers a DKIM signature covers (checklist line 3): lettre's default list leaves out the
