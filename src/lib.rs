@@ -12,6 +12,7 @@ pub mod db;
 pub mod delivery;
 pub mod digest;
 pub mod domain;
+pub mod editors;
 pub mod issues;
 pub mod mail;
 pub mod messages;

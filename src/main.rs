@@ -79,6 +79,14 @@ enum AdminCommand {
         /// Who uses the token, e.g. "cms" or "mta".
         name: String,
     },
+    /// Make an editor account (argon2id hash of the password).
+    CreateUser {
+        /// The editor's login name.
+        name: String,
+        /// Read the password from standard input (one line) instead of asking for it.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -228,6 +236,33 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
                 Some(c) => print!("{}", c.html),
                 None => eprintln!("no new articles since the last digest; nothing would be sent"),
             }
+            Ok(())
+        }
+        Command::Admin(AdminCommand::CreateUser {
+            name,
+            password_stdin,
+        }) => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("reading the password from standard input")?;
+                line.trim_end_matches(['\r', '\n']).to_string()
+            } else {
+                let first = rpassword::prompt_password(format!("Password for {name}: "))
+                    .context("reading the password")?;
+                let again =
+                    rpassword::prompt_password("Again: ").context("reading the password")?;
+                if first != again {
+                    anyhow::bail!("the two passwords differ");
+                }
+                first
+            };
+            let pool = db::pool(&settings.database_url, 1);
+            let mut conn = pool.get().context("connecting to the database")?;
+            db::migrate(&mut conn)?;
+            iria_news::editors::create(&mut conn, &name, &password)?;
+            println!("editor {name:?} created");
             Ok(())
         }
         Command::Admin(AdminCommand::CreateToken { name }) => {

@@ -100,6 +100,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    editors (id) {
+        id -> BigInt,
+        name -> Text,
+        password_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(deliveries -> issues (issue_id));
 diesel::allow_tables_to_appear_in_same_query!(
     subscribers,
@@ -110,7 +119,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     articles,
     digests,
-    feed_state
+    feed_state,
+    editors
 );
 
 diesel::table! {

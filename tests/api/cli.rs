@@ -226,3 +226,66 @@ fn send_queues_an_issue_and_wait_delivers_it() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing new queued"));
     assert_eq!(read_messages(&dir.path().join("outbox"), "eml").len(), 2);
 }
+
+/// `iria-news admin create-user NAME --password-stdin` makes an editor whose password verifies
+/// (argon2id); a taken name, a short password or a bad name is a one-line error.
+#[test]
+fn admin_create_user_makes_an_editor() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let create = |name: &str, password: &str| {
+        let mut child = iria_news()
+            .args(["admin", "create-user", name, "--password-stdin"])
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("wait")
+    };
+    let made = create("ada", "correct horse battery staple");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for (name, password, says) in [
+        ("ada", "another long password", "exists already"),
+        ("bob", "short", "at least 12"),
+        ("bad name!", "a long enough password", "editor name"),
+    ] {
+        let out = create(name, password);
+        assert!(!out.status.success(), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{name}: {stderr}");
+    }
+    let url = format!("sqlite://{}", dir.path().join("iria-news.db").display());
+    let manager =
+        iria_news::db::Manager::new(iria_news::config::DatabaseUrl::parse(&url).expect("url"));
+    let mut conn = manager.open().expect("open");
+    assert!(
+        iria_news::editors::verify(&mut conn, "ada", "correct horse battery staple")
+            .expect("verify")
+    );
+    assert!(!iria_news::editors::verify(&mut conn, "ada", "wrong password here").expect("verify"));
+    assert!(
+        !iria_news::editors::verify(&mut conn, "nobody", "correct horse battery staple")
+            .expect("verify")
+    );
+    let stored: String = {
+        use diesel::prelude::*;
+        iria_news::db::schema::editors::table
+            .select(iria_news::db::schema::editors::password_hash)
+            .first(&mut conn)
+            .expect("hash")
+    };
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
+}
