@@ -119,6 +119,18 @@ pub fn upsert(
         let mut result = Imported::default();
         for a in items {
             let categories = a.categories.join(",");
+            // What a feed or the CMS may change; the same columns for a new article and an edit.
+            let content = (
+                articles::link.eq(&a.link),
+                articles::title.eq(&a.title),
+                articles::summary.eq(&a.summary),
+                articles::body.eq(&a.body),
+                articles::author.eq(&a.author),
+                articles::categories.eq(&categories),
+                articles::image_url.eq(&a.image_url),
+                articles::image_credit.eq(&a.image_credit),
+                articles::updated_at.eq(now),
+            );
             let existing: Option<(i64, String, String, String, String)> = articles::table
                 .filter(articles::guid.eq(&a.guid))
                 .select((
@@ -134,19 +146,11 @@ pub fn upsert(
                 None => {
                     diesel::insert_into(articles::table)
                         .values((
+                            content,
                             articles::guid.eq(&a.guid),
-                            articles::link.eq(&a.link),
-                            articles::title.eq(&a.title),
-                            articles::summary.eq(&a.summary),
-                            articles::body.eq(&a.body),
-                            articles::author.eq(&a.author),
-                            articles::categories.eq(&categories),
-                            articles::image_url.eq(&a.image_url),
-                            articles::image_credit.eq(&a.image_credit),
                             articles::published_at.eq(a.published_at),
                             articles::source.eq(source.as_str()),
                             articles::created_at.eq(now),
-                            articles::updated_at.eq(now),
                         ))
                         .execute(conn)?;
                     result.new += 1;
@@ -158,17 +162,7 @@ pub fn upsert(
                         || link != a.link =>
                 {
                     diesel::update(articles::table.find(id))
-                        .set((
-                            articles::link.eq(&a.link),
-                            articles::title.eq(&a.title),
-                            articles::summary.eq(&a.summary),
-                            articles::body.eq(&a.body),
-                            articles::author.eq(&a.author),
-                            articles::categories.eq(&categories),
-                            articles::image_url.eq(&a.image_url),
-                            articles::image_credit.eq(&a.image_credit),
-                            articles::updated_at.eq(now),
-                        ))
+                        .set(content)
                         .execute(conn)?;
                     result.updated += 1;
                 }

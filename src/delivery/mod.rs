@@ -292,7 +292,12 @@ pub fn record(
                         .set(ended(Status::Bounced, Some(error)))
                         .execute(conn)?;
                     if changed > 0 {
-                        crate::subscriptions::mark_bounced(conn, claimed.subscriber_id, now)?;
+                        crate::subscriptions::suppress(
+                            conn,
+                            claimed.subscriber_id,
+                            crate::subscriptions::Status::Bounced,
+                            now,
+                        )?;
                     }
                 }
                 Outcome::Released => {
@@ -543,11 +548,21 @@ pub fn apply_report(
                         ))
                         .execute(conn)?;
                 }
-                crate::subscriptions::mark_bounced(conn, subscriber_id, now)?;
+                crate::subscriptions::suppress(
+                    conn,
+                    subscriber_id,
+                    crate::subscriptions::Status::Bounced,
+                    now,
+                )?;
                 skip_queued_for(conn, subscriber_id, "address bounced")?;
             }
             ReportKind::Complaint => {
-                crate::subscriptions::mark_complained(conn, subscriber_id, now)?;
+                crate::subscriptions::suppress(
+                    conn,
+                    subscriber_id,
+                    crate::subscriptions::Status::Complained,
+                    now,
+                )?;
                 skip_queued_for(conn, subscriber_id, "complaint")?;
             }
             ReportKind::SoftBounce => {}

@@ -412,30 +412,17 @@ pub fn confirm(
     })
 }
 
-/// Suppresses an address that hard-bounced: it is never mailed again unless it signs up afresh.
-pub fn mark_bounced(
+/// Suppresses an address: `Bounced` (a hard bounce) or `Complained` (reported as spam). It is
+/// never mailed again unless it signs up afresh.
+pub fn suppress(
     conn: &mut DbConnection,
     subscriber_id: i64,
+    status: Status,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(subscribers::table.find(subscriber_id))
         .set((
-            subscribers::status.eq(Status::Bounced.as_str()),
-            subscribers::updated_at.eq(now),
-        ))
-        .execute(conn)
-}
-
-/// Marks a subscriber who reported a message as spam: never mailed again unless they sign up
-/// afresh.
-pub fn mark_complained(
-    conn: &mut DbConnection,
-    subscriber_id: i64,
-    now: NaiveDateTime,
-) -> QueryResult<usize> {
-    diesel::update(subscribers::table.find(subscriber_id))
-        .set((
-            subscribers::status.eq(Status::Complained.as_str()),
+            subscribers::status.eq(status.as_str()),
             subscribers::updated_at.eq(now),
         ))
         .execute(conn)
@@ -466,6 +453,10 @@ pub fn recipients(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<Recip
 /// Of these confirmation tokens, the ones a link could still confirm with now (not used, not
 /// superseded, not expired): a confirmation email whose link is dead is not worth sending.
 pub fn live_tokens(conn: &mut DbConnection, tokens: &[&str]) -> QueryResult<Vec<String>> {
+    // A batch of newsletter copies has no token: no query.
+    if tokens.is_empty() {
+        return Ok(Vec::new());
+    }
     let hashes: Vec<String> = tokens
         .iter()
         .filter_map(|t| tokens::ConfirmationToken::parse(t))
