@@ -237,6 +237,17 @@ fn wrap_long_lines(text: &str) -> String {
     out
 }
 
+/// When a new issue goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Queued to its audience at once.
+    Now,
+    /// Kept as a draft until this time (UTC), then queued by [`queue_due`].
+    At(NaiveDateTime),
+    /// Kept as a draft until sent by [`send_draft`].
+    Later,
+}
+
 /// Composes an issue, stores it and queues it to its audience, in one transaction. With an
 /// idempotency key (an editor's form) or a period key (a digest) that is already on file,
 /// nothing new is made or queued: the existing issue is returned, so a double click, a reload or
@@ -246,8 +257,19 @@ pub fn create_and_queue(
     settings: &Settings,
     draft: &Draft,
 ) -> Result<Queued, IssueError> {
+    create(conn, settings, draft, When::Now, None)
+}
+
+/// As [`create_and_queue`], queued now, at a time, or kept as a draft; `by` names the editor.
+pub fn create(
+    conn: &mut DbConnection,
+    settings: &Settings,
+    draft: &Draft,
+    when: When,
+    by: Option<&str>,
+) -> Result<Queued, IssueError> {
     let composed = compose(settings, draft)?;
-    db::write_transaction(conn, |conn| {
+    let made = db::write_transaction(conn, |conn| {
         if let Some(existing) = find_by_keys(conn, draft)? {
             return Ok(Queued {
                 issue_id: existing.0,
@@ -256,6 +278,11 @@ pub fn create_and_queue(
             });
         }
         let now = db::now();
+        let (status, send_at) = match when {
+            When::Now => ("queued", None),
+            When::At(at) => ("draft", Some(at)),
+            When::Later => ("draft", None),
+        };
         let issue_id: i64 = diesel::insert_into(issues::table)
             .values((
                 issues::kind.eq(draft.kind.as_str()),
@@ -266,22 +293,228 @@ pub fn create_and_queue(
                 issues::topics.eq(draft.topics.join(",")),
                 issues::period_key.eq(&draft.period_key),
                 issues::idempotency_key.eq(&draft.idempotency_key),
-                issues::status.eq("queued"),
+                issues::status.eq(status),
                 issues::created_at.eq(now),
-                issues::queued_at.eq(Some(now)),
+                issues::queued_at.eq((when == When::Now).then_some(now)),
+                issues::send_at.eq(send_at),
+                issues::created_by.eq(by),
             ))
             .returning(issues::id)
             .get_result(conn)?;
-        let recipients = delivery::queue_issue(conn, issue_id, &draft.topics, now)?;
-        diesel::update(issues::table.find(issue_id))
-            .set(issues::recipients.eq(recipients as i32))
-            .execute(conn)?;
+        let recipients = if when == When::Now {
+            queue_to_audience(conn, issue_id, &draft.topics, now)?
+        } else {
+            0
+        };
         Ok(Queued {
             issue_id,
             recipients,
             created: true,
         })
+    });
+    match made {
+        // The same key at the same moment from another request (a double click on PostgreSQL,
+        // where both transactions looked before either wrote): the other one's issue stands.
+        Err(IssueError::Db(DbError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )))) if draft.idempotency_key.is_some() || draft.period_key.is_some() => {
+            let existing = find_by_keys(conn, draft)?
+                .ok_or(IssueError::Render("an issue with this key vanished".into()))?;
+            Ok(Queued {
+                issue_id: existing.0,
+                recipients: existing.1 as usize,
+                created: false,
+            })
+        }
+        other => other,
+    }
+}
+
+fn queue_to_audience(
+    conn: &mut DbConnection,
+    issue_id: i64,
+    topics: &[String],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let recipients = delivery::queue_issue(conn, issue_id, topics, now)?;
+    diesel::update(issues::table.find(issue_id))
+        .set(issues::recipients.eq(recipients as i32))
+        .execute(conn)?;
+    Ok(recipients)
+}
+
+/// Queues a draft to its audience now. Only one caller wins: the draft becomes `queued` in the
+/// same transaction, so a double click, two processes or the scheduler and an editor at once
+/// queue it once. `Ok(None)` when there is no such draft (sent already, or unknown).
+pub fn send_draft(conn: &mut DbConnection, issue_id: i64) -> QueryResult<Option<Queued>> {
+    db::write_transaction(conn, |conn| {
+        let now = db::now();
+        let taken = diesel::update(
+            issues::table
+                .find(issue_id)
+                .filter(issues::status.eq("draft")),
+        )
+        .set((issues::status.eq("queued"), issues::queued_at.eq(Some(now))))
+        .execute(conn)?;
+        if taken == 0 {
+            return Ok(None);
+        }
+        let topics: String = issues::table
+            .find(issue_id)
+            .select(issues::topics)
+            .first(conn)?;
+        let topics: Vec<String> = topics
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        let recipients = queue_to_audience(conn, issue_id, &topics, now)?;
+        Ok(Some(Queued {
+            issue_id,
+            recipients,
+            created: true,
+        }))
     })
+}
+
+/// Sets or clears the time a draft goes out; `false` when it is not a draft any more.
+pub fn schedule_draft(
+    conn: &mut DbConnection,
+    issue_id: i64,
+    at: Option<NaiveDateTime>,
+) -> QueryResult<bool> {
+    Ok(diesel::update(
+        issues::table
+            .find(issue_id)
+            .filter(issues::status.eq("draft")),
+    )
+    .set(issues::send_at.eq(at))
+    .execute(conn)?
+        == 1)
+}
+
+/// Queues every draft whose time has come; returns what was queued.
+pub fn queue_due(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec<Queued>> {
+    let due: Vec<i64> = issues::table
+        .filter(issues::status.eq("draft"))
+        .filter(issues::send_at.le(now))
+        .select(issues::id)
+        .order(issues::id)
+        .load(conn)?;
+    let mut queued = Vec::new();
+    for id in due {
+        if let Some(q) = send_draft(conn, id)? {
+            queued.push(q);
+        }
+    }
+    Ok(queued)
+}
+
+/// Queues scheduled issues when their time comes, every 15 seconds, until the process stops.
+pub async fn queue_due_forever(pool: db::Pool, wake: std::sync::Arc<tokio::sync::Notify>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        match db::run(&pool, |conn| Ok(queue_due(conn, db::now())?)).await {
+            Ok(queued) if !queued.is_empty() => {
+                for q in &queued {
+                    tracing::info!(
+                        issue = q.issue_id,
+                        recipients = q.recipients,
+                        "scheduled issue queued"
+                    );
+                }
+                wake.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checking for scheduled issues failed; next time"),
+        }
+    }
+}
+
+/// An editor's body as HTML: Markdown is rendered (raw HTML inside it is kept, then sanitised
+/// with the rest by [`compose`]); HTML is taken as it is.
+pub fn body_html(body: &str, markdown: bool) -> String {
+    if !markdown {
+        return body.to_string();
+    }
+    let mut options = pulldown_cmark::Options::empty();
+    options.insert(pulldown_cmark::Options::ENABLE_TABLES);
+    options.insert(pulldown_cmark::Options::ENABLE_STRIKETHROUGH);
+    let parser = pulldown_cmark::Parser::new_ext(body, options);
+    let mut html = String::with_capacity(body.len() * 2);
+    pulldown_cmark::html::push_html(&mut html, parser);
+    html
+}
+
+/// An issue as the console and the API list it.
+#[derive(Clone, Debug, Queryable, serde::Serialize)]
+pub struct Summary {
+    pub id: i64,
+    pub kind: String,
+    pub subject: String,
+    pub status: String,
+    pub recipients: i32,
+    pub topics: String,
+    pub created_at: NaiveDateTime,
+    pub queued_at: Option<NaiveDateTime>,
+    pub send_at: Option<NaiveDateTime>,
+    pub created_by: Option<String>,
+}
+
+type SummaryColumns = (
+    issues::id,
+    issues::kind,
+    issues::subject,
+    issues::status,
+    issues::recipients,
+    issues::topics,
+    issues::created_at,
+    issues::queued_at,
+    issues::send_at,
+    issues::created_by,
+);
+
+const SUMMARY: SummaryColumns = (
+    issues::id,
+    issues::kind,
+    issues::subject,
+    issues::status,
+    issues::recipients,
+    issues::topics,
+    issues::created_at,
+    issues::queued_at,
+    issues::send_at,
+    issues::created_by,
+);
+
+/// The latest issues, newest first.
+pub fn latest(conn: &mut DbConnection, limit: i64, offset: i64) -> QueryResult<Vec<Summary>> {
+    issues::table
+        .order(issues::id.desc())
+        .limit(limit)
+        .offset(offset)
+        .select(SUMMARY)
+        .load(conn)
+}
+
+/// One issue's summary.
+pub fn summary(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Summary>> {
+    issues::table
+        .find(id)
+        .select(SUMMARY)
+        .first(conn)
+        .optional()
+}
+
+/// One issue's HTML and text, as stored (with the recipient marks in place).
+pub fn parts(conn: &mut DbConnection, id: i64) -> QueryResult<Option<(String, String)>> {
+    issues::table
+        .find(id)
+        .select((issues::html, issues::text))
+        .first(conn)
+        .optional()
 }
 
 fn find_by_keys(conn: &mut DbConnection, draft: &Draft) -> QueryResult<Option<(i64, i32)>> {

@@ -5,6 +5,7 @@
 //! - [`messages`]: what the messages say, and their headers;
 //! - [`web`]: the HTTP application; [`config`], [`db`], [`mail`]: the parts it stands on.
 
+pub mod admin;
 pub mod api;
 pub mod articles;
 pub mod config;

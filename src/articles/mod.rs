@@ -216,3 +216,47 @@ pub fn set_excluded(conn: &mut DbConnection, id: i64, excluded: bool) -> QueryRe
         .set(articles::excluded.eq(i32::from(excluded)))
         .execute(conn)
 }
+
+/// One article.
+pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Article>> {
+    articles::table
+        .find(id)
+        .select(Article::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The latest articles by publication, newest first.
+pub fn latest(conn: &mut DbConnection, limit: i64, offset: i64) -> QueryResult<Vec<Article>> {
+    articles::table
+        .order((articles::published_at.desc(), articles::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .select(Article::as_select())
+        .load(conn)
+}
+
+/// How many articles there are.
+pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+    articles::table.count().get_result(conn)
+}
+
+/// An editor's edit: every field but the guid, the source and whether a digest carried it.
+/// `false` when there is no such article.
+pub fn update(conn: &mut DbConnection, id: i64, a: &NewArticle) -> QueryResult<bool> {
+    Ok(diesel::update(articles::table.find(id))
+        .set((
+            articles::link.eq(&a.link),
+            articles::title.eq(&a.title),
+            articles::summary.eq(&a.summary),
+            articles::body.eq(&a.body),
+            articles::author.eq(&a.author),
+            articles::categories.eq(a.categories.join(",")),
+            articles::image_url.eq(&a.image_url),
+            articles::image_credit.eq(&a.image_credit),
+            articles::published_at.eq(a.published_at),
+            articles::updated_at.eq(db::now()),
+        ))
+        .execute(conn)?
+        == 1)
+}

@@ -200,6 +200,9 @@ pub enum DbError {
     Unavailable(String),
     #[error("database query failed: {0}")]
     Query(#[from] diesel::result::Error),
+    /// Work done around a query that failed (e.g. writing a file of its rows).
+    #[error("{0}")]
+    Other(String),
 }
 
 impl From<r2d2::Error> for DbError {

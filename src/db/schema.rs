@@ -87,6 +87,8 @@ diesel::table! {
         queued_at -> Nullable<Timestamp>,
         digest_id -> Nullable<BigInt>,
         audience_topics -> Nullable<Text>,
+        send_at -> Nullable<Timestamp>,
+        created_by -> Nullable<Text>,
     }
 }
 
@@ -106,6 +108,15 @@ diesel::table! {
         name -> Text,
         password_hash -> Text,
         created_at -> Timestamp,
+        session_version -> Integer,
+    }
+}
+
+diesel::table! {
+    login_failures (id) {
+        id -> BigInt,
+        key -> Text,
+        failed_at -> Timestamp,
     }
 }
 
@@ -120,7 +131,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     articles,
     digests,
     feed_state,
-    editors
+    editors,
+    login_failures
 );
 
 diesel::table! {

@@ -590,3 +590,83 @@ pub fn queue_issue_for_exact_topics(
         .into_boxed();
     queue_audience(conn, issue_id, audience, now)
 }
+
+/// Queues again an issue's deliveries that failed for good (the SMTP server kept refusing them),
+/// from their first attempt; returns how many. Bounced and skipped ones stay as they are: those
+/// addresses must not be mailed.
+pub fn retry_failed(conn: &mut DbConnection, issue_id: i64) -> QueryResult<usize> {
+    let now = db::now();
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::issue_id.eq(issue_id))
+            .filter(deliveries::status.eq(Status::Failed.as_str())),
+    )
+    .set((
+        deliveries::status.eq(Status::Queued.as_str()),
+        deliveries::attempts.eq(0),
+        deliveries::next_attempt_at.eq(now),
+        deliveries::last_error.eq(None::<String>),
+        deliveries::finished_at.eq(None::<NaiveDateTime>),
+        deliveries::lease_until.eq(None::<NaiveDateTime>),
+        deliveries::lease_owner.eq(None::<String>),
+    ))
+    .execute(conn)
+}
+
+/// Counts by status of several issues' deliveries: (issue, status, count).
+pub fn progress_of(
+    conn: &mut DbConnection,
+    issue_ids: &[i64],
+) -> QueryResult<Vec<(Option<i64>, String, i64)>> {
+    deliveries::table
+        .filter(deliveries::issue_id.eq_any(issue_ids))
+        .group_by((deliveries::issue_id, deliveries::status))
+        .select((
+            deliveries::issue_id,
+            deliveries::status,
+            diesel::dsl::count_star(),
+        ))
+        .load(conn)
+}
+
+/// One recipient of an issue, as the issue's page lists them.
+#[derive(Clone, Debug, Queryable, serde::Serialize)]
+pub struct IssueRecipient {
+    pub subscriber_id: i64,
+    pub email: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+/// An issue's recipients, optionally of one status, by address.
+pub fn recipients_of_issue(
+    conn: &mut DbConnection,
+    issue_id: i64,
+    status: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<IssueRecipient>> {
+    use crate::db::schema::subscribers;
+    let mut query = deliveries::table
+        .inner_join(subscribers::table)
+        .filter(deliveries::issue_id.eq(issue_id))
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(deliveries::status.eq(status.to_string()));
+    }
+    query
+        .order(subscribers::email)
+        .limit(limit)
+        .offset(offset)
+        .select((
+            deliveries::subscriber_id,
+            subscribers::email,
+            deliveries::status,
+            deliveries::attempts,
+            deliveries::last_error,
+            deliveries::finished_at,
+        ))
+        .load(conn)
+}

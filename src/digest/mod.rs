@@ -448,3 +448,48 @@ pub fn archived(conn: &mut DbConnection, id: i64) -> QueryResult<Option<(Archive
     let list = articles::of_digest(conn, id)?;
     Ok(Some((d, list)))
 }
+
+/// Marks a period as done without sending anything (an editor skipped it): its run then finds it
+/// done. The articles wait for the next digest. `false` when the period was done already.
+pub fn skip(conn: &mut DbConnection, period_key: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    let recorded = diesel::insert_into(digests::table)
+        .values((
+            digests::period_key.eq(period_key),
+            digests::cutoff.eq(now),
+            digests::articles.eq(0),
+            digests::created_at.eq(now),
+        ))
+        .execute(conn);
+    match recorded {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a period's digest was made (or skipped) already.
+pub fn is_done(conn: &mut DbConnection, period_key: &str) -> QueryResult<bool> {
+    use diesel::dsl::{exists, select};
+    select(exists(
+        digests::table.filter(digests::period_key.eq(period_key)),
+    ))
+    .get_result(conn)
+}
+
+/// Every digest run, sent or not (none to send, or skipped), newest first.
+pub fn history(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<Archived>> {
+    digests::table
+        .order(digests::id.desc())
+        .limit(limit)
+        .select((
+            digests::id,
+            digests::period_key,
+            digests::cutoff,
+            digests::articles,
+            digests::created_at,
+        ))
+        .load(conn)
+}

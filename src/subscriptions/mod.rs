@@ -4,6 +4,7 @@
 //! all in one transaction: either the person is on file with a message on its way, or nothing
 //! happened. The email itself is sent later by the delivery worker, never inside the request.
 
+pub mod directory;
 pub mod link_routes;
 pub mod links;
 pub mod records;

@@ -34,6 +34,8 @@ pub struct AppState {
     /// Wakes this process's delivery worker when a message was queued.
     pub wake: Arc<Notify>,
     pub metrics: Arc<crate::observability::Metrics>,
+    /// For the console's test copies, which go out at once, outside the ledger.
+    pub mailer: Mailer,
 }
 
 impl AppState {
@@ -225,6 +227,7 @@ impl Application {
             signup_ip_limiter: RateLimiter::keyed(Quota::per_hour(per_ip)),
             wake: wake.clone(),
             metrics: metrics.clone(),
+            mailer: mailer.clone(),
         });
         let port = listener
             .local_addr()
@@ -243,6 +246,7 @@ impl Application {
                 .wrap(crate::observability::RequestTelemetry {
                     metrics: telemetry_metrics.clone(),
                 })
+                .service(crate::admin::scope(&headers_settings))
                 .configure(routes)
                 .default_service(web::to(pages::not_found))
         })
@@ -265,6 +269,7 @@ impl Application {
             pool.clone(),
             settings.schedule.clone(),
         ));
+        tokio::spawn(crate::issues::queue_due_forever(pool.clone(), wake.clone()));
         if let Some(feed) = &settings.feed_url {
             tokio::spawn(crate::articles::feed::poll_forever(
                 pool.clone(),

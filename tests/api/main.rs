@@ -3,11 +3,14 @@
 mod helpers;
 mod ops;
 
+mod browser;
 mod checklist_signup;
 mod cli;
 mod compliance;
+mod console;
 mod delivery;
 mod digest;
+mod e2e;
 mod faults;
 mod preferences;
 mod signup;
