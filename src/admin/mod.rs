@@ -33,6 +33,8 @@ use crate::web::AppState;
 
 /// A session lasts this long after the login, whatever is done with it.
 pub const SESSION_HOURS: i64 = 12;
+/// The largest form body the console takes (413 beyond).
+pub const MAX_FORM_BYTES: usize = 256 * 1024;
 /// The largest CSV file an editor can import.
 pub const MAX_IMPORT_BYTES: usize = 5 * 1024 * 1024;
 
@@ -97,7 +99,8 @@ pub fn scope(
     >,
 > {
     web::scope("/admin")
-        .app_data(web::PayloadConfig::new(MAX_IMPORT_BYTES + 64 * 1024))
+        // Forms (an issue's body is the largest); CSV uploads stream past this, see subscribers.
+        .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
         .configure(register)
         .wrap(actix_web::middleware::from_fn(guard))
         .wrap(session_middleware(settings))

@@ -3,10 +3,10 @@
 //! our Message-ID in the returned message, else by the address the report names.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::{authenticate, problem};
+use super::problem;
 use crate::db::{self, DbError};
 use crate::delivery;
 use crate::web::AppState;
@@ -161,14 +161,7 @@ impl VerpCheck {
 }
 
 /// `POST /api/v1/bounces`.
-pub async fn receive(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> HttpResponse {
-    if let Err(response) = authenticate(&state, &req).await {
-        return response;
-    }
+pub async fn receive(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     let suffix = crate::messages::message_id_suffix(&state.settings);
     let verp = VerpCheck {
         secret: state.settings.secret().to_vec(),

@@ -2,6 +2,7 @@
 
 pub mod bounces;
 pub mod tokens;
+pub mod v1;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -9,13 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::db;
 use crate::web::AppState;
 
-/// The routes of `/api/v1`.
+/// The routes of `/api/v1`, behind the token check.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/bounces", web::post().to(bounces::receive))
-        .route(
-            "/api/v1/articles",
-            web::post().to(crate::articles::api::push),
-        );
+    cfg.service(v1::scope());
 }
 
 /// An RFC 9457 problem details response.

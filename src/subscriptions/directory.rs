@@ -342,47 +342,79 @@ pub fn import(
                 .push((line, format!("{email}: appears earlier in the file")));
             continue;
         }
-        let existing: Option<String> = subscribers::table
-            .filter(subscribers::email.eq(email.as_str()))
-            .select(subscribers::status)
-            .first(conn)
-            .optional()?;
-        if let Some(status) = existing {
-            report
-                .existing
-                .push((line, email.as_str().to_string(), status));
-            continue;
-        }
-        let source = format!("import: {}", options.source);
-        if options.consent_held {
-            add_confirmed(
-                conn,
-                &email,
-                name.as_ref(),
-                &topics,
-                &source,
-                &options.editor,
-            )?;
-            report.confirmed += 1;
-        } else {
-            let signup = NewSignup {
-                email,
-                name,
-                topics,
-                ip: String::new(),
-                user_agent: format!("imported by editor {}", options.editor),
-                source,
-            };
-            super::sign_up(conn, &signup, u32::MAX, settings.confirmation_ttl).map_err(
-                |e| match e {
-                    super::SignupError::Db(e) => e,
-                    other => DbError::Other(other.to_string()),
-                },
-            )?;
-            report.invited += 1;
+        match add(conn, settings, email, name, topics, options)? {
+            Added::Existing(_, status, email) => report.existing.push((line, email, status)),
+            Added::Confirmed(_) => report.confirmed += 1,
+            Added::Invited(_) => report.invited += 1,
         }
     }
     Ok(report)
+}
+
+/// What [`add`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// Added as confirmed (consent held): the new subscriber's id.
+    Confirmed(i64),
+    /// Added as pending; a confirmation email is queued.
+    Invited(i64),
+    /// On file already, left as it was: (id, status, address).
+    Existing(i64, String, String),
+}
+
+/// Adds one subscriber on an editor's word (an import row, an API call). An address on file is
+/// left as it is: adding never resubscribes someone who left.
+pub fn add(
+    conn: &mut DbConnection,
+    settings: &crate::config::Settings,
+    email: SubscriberEmail,
+    name: Option<SubscriberName>,
+    topics: Topics,
+    options: &ImportOptions,
+) -> Result<Added, DbError> {
+    let existing: Option<(i64, String)> = subscribers::table
+        .filter(subscribers::email.eq(email.as_str()))
+        .select((subscribers::id, subscribers::status))
+        .first(conn)
+        .optional()?;
+    if let Some((id, status)) = existing {
+        return Ok(Added::Existing(id, status, email.as_str().to_string()));
+    }
+    let source = format!("import: {}", options.source);
+    if options.consent_held {
+        add_confirmed(
+            conn,
+            &email,
+            name.as_ref(),
+            &topics,
+            &source,
+            &options.editor,
+        )?;
+    } else {
+        let signup = NewSignup {
+            email: email.clone(),
+            name,
+            topics,
+            ip: String::new(),
+            user_agent: format!("imported by editor {}", options.editor),
+            source,
+        };
+        super::sign_up(conn, &signup, u32::MAX, settings.confirmation_ttl).map_err(
+            |e| match e {
+                super::SignupError::Db(e) => e,
+                other => DbError::Other(other.to_string()),
+            },
+        )?;
+    }
+    let id: i64 = subscribers::table
+        .filter(subscribers::email.eq(email.as_str()))
+        .select(subscribers::id)
+        .first(conn)?;
+    Ok(if options.consent_held {
+        Added::Confirmed(id)
+    } else {
+        Added::Invited(id)
+    })
 }
 
 /// A new subscriber whose consent the editors hold: confirmed at once, with a consent record

@@ -179,9 +179,13 @@ fn iso(t: NaiveDateTime) -> String {
 }
 
 /// The stored form of an erased address: its SHA-256, so the address can be recognised (and
-/// kept from being mailed) but not read back.
-pub fn erased_marker(email: &str) -> String {
-    format!("erased:{}", hex::encode(Sha256::digest(email.as_bytes())))
+/// kept from being mailed) but not read back; with the row's id, so that an address signed up
+/// again and erased again does not meet its first erasure.
+pub fn erased_marker(subscriber_id: i64, email: &str) -> String {
+    format!(
+        "erased:{subscriber_id}:{}",
+        hex::encode(Sha256::digest(email.as_bytes()))
+    )
 }
 
 /// Erases a subscriber's personal data (GDPR Art. 17): name, topics and consent records go, the
@@ -206,7 +210,7 @@ pub fn erase(conn: &mut DbConnection, subscriber_id: i64) -> Result<bool, DbErro
         delivery::forget_subscriber(conn, subscriber_id)?;
         diesel::update(subscribers::table.find(subscriber_id))
             .set((
-                subscribers::email.eq(erased_marker(&record.email)),
+                subscribers::email.eq(erased_marker(subscriber_id, &record.email)),
                 subscribers::name.eq(None::<String>),
                 subscribers::topics.eq(""),
                 subscribers::status.eq(Status::Unsubscribed.as_str()),

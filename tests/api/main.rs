@@ -12,5 +12,6 @@ mod delivery;
 mod digest;
 mod e2e;
 mod faults;
+mod openapi;
 mod preferences;
 mod signup;
