@@ -900,3 +900,53 @@ async fn articles_and_the_digest_page(backend: Backend) {
     assert!(dashboard.contains("<dd id=\"count-confirmed\">2</dd>"));
     assert!(dashboard.contains("week of"), "the digest issue is listed");
 }
+
+on_both_backends!(
+    resend_to_the_failed_from_the_issue_page,
+    super::resend_to_the_failed_from_the_issue_page
+);
+async fn resend_to_the_failed_from_the_issue_page(backend: Backend) {
+    use iria_news::db::schema::deliveries;
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let console = log_in(&app, true).await;
+    let readers = app.add_confirmed("reader", 3);
+    let queued = app.queue_issue("Resend me", "<p>Twice if need be</p>");
+    app.wait_issue_done(queued.issue_id, Duration::from_secs(20))
+        .await;
+    // Say the SMTP server had refused one of them for good (as the worker records it).
+    let failed_id = readers[1].0;
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::issue_id.eq(queued.issue_id))
+            .filter(deliveries::subscriber_id.eq(failed_id)),
+    )
+    .set((
+        deliveries::status.eq("failed"),
+        deliveries::last_error.eq(Some("550 mailbox unavailable")),
+    ))
+    .execute(&mut app.conn())
+    .expect("mark failed");
+    let page = console
+        .get(&format!("/admin/issues/{}?status=failed", queued.issue_id))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("<dd id=\"failed\">1</dd>"));
+    assert!(page.contains(&readers[1].1), "the failed one is listed");
+    assert!(!page.contains(&readers[0].1), "only the failed ones are listed");
+    assert!(page.contains("550 mailbox unavailable"));
+    assert!(page.contains("Resend to the 1 failed"));
+    let retried = console
+        .post(&format!("/admin/issues/{}/retry", queued.issue_id), &[])
+        .await;
+    assert_eq!(retried.status(), 303);
+    app.wait_issue_done(queued.issue_id, Duration::from_secs(20))
+        .await;
+    assert_eq!(app.received_by(&readers[1].1).len(), 2, "sent again");
+    assert_eq!(app.received_by(&readers[0].1).len(), 1, "the others once");
+    let statuses = app.delivery_statuses(queued.issue_id);
+    assert!(statuses.iter().all(|(_, s)| s == "sent"), "{statuses:?}");
+}
