@@ -936,7 +936,10 @@ async fn resend_to_the_failed_from_the_issue_page(backend: Backend) {
         .expect("body");
     assert!(page.contains("<dd id=\"failed\">1</dd>"));
     assert!(page.contains(&readers[1].1), "the failed one is listed");
-    assert!(!page.contains(&readers[0].1), "only the failed ones are listed");
+    assert!(
+        !page.contains(&readers[0].1),
+        "only the failed ones are listed"
+    );
     assert!(page.contains("550 mailbox unavailable"));
     assert!(page.contains("Resend to the 1 failed"));
     let retried = console
