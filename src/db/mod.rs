@@ -143,6 +143,7 @@ pub fn migrations_current(conn: &mut DbConnection) -> bool {
 /// Runs `f` in a transaction that holds the write lock from its start. On SQLite a plain `BEGIN`
 /// takes the lock only at the first write, and two such transactions can then fail each other
 /// with SQLITE_BUSY; `BEGIN IMMEDIATE` queues them instead. PostgreSQL needs nothing special.
+/// Called inside another transaction, it makes a savepoint on either backend.
 pub fn write_transaction<T, E>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -150,8 +151,18 @@ pub fn write_transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
+    // Inside another transaction (which holds the lock already): a savepoint.
+    let nested = match conn {
+        DbConnection::Sqlite(lite) => AnsiTransactionManager::transaction_manager_status_mut(lite)
+            .transaction_depth()
+            .ok()
+            .flatten()
+            .is_some(),
+        DbConnection::Pg(_) => false,
+    };
     match conn {
         DbConnection::Pg(_) => conn.transaction(f),
+        DbConnection::Sqlite(_) if nested => conn.transaction(f),
         DbConnection::Sqlite(lite) => {
             AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")?;
             let result = f(conn);

@@ -12,6 +12,9 @@ use crate::db::schema::{consents, deliveries, issues, subscribers};
 use crate::db::{self, DbConnection, DbError};
 use crate::domain::{SubscriberEmail, SubscriberName, Topics};
 
+/// Rows written per transaction by an import.
+const IMPORT_CHUNK: usize = 500;
+
 /// The most rows one import takes.
 pub const MAX_IMPORT_ROWS: usize = 100_000;
 
@@ -268,6 +271,7 @@ pub fn import(
         .from_reader(data);
     let (mut col_email, mut col_name, mut col_topics) = (0usize, Some(1usize), Some(2usize));
     let mut seen = std::collections::HashSet::new();
+    let mut valid = Vec::new();
     let mut rows = 0usize;
     for (index, record) in reader.records().enumerate() {
         let record = match record {
@@ -342,11 +346,29 @@ pub fn import(
                 .push((line, format!("{email}: appears earlier in the file")));
             continue;
         }
-        match add(conn, settings, email, name, topics, options)? {
-            Added::Existing(_, status, email) => report.existing.push((line, email, status)),
-            Added::Confirmed(_) => report.confirmed += 1,
-            Added::Invited(_) => report.invited += 1,
-        }
+        valid.push((line, email, name, topics));
+    }
+    // Written in chunks, each one transaction: one commit per chunk rather than per row.
+    for chunk in valid.chunks(IMPORT_CHUNK) {
+        db::write_transaction(conn, |conn| {
+            for (line, email, name, topics) in chunk {
+                match add(
+                    conn,
+                    settings,
+                    email.clone(),
+                    name.clone(),
+                    topics.clone(),
+                    options,
+                )? {
+                    Added::Existing(_, status, email) => {
+                        report.existing.push((*line, email, status))
+                    }
+                    Added::Confirmed(_) => report.confirmed += 1,
+                    Added::Invited(_) => report.invited += 1,
+                }
+            }
+            Ok::<_, DbError>(())
+        })?;
     }
     Ok(report)
 }

@@ -953,3 +953,53 @@ async fn resend_to_the_failed_from_the_issue_page(backend: Backend) {
     let statuses = app.delivery_statuses(queued.issue_id);
     assert!(statuses.iter().all(|(_, s)| s == "sent"), "{statuses:?}");
 }
+
+on_both_backends!(
+    a_large_import_lands_whole,
+    super::a_large_import_lands_whole
+);
+async fn a_large_import_lands_whole(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let console = log_in(&app, true).await;
+    // More rows than one write transaction takes, with bad rows in between.
+    let mut csv = String::from("email,name\n");
+    for i in 0..1_234 {
+        if i % 100 == 7 {
+            csv.push_str("broken-row\n");
+        }
+        csv.push_str(&format!("bulk{i:05}@example.org,Reader {i}\n"));
+    }
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(csv.into_bytes())
+                .file_name("bulk.csv")
+                .mime_str("text/csv")
+                .expect("mime"),
+        )
+        .text("source", "2025 print subscribers")
+        .text("consent", "held");
+    let response = app
+        .client
+        .post(format!(
+            "{}/admin/subscribers/import?csrf={}",
+            app.address, console.csrf
+        ))
+        .header("Cookie", &console.cookie)
+        .multipart(form)
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(response.status(), 200);
+    let report = response.text().await.expect("body");
+    assert!(
+        report.contains("<span id=\"confirmed\">1234</span>"),
+        "{}",
+        &report[..2000.min(report.len())]
+    );
+    assert!(report.contains("<span id=\"rejected\">13</span>"));
+    assert_eq!(app.count_subscribers(), 1_234);
+    assert_eq!(app.count_consents(), 1_234);
+}
