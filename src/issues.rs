@@ -158,7 +158,7 @@ pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueErro
         return Err(IssueError::EmptyBody);
     }
     let text_body = match &draft.body_text {
-        Some(t) if !t.trim().is_empty() => t.replace('\r', ""),
+        Some(t) if !t.trim().is_empty() => t.replace(['\r', '\0'], ""),
         _ => html2text::from_read(body.as_bytes(), 78)
             .map_err(|e| IssueError::Render(e.to_string()))?,
     };

@@ -488,6 +488,11 @@ pub async fn create_subscriber(
     if source.chars().count() > 200 {
         return Err(ApiError::invalid("source: at most 200 characters"));
     }
+    if source.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "source: one line of text, no control characters",
+        ));
+    }
     if source.is_empty() {
         return Err(ApiError::invalid(
             "source: say where the address comes from",
@@ -533,6 +538,13 @@ async fn subscriber_detail(state: &AppState, id: i64) -> Result<SubscriberDetail
     })
     .await?;
     let record = record.ok_or(ApiError::NotFound)?;
+    if record.is_erased() {
+        return Err(ApiError::bad(
+            StatusCode::GONE,
+            "Erased",
+            "This subscriber's personal data was erased.",
+        ));
+    }
     Ok(SubscriberDetail {
         subscriber: record.into(),
         consents: consents
@@ -552,7 +564,7 @@ async fn subscriber_detail(state: &AppState, id: i64) -> Result<SubscriberDetail
 
 /// One subscriber with their consent records.
 #[utoipa::path(get, path = "/api/v1/subscribers/{id}", tag = "subscribers", params(("id" = i64, Path)),
-    responses((status = 200, body = SubscriberDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SubscriberDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 410, description = "Erased", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_subscriber(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = id_of(&path)?;
     Ok(HttpResponse::Ok().json(subscriber_detail(&state, id).await?))
@@ -560,7 +572,7 @@ pub async fn get_subscriber(state: web::Data<AppState>, path: web::Path<String>)
 
 /// Unsubscribe at once; whatever is queued for them is skipped.
 #[utoipa::path(post, path = "/api/v1/subscribers/{id}/unsubscribe", tag = "subscribers", params(("id" = i64, Path)),
-    responses((status = 200, body = SubscriberDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SubscriberDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 410, description = "Erased", body = Problem, content_type = "application/problem+json")))]
 pub async fn unsubscribe_subscriber(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -575,15 +587,25 @@ pub async fn unsubscribe_subscriber(
             .unwrap_or_default()
     );
     let found = run(&state, move |conn| {
-        if records::find(conn, id)?.is_none() {
-            return Ok(false);
+        match records::find(conn, id)? {
+            None => return Ok(None),
+            Some(r) if r.is_erased() => return Ok(Some(false)),
+            Some(_) => {}
         }
         records::unsubscribe(conn, id, &via)?;
-        Ok(true)
+        Ok(Some(true))
     })
     .await?;
-    if !found {
-        return Err(ApiError::NotFound);
+    match found {
+        None => return Err(ApiError::NotFound),
+        Some(false) => {
+            return Err(ApiError::bad(
+                StatusCode::GONE,
+                "Erased",
+                "This subscriber's personal data was erased.",
+            ))
+        }
+        Some(true) => {}
     }
     Ok(HttpResponse::Ok().json(subscriber_detail(&state, id).await?))
 }
@@ -830,6 +852,9 @@ pub async fn list_issues(state: web::Data<AppState>, q: web::Query<PageQuery>) -
     Ok(HttpResponse::Ok().json(IssueList { items }))
 }
 
+/// The longest body an issue takes through the API.
+const MAX_BODY_CHARS: usize = 60_000;
+
 /// The body's format.
 #[derive(Clone, Copy, Deserialize, ToSchema, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -874,6 +899,11 @@ pub async fn create_issue(
     body: web::Json<NewIssue>,
 ) -> Answer {
     let body = body.into_inner();
+    if body.body.chars().count() > MAX_BODY_CHARS {
+        return Err(ApiError::invalid(format!(
+            "body: at most {MAX_BODY_CHARS} characters"
+        )));
+    }
     if let Some(unknown) = body
         .topics
         .iter()

@@ -40,6 +40,21 @@ pub struct ArticleIn {
 impl ArticleIn {
     /// Checks the article; the error names the field.
     pub fn check(self) -> Result<NewArticle, String> {
+        let texts = [
+            self.guid.as_deref(),
+            Some(self.link.as_str()),
+            Some(self.title.as_str()),
+            self.summary.as_deref(),
+            self.body.as_deref(),
+            self.author.as_deref(),
+            self.image_url.as_deref(),
+            self.image_credit.as_deref(),
+        ];
+        if texts.iter().flatten().any(|t| t.contains('\0'))
+            || self.categories.iter().any(|c| c.contains('\0'))
+        {
+            return Err("a field holds a NUL character".into());
+        }
         let link = url::Url::parse(self.link.trim())
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))

@@ -39,7 +39,9 @@ fn filtered(filter: &Filter) -> Boxed<'static> {
     let mut query = subscribers::table
         .filter(subscribers::erased_at.is_null())
         .into_boxed();
-    let text = filter.text.trim();
+    // Control characters cannot be in an address or a name (and PostgreSQL refuses NUL).
+    let text: String = filter.text.chars().filter(|c| !c.is_control()).collect();
+    let text = text.trim();
     if !text.is_empty() {
         let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
         query = query.filter(
