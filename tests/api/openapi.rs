@@ -156,8 +156,12 @@ async fn schemathesis_finds_no_server_error_and_no_mismatch(backend: Backend) {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/support/schemathesis.toml"
     );
+    // Its working folder: it keeps a cache of what it found there.
+    let workdir = tempfile::tempdir().expect("temp dir");
+    let cwd = workdir.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(st)
+            .current_dir(cwd)
             .args([
                 "--config-file",
                 config,
