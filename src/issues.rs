@@ -449,7 +449,8 @@ pub fn body_html(body: &str, markdown: bool) -> String {
 }
 
 /// An issue as the console and the API list it.
-#[derive(Clone, Debug, Queryable, serde::Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = issues)]
 pub struct Summary {
     pub id: i64,
     pub kind: String,
@@ -463,39 +464,13 @@ pub struct Summary {
     pub created_by: Option<String>,
 }
 
-type SummaryColumns = (
-    issues::id,
-    issues::kind,
-    issues::subject,
-    issues::status,
-    issues::recipients,
-    issues::topics,
-    issues::created_at,
-    issues::queued_at,
-    issues::send_at,
-    issues::created_by,
-);
-
-const SUMMARY: SummaryColumns = (
-    issues::id,
-    issues::kind,
-    issues::subject,
-    issues::status,
-    issues::recipients,
-    issues::topics,
-    issues::created_at,
-    issues::queued_at,
-    issues::send_at,
-    issues::created_by,
-);
-
 /// The latest issues, newest first.
 pub fn latest(conn: &mut DbConnection, limit: i64, offset: i64) -> QueryResult<Vec<Summary>> {
     issues::table
         .order(issues::id.desc())
         .limit(limit)
         .offset(offset)
-        .select(SUMMARY)
+        .select(Summary::as_select())
         .load(conn)
 }
 
@@ -503,7 +478,7 @@ pub fn latest(conn: &mut DbConnection, limit: i64, offset: i64) -> QueryResult<V
 pub fn summary(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Summary>> {
     issues::table
         .find(id)
-        .select(SUMMARY)
+        .select(Summary::as_select())
         .first(conn)
         .optional()
 }

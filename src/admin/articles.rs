@@ -6,7 +6,7 @@ use askama::Template;
 use chrono::TimeZone;
 use serde::Deserialize;
 
-use super::{query, see_other, Answer, Chrome, Fault};
+use super::{path_id, query, see_other, Answer, Chrome, Fault, NoticeQuery};
 use crate::articles::{self, api::ArticleIn, Article, Source};
 use crate::web::pages::html;
 use crate::web::AppState;
@@ -200,15 +200,6 @@ pub async fn create(
 }
 
 use diesel::prelude::*;
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-}
-
-fn path_id(raw: &str) -> Result<i64, Fault> {
-    raw.parse::<i64>().map_err(|_| Fault::NotFound)
-}
 
 /// `GET /admin/articles/{id}`.
 pub async fn edit_page(

@@ -8,10 +8,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use chrono::Utc;
-use serde::Deserialize;
 
 use super::dashboard::{issues_of_digests, IssueProgress};
-use super::{query, see_other, Answer, Chrome, Fault};
+use super::{query, see_other, Answer, Chrome, Fault, NoticeQuery};
 use crate::digest::{self, Archived};
 use crate::web::pages::html;
 use crate::web::AppState;
@@ -32,11 +31,6 @@ struct DigestPage {
     articles: Vec<crate::articles::Article>,
     audiences: Vec<(String, i64, usize)>,
     history: Vec<(Archived, Vec<IssueProgress>)>,
-    notice: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
     notice: Option<String>,
 }
 

@@ -9,7 +9,7 @@ use chrono::{NaiveDateTime, TimeZone};
 use serde::Deserialize;
 
 use super::dashboard::{last_issues, IssueProgress};
-use super::{query, random_token, see_other, Answer, Chrome, Fault};
+use super::{path_id, query, random_token, see_other, Answer, Chrome, Fault};
 use crate::domain::SubscriberEmail;
 use crate::issues::{self, Composed, Draft, IssueError, Kind, When};
 use crate::web::pages::html;
@@ -332,10 +332,6 @@ struct IssuePage {
 pub struct IssueQuery {
     status: Option<String>,
     notice: Option<String>,
-}
-
-fn path_id(raw: &str) -> Result<i64, Fault> {
-    raw.parse::<i64>().map_err(|_| Fault::NotFound)
 }
 
 /// `GET /admin/issues/{id}`: progress, and the recipients (of one status, when chosen).

@@ -342,6 +342,17 @@ impl ResponseError for Fault {
     }
 }
 
+/// A numeric id from a path; anything else is a page that does not exist.
+pub fn path_id(raw: &str) -> Result<i64, Fault> {
+    raw.parse::<i64>().map_err(|_| Fault::NotFound)
+}
+
+/// `?notice=…`: which outcome a page reached by a redirect reports.
+#[derive(serde::Deserialize)]
+pub struct NoticeQuery {
+    pub notice: Option<String>,
+}
+
 /// A console page's answer.
 pub type Answer = Result<HttpResponse, Fault>;
 

@@ -8,7 +8,7 @@ use askama::Template;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::{query, see_other, Answer, Chrome, Fault, MAX_IMPORT_BYTES};
+use super::{path_id, query, see_other, Answer, Chrome, Fault, NoticeQuery, MAX_IMPORT_BYTES};
 use crate::subscriptions::directory::{
     self, ConsentRow, DeliveryRow, Filter, ImportOptions, ImportReport,
 };
@@ -134,15 +134,6 @@ struct RecordPage {
     consents: Vec<ConsentRow>,
     deliveries: Vec<DeliveryRow>,
     notice: Option<&'static str>,
-}
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-}
-
-fn path_id(raw: &str) -> Result<i64, Fault> {
-    raw.parse::<i64>().map_err(|_| Fault::NotFound)
 }
 
 /// `GET /admin/subscribers/{id}`.

@@ -137,6 +137,17 @@ async fn unrouted(req: HttpRequest) -> HttpResponse {
 #[derive(Clone, Debug)]
 pub struct TokenName(pub String);
 
+/// "token NAME", as records of who did what name an API client.
+fn token_name(req: &HttpRequest) -> String {
+    format!(
+        "token {}",
+        req.extensions()
+            .get::<TokenName>()
+            .map(|t| t.0.clone())
+            .unwrap_or_default()
+    )
+}
+
 async fn require_token(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -501,13 +512,7 @@ pub async fn create_subscriber(
     let options = ImportOptions {
         consent_held: body.consent == ConsentMode::Held,
         source,
-        editor: format!(
-            "token {}",
-            req.extensions()
-                .get::<TokenName>()
-                .map(|t| t.0.clone())
-                .unwrap_or_default()
-        ),
+        editor: token_name(&req),
     };
     let settings = state.settings.clone();
     let added = run(&state, move |conn| {
@@ -579,13 +584,7 @@ pub async fn unsubscribe_subscriber(
     path: web::Path<String>,
 ) -> Answer {
     let id = id_of(&path)?;
-    let via = format!(
-        "api token {}",
-        req.extensions()
-            .get::<TokenName>()
-            .map(|t| t.0.clone())
-            .unwrap_or_default()
-    );
+    let via = format!("api {}", token_name(&req));
     let found = run(&state, move |conn| {
         match records::find(conn, id)? {
             None => return Ok(None),
@@ -942,13 +941,7 @@ pub async fn create_issue(
         // Namespaced, so that an API key never meets a console form's key.
         idempotency_key: key.map(|k| format!("api:{k}")),
     };
-    let by = format!(
-        "token {}",
-        req.extensions()
-            .get::<TokenName>()
-            .map(|t| t.0.clone())
-            .unwrap_or_default()
-    );
+    let by = token_name(&req);
     let settings = state.settings.clone();
     let made = run(&state, move |conn| {
         Ok(issues::create(conn, &settings, &draft, when, Some(&by)))

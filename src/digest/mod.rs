@@ -404,7 +404,8 @@ pub fn preview(
 }
 
 /// A sent digest, for the archive.
-#[derive(Clone, Debug, Queryable)]
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = digests)]
 pub struct Archived {
     pub id: i64,
     pub period_key: String,
@@ -419,13 +420,7 @@ pub fn archive(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<Archived>
         .filter(digests::articles.gt(0))
         .order(digests::id.desc())
         .limit(limit)
-        .select((
-            digests::id,
-            digests::period_key,
-            digests::cutoff,
-            digests::articles,
-            digests::created_at,
-        ))
+        .select(Archived::as_select())
         .load(conn)
 }
 
@@ -433,13 +428,7 @@ pub fn archive(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<Archived>
 pub fn archived(conn: &mut DbConnection, id: i64) -> QueryResult<Option<(Archived, Vec<Article>)>> {
     let Some(d) = digests::table
         .find(id)
-        .select((
-            digests::id,
-            digests::period_key,
-            digests::cutoff,
-            digests::articles,
-            digests::created_at,
-        ))
+        .select(Archived::as_select())
         .first::<Archived>(conn)
         .optional()?
     else {
@@ -484,12 +473,6 @@ pub fn history(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<Archived>
     digests::table
         .order(digests::id.desc())
         .limit(limit)
-        .select((
-            digests::id,
-            digests::period_key,
-            digests::cutoff,
-            digests::articles,
-            digests::created_at,
-        ))
+        .select(Archived::as_select())
         .load(conn)
 }

@@ -67,32 +67,6 @@ fn filtered(filter: &Filter) -> Boxed<'static> {
     query
 }
 
-const RECORD: (
-    subscribers::id,
-    subscribers::email,
-    subscribers::name,
-    subscribers::status,
-    subscribers::topics,
-    subscribers::created_at,
-    subscribers::updated_at,
-    subscribers::confirmed_at,
-    subscribers::unsubscribed_at,
-    subscribers::unsubscribed_via,
-    subscribers::erased_at,
-) = (
-    subscribers::id,
-    subscribers::email,
-    subscribers::name,
-    subscribers::status,
-    subscribers::topics,
-    subscribers::created_at,
-    subscribers::updated_at,
-    subscribers::confirmed_at,
-    subscribers::unsubscribed_at,
-    subscribers::unsubscribed_via,
-    subscribers::erased_at,
-);
-
 /// A page of the (filtered) list, newest first.
 pub fn search(
     conn: &mut DbConnection,
@@ -104,7 +78,7 @@ pub fn search(
         .order(subscribers::id.desc())
         .limit(limit)
         .offset(offset)
-        .select(RECORD)
+        .select(SubscriberRecord::as_select())
         .load(conn)
 }
 
@@ -201,7 +175,7 @@ fn iso(t: Option<NaiveDateTime>) -> String {
 pub fn export_csv(conn: &mut DbConnection, filter: &Filter) -> Result<Vec<u8>, DbError> {
     let rows = filtered(filter)
         .order(subscribers::id)
-        .select(RECORD)
+        .select(SubscriberRecord::as_select())
         .load::<SubscriberRecord>(conn)?;
     let mut out = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 96 + 128));
     let written = (|| -> Result<Vec<u8>, csv::Error> {

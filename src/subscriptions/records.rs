@@ -13,7 +13,8 @@ use crate::delivery;
 use crate::domain::{SubscriberName, Topics};
 
 /// A subscriber as the preferences page shows it.
-#[derive(Clone, Debug, Queryable)]
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = subscribers)]
 pub struct SubscriberRecord {
     pub id: i64,
     pub email: String,
@@ -42,19 +43,7 @@ impl SubscriberRecord {
 pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<SubscriberRecord>> {
     subscribers::table
         .find(id)
-        .select((
-            subscribers::id,
-            subscribers::email,
-            subscribers::name,
-            subscribers::status,
-            subscribers::topics,
-            subscribers::created_at,
-            subscribers::updated_at,
-            subscribers::confirmed_at,
-            subscribers::unsubscribed_at,
-            subscribers::unsubscribed_via,
-            subscribers::erased_at,
-        ))
+        .select(SubscriberRecord::as_select())
         .first(conn)
         .optional()
 }
