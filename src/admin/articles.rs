@@ -4,9 +4,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use chrono::TimeZone;
+use diesel::prelude::*;
 use serde::Deserialize;
 
-use super::{path_id, query, see_other, Answer, Chrome, Fault, NoticeQuery};
+use super::{path_id, query, see_other, Answer, Chrome, Fault, NoticeQuery, PageQuery};
 use crate::articles::{self, api::ArticleIn, Article, Source};
 use crate::web::pages::html;
 use crate::web::AppState;
@@ -22,18 +23,13 @@ struct ListPage {
     pages: i64,
 }
 
-#[derive(Deserialize)]
-pub struct PageQuery {
-    page: Option<i64>,
-}
-
 /// `GET /admin/articles`.
 pub async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
     q: web::Query<PageQuery>,
 ) -> Answer {
-    let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    let page = q.page();
     let (rows, total) = query(&state, move |conn| {
         Ok((
             articles::latest(conn, PAGE, (page - 1) * PAGE)?,
@@ -198,8 +194,6 @@ pub async fn create(
     .await?;
     Ok(see_other(&format!("/admin/articles/{id}?notice=saved")))
 }
-
-use diesel::prelude::*;
 
 /// `GET /admin/articles/{id}`.
 pub async fn edit_page(

@@ -18,46 +18,15 @@ pub const CHART_DAYS: i64 = 90;
 /// An issue with its deliveries counted by status.
 pub struct IssueProgress {
     pub summary: crate::issues::Summary,
-    pub queued: i64,
-    pub sent: i64,
-    pub failed: i64,
-    pub bounced: i64,
-    pub skipped: i64,
+    pub counts: crate::delivery::Progress,
 }
 
 impl IssueProgress {
     pub fn of(summary: crate::issues::Summary, counts: &[(Option<i64>, String, i64)]) -> Self {
-        let mut p = Self {
-            queued: 0,
-            sent: 0,
-            failed: 0,
-            bounced: 0,
-            skipped: 0,
+        Self {
+            counts: crate::delivery::Progress::of(summary.id, counts),
             summary,
-        };
-        for (issue, status, n) in counts {
-            if *issue != Some(p.summary.id) {
-                continue;
-            }
-            match status.as_str() {
-                "queued" | "sending" => p.queued += n,
-                "sent" => p.sent += n,
-                "failed" => p.failed += n,
-                "bounced" => p.bounced += n,
-                "skipped" => p.skipped += n,
-                _ => {}
-            }
         }
-        p
-    }
-
-    /// Share of the recipients done with (sent, failed, bounced or skipped), in percent.
-    pub fn percent_done(&self) -> i64 {
-        let total = self.queued + self.sent + self.failed + self.bounced + self.skipped;
-        if total == 0 {
-            return 0;
-        }
-        (total - self.queued) * 100 / total
     }
 }
 
@@ -253,19 +222,15 @@ pub fn issues_of_digests(
     digest_ids: &[i64],
 ) -> Result<Vec<(i64, IssueProgress)>, DbError> {
     use crate::db::schema::issues;
-    let ids: Vec<(i64, Option<i64>)> = issues::table
+    let rows: Vec<(Option<i64>, crate::issues::Summary)> = issues::table
         .filter(issues::digest_id.eq_any(digest_ids))
-        .select((issues::id, issues::digest_id))
+        .order(issues::id)
+        .select((issues::digest_id, crate::issues::Summary::as_select()))
         .load(conn)?;
-    let issue_ids: Vec<i64> = ids.iter().map(|(i, _)| *i).collect();
+    let issue_ids: Vec<i64> = rows.iter().map(|(_, s)| s.id).collect();
     let counts = crate::delivery::progress_of(conn, &issue_ids)?;
-    let mut out = Vec::new();
-    for (issue_id, digest_id) in ids {
-        if let (Some(summary), Some(digest_id)) =
-            (crate::issues::summary(conn, issue_id)?, digest_id)
-        {
-            out.push((digest_id, IssueProgress::of(summary, &counts)));
-        }
-    }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .filter_map(|(digest_id, summary)| Some((digest_id?, IssueProgress::of(summary, &counts))))
+        .collect())
 }

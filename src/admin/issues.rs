@@ -9,7 +9,7 @@ use chrono::{NaiveDateTime, TimeZone};
 use serde::Deserialize;
 
 use super::dashboard::{last_issues, IssueProgress};
-use super::{path_id, query, random_token, see_other, Answer, Chrome, Fault};
+use super::{path_id, query, random_token, see_other, Answer, Chrome, Fault, PageQuery};
 use crate::domain::SubscriberEmail;
 use crate::issues::{self, Composed, Draft, IssueError, Kind, When};
 use crate::web::pages::html;
@@ -165,7 +165,7 @@ pub async fn compose(state: web::Data<AppState>, req: HttpRequest, body: web::By
         Ok(c) => c,
         Err(e) => return again(StatusCode::BAD_REQUEST, vec![explain(&e)], None, None),
     };
-    let editor = super::editor(&req).map(|e| e.name).unwrap_or_default();
+    let editor = super::editor_name(&req);
     match form.action.as_str() {
         "preview" => again(StatusCode::OK, vec![], None, Some(for_preview(composed))),
         "test" => {
@@ -292,18 +292,13 @@ struct IssuesPage {
     more: bool,
 }
 
-#[derive(Deserialize)]
-pub struct PageQuery {
-    page: Option<i64>,
-}
-
 /// `GET /admin/issues`.
 pub async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
     q: web::Query<PageQuery>,
 ) -> Answer {
-    let page = q.page.unwrap_or(1).clamp(1, 100_000);
+    let page = q.page();
     let mut issues = query(&state, move |conn| last_issues(conn, 51, (page - 1) * 50)).await?;
     let more = issues.len() > 50;
     issues.truncate(50);

@@ -150,6 +150,14 @@ pub fn editor(req: &actix_web::HttpRequest) -> Option<Editor> {
     req.extensions().get::<Editor>().cloned()
 }
 
+/// The name of the editor of a request that passed the guard.
+pub fn editor_name(req: &actix_web::HttpRequest) -> String {
+    req.extensions()
+        .get::<Editor>()
+        .map(|e| e.name.clone())
+        .unwrap_or_default()
+}
+
 async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -299,7 +307,7 @@ impl Chrome {
     pub fn new(state: &AppState, req: &actix_web::HttpRequest, section: &'static str) -> Self {
         Self {
             site_name: state.settings.site_name.clone(),
-            editor: editor(req).map(|e| e.name).unwrap_or_default(),
+            editor: editor_name(req),
             csrf: csrf_token(&req.get_session()),
             section,
         }
@@ -345,6 +353,19 @@ impl ResponseError for Fault {
 /// A numeric id from a path; anything else is a page that does not exist.
 pub fn path_id(raw: &str) -> Result<i64, Fault> {
     raw.parse::<i64>().map_err(|_| Fault::NotFound)
+}
+
+/// `?page=N` of a paged list.
+#[derive(serde::Deserialize)]
+pub struct PageQuery {
+    pub page: Option<i64>,
+}
+
+impl PageQuery {
+    /// The page asked for, from 1.
+    pub fn page(&self) -> i64 {
+        self.page.unwrap_or(1).clamp(1, 1_000_000)
+    }
 }
 
 /// `?notice=…`: which outcome a page reached by a redirect reports.

@@ -177,10 +177,7 @@ pub async fn unsubscribe(
     path: web::Path<String>,
 ) -> Answer {
     let id = path_id(&path)?;
-    let via = format!(
-        "editor {}",
-        super::editor(&req).map(|e| e.name).unwrap_or_default()
-    );
+    let via = format!("editor {}", super::editor_name(&req));
     query(&state, move |conn| records::unsubscribe(conn, id, &via)).await?;
     Ok(see_other(&format!(
         "/admin/subscribers/{id}?notice=unsubscribed"
@@ -226,19 +223,63 @@ pub async fn import_page(state: web::Data<AppState>, req: HttpRequest) -> HttpRe
     import_page_with(&state, &req, StatusCode::OK, None, None)
 }
 
+/// The fields of the import form.
+#[derive(Default)]
+struct Upload {
+    file: Vec<u8>,
+    consent: String,
+    source: String,
+}
+
+/// Why an upload could not be taken, in the editor's words.
+enum UploadError {
+    TooLarge,
+    Unreadable(String),
+}
+
+/// Reads the multipart form, refusing a field over [`MAX_IMPORT_BYTES`] (the rest of the upload
+/// is drained, so that the client gets the answer).
+async fn read_upload(form: &mut Multipart) -> Result<Upload, UploadError> {
+    let unreadable = |e: actix_multipart::MultipartError| {
+        UploadError::Unreadable(format!("The upload could not be read: {e}"))
+    };
+    let mut upload = Upload::default();
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(unreadable)?;
+        let name = field.name().unwrap_or_default().to_string();
+        let mut value = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(unreadable)?;
+            if value.len() + chunk.len() > MAX_IMPORT_BYTES {
+                drain(&mut field, form).await;
+                return Err(UploadError::TooLarge);
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let text = || String::from_utf8_lossy(&value).trim().to_string();
+        match name.as_str() {
+            "file" => upload.file = value,
+            "consent" => upload.consent = text(),
+            "source" => upload.source = text().chars().take(200).collect(),
+            _ => {}
+        }
+    }
+    Ok(upload)
+}
+
 /// `POST /admin/subscribers/import` (multipart: `file`, `consent`, `source`).
 pub async fn import(state: web::Data<AppState>, req: HttpRequest, mut form: Multipart) -> Answer {
-    let too_large = |state: &AppState, req: &HttpRequest| {
-        Ok(import_page_with(
-            state,
-            req,
+    let refuse = |status: StatusCode, message: String| {
+        Ok(import_page_with(&state, &req, status, None, Some(message)))
+    };
+    let too_large = || {
+        refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            Some(format!(
+            format!(
                 "The file is larger than {} MB; split it and import the parts.",
                 MAX_IMPORT_BYTES / (1024 * 1024)
-            )),
-        ))
+            ),
+        )
     };
     let declared = req
         .headers()
@@ -246,82 +287,32 @@ pub async fn import(state: web::Data<AppState>, req: HttpRequest, mut form: Mult
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_IMPORT_BYTES + 64 * 1024) {
-        return too_large(&state, &req);
+        return too_large();
     }
-    let (mut data, mut consent, mut source) = (Vec::new(), String::new(), String::new());
-    while let Some(field) = form.next().await {
-        let mut field = match field {
-            Ok(f) => f,
-            Err(e) => {
-                return Ok(import_page_with(
-                    &state,
-                    &req,
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    Some(format!("The upload could not be read: {e}")),
-                ))
-            }
-        };
-        let name = field.name().unwrap_or_default().to_string();
-        let mut value = Vec::new();
-        while let Some(chunk) = field.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    return Ok(import_page_with(
-                        &state,
-                        &req,
-                        StatusCode::BAD_REQUEST,
-                        None,
-                        Some(format!("The upload could not be read: {e}")),
-                    ))
-                }
-            };
-            if value.len() + chunk.len() > MAX_IMPORT_BYTES {
-                drain(&mut field, &mut form).await;
-                return too_large(&state, &req);
-            }
-            value.extend_from_slice(&chunk);
-        }
-        match name.as_str() {
-            "file" => data = value,
-            "consent" => consent = String::from_utf8_lossy(&value).into_owned(),
-            "source" => {
-                source = String::from_utf8_lossy(&value)
-                    .trim()
-                    .chars()
-                    .take(200)
-                    .collect()
-            }
-            _ => {}
-        }
-    }
-    if data.is_empty() {
-        return Ok(import_page_with(
-            &state,
-            &req,
+    let upload = match read_upload(&mut form).await {
+        Ok(u) => u,
+        Err(UploadError::TooLarge) => return too_large(),
+        Err(UploadError::Unreadable(why)) => return refuse(StatusCode::BAD_REQUEST, why),
+    };
+    if upload.file.is_empty() {
+        return refuse(
             StatusCode::BAD_REQUEST,
-            None,
-            Some("Choose a CSV file to import.".into()),
-        ));
+            "Choose a CSV file to import.".into(),
+        );
     }
-    if source.is_empty() {
-        return Ok(import_page_with(
-            &state,
-            &req,
+    if upload.source.is_empty() {
+        return refuse(
             StatusCode::BAD_REQUEST,
-            None,
-            Some(
-                "Say where these addresses come from (it is kept with each consent record).".into(),
-            ),
-        ));
+            "Say where these addresses come from (it is kept with each consent record).".into(),
+        );
     }
     let options = ImportOptions {
-        consent_held: consent == "held",
-        source,
-        editor: super::editor(&req).map(|e| e.name).unwrap_or_default(),
+        consent_held: upload.consent == "held",
+        source: upload.source,
+        editor: super::editor_name(&req),
     };
     let settings = state.settings.clone();
+    let data = upload.file;
     let report = query(&state, move |conn| {
         directory::import(conn, &settings, &data, &options)
     })

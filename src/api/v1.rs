@@ -765,17 +765,6 @@ pub async fn patch_article(
 // ---------------------------------------------------------------------------------------------
 // Issues
 
-/// An issue's deliveries by status.
-#[derive(Serialize, ToSchema, Default)]
-pub struct Progress {
-    pub queued: i64,
-    pub sending: i64,
-    pub sent: i64,
-    pub failed: i64,
-    pub bounced: i64,
-    pub skipped: i64,
-}
-
 /// An issue: an editor's announcement or a digest.
 #[derive(Serialize, ToSchema)]
 pub struct Issue {
@@ -794,26 +783,12 @@ pub struct Issue {
     /// When a scheduled draft goes out.
     pub send_at: Option<DateTime<Utc>>,
     pub created_by: Option<String>,
-    pub progress: Progress,
+    pub progress: crate::delivery::Progress,
 }
 
 impl Issue {
     fn of(s: issues::Summary, counts: &[(Option<i64>, String, i64)]) -> Self {
-        let mut progress = Progress::default();
-        for (issue, status, n) in counts {
-            if *issue != Some(s.id) {
-                continue;
-            }
-            match status.as_str() {
-                "queued" => progress.queued += n,
-                "sending" => progress.sending += n,
-                "sent" => progress.sent += n,
-                "failed" => progress.failed += n,
-                "bounced" => progress.bounced += n,
-                "skipped" => progress.skipped += n,
-                _ => {}
-            }
-        }
+        let progress = crate::delivery::Progress::of(s.id, counts);
         Self {
             id: s.id,
             kind: s.kind,
@@ -987,24 +962,19 @@ pub async fn get_issue(state: web::Data<AppState>, path: web::Path<String>) -> A
     responses((status = 200, body = Issue), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn send_issue(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = id_of(&path)?;
+    // send_draft takes only a draft, in one update: the check and the send cannot be split.
+    let queued = run(&state, move |conn| Ok(issues::send_draft(conn, id)?)).await?;
+    // Unknown (404) or not a draft (409): `issue` tells which.
     let current = issue(&state, id).await?;
-    if current.status != "draft" {
+    if queued.is_none() {
         return Err(ApiError::bad(
             StatusCode::CONFLICT,
             "Not a draft",
             "This issue is queued already; nothing more was sent.",
         ));
     }
-    let queued = run(&state, move |conn| Ok(issues::send_draft(conn, id)?)).await?;
-    if queued.is_none() {
-        return Err(ApiError::bad(
-            StatusCode::CONFLICT,
-            "Not a draft",
-            "This issue was queued a moment ago by another request; nothing more was sent.",
-        ));
-    }
     state.wake.notify_waiters();
-    Ok(HttpResponse::Ok().json(issue(&state, id).await?))
+    Ok(HttpResponse::Ok().json(current))
 }
 
 // ---------------------------------------------------------------------------------------------

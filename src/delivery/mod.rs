@@ -613,6 +613,53 @@ pub fn retry_failed(conn: &mut DbConnection, issue_id: i64) -> QueryResult<usize
     .execute(conn)
 }
 
+/// An issue's deliveries by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Progress {
+    pub queued: i64,
+    pub sending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub bounced: i64,
+    pub skipped: i64,
+}
+
+impl Progress {
+    /// One issue's counts out of [`progress_of`]'s rows.
+    pub fn of(issue_id: i64, counts: &[(Option<i64>, String, i64)]) -> Self {
+        let mut p = Self::default();
+        for (issue, status, n) in counts {
+            if *issue != Some(issue_id) {
+                continue;
+            }
+            match status.as_str() {
+                "queued" => p.queued += n,
+                "sending" => p.sending += n,
+                "sent" => p.sent += n,
+                "failed" => p.failed += n,
+                "bounced" => p.bounced += n,
+                "skipped" => p.skipped += n,
+                _ => {}
+            }
+        }
+        p
+    }
+
+    /// Not done yet: queued or being sent.
+    pub fn waiting(&self) -> i64 {
+        self.queued + self.sending
+    }
+
+    /// Share of the deliveries done with (sent, failed, bounced or skipped), in percent.
+    pub fn percent_done(&self) -> i64 {
+        let total = self.waiting() + self.sent + self.failed + self.bounced + self.skipped;
+        if total == 0 {
+            return 0;
+        }
+        (total - self.waiting()) * 100 / total
+    }
+}
+
 /// Counts by status of several issues' deliveries: (issue, status, count).
 pub fn progress_of(
     conn: &mut DbConnection,

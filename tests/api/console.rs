@@ -101,6 +101,31 @@ impl Console<'_> {
         self.post_raw(path, form(&all)).await
     }
 
+    /// Uploads a CSV to the import form, as the browser sends it.
+    pub async fn import_csv(&self, csv: &str, source: &str, consent: &str) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(csv.as_bytes().to_vec())
+                    .file_name("list.csv")
+                    .mime_str("text/csv")
+                    .expect("mime"),
+            )
+            .text("source", source.to_string())
+            .text("consent", consent.to_string());
+        self.app
+            .client
+            .post(format!(
+                "{}/admin/subscribers/import?csrf={}",
+                self.app.address, self.csrf
+            ))
+            .header("Cookie", &self.cookie)
+            .multipart(form)
+            .send()
+            .await
+            .expect("import")
+    }
+
     pub async fn post_raw(&self, path: &str, body: String) -> reqwest::Response {
         self.app
             .client
@@ -628,29 +653,8 @@ async fn csv_import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
                carl@example.org,Carl,Astrology\n\
                \"dora@example.org\",\"Dora, the explorer\",\n\
                ada@example.org,Ada again,\n";
-    let upload = |csv: &str, consent: &str| {
-        reqwest::multipart::Form::new()
-            .part(
-                "file",
-                reqwest::multipart::Part::bytes(csv.as_bytes().to_vec())
-                    .file_name("list.csv")
-                    .mime_str("text/csv")
-                    .expect("mime"),
-            )
-            .text("source", "Conference sign-up sheet, Brussels 2026")
-            .text("consent", consent.to_string())
-    };
-    let post = |form: reqwest::multipart::Form| {
-        app.client
-            .post(format!(
-                "{}/admin/subscribers/import?csrf={}",
-                app.address, console.csrf
-            ))
-            .header("Cookie", &console.cookie)
-            .multipart(form)
-            .send()
-    };
-    let response = post(upload(csv, "held")).await.expect("import");
+    let sheet = "Conference sign-up sheet, Brussels 2026";
+    let response = console.import_csv(csv, sheet, "held").await;
     assert_eq!(response.status(), 200);
     let report = response.text().await.expect("body");
     assert!(
@@ -699,9 +703,9 @@ async fn csv_import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
         "consent held: no email"
     );
     // Without consent held: pending, and a confirmation email goes out.
-    let response = post(upload("erin@example.org\n", "confirm"))
-        .await
-        .expect("import");
+    let response = console
+        .import_csv("erin@example.org\n", sheet, "confirm")
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         app.subscriber("erin@example.org").expect("erin").0,
@@ -714,7 +718,7 @@ async fn csv_import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
     // Too large: 413, nothing imported.
     let big = "x@example.org\n".repeat(6 * 1024 * 1024 / 14);
     let before = app.count_subscribers();
-    let response = post(upload(&big, "held")).await.expect("import");
+    let response = console.import_csv(&big, sheet, "held").await;
     assert_eq!(response.status(), 413);
     assert_eq!(app.count_subscribers(), before);
     // The export has everyone, formulas defused.
@@ -971,27 +975,9 @@ async fn a_large_import_lands_whole(backend: Backend) {
         }
         csv.push_str(&format!("bulk{i:05}@example.org,Reader {i}\n"));
     }
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(csv.into_bytes())
-                .file_name("bulk.csv")
-                .mime_str("text/csv")
-                .expect("mime"),
-        )
-        .text("source", "2025 print subscribers")
-        .text("consent", "held");
-    let response = app
-        .client
-        .post(format!(
-            "{}/admin/subscribers/import?csrf={}",
-            app.address, console.csrf
-        ))
-        .header("Cookie", &console.cookie)
-        .multipart(form)
-        .send()
-        .await
-        .expect("import");
+    let response = console
+        .import_csv(&csv, "2025 print subscribers", "held")
+        .await;
     assert_eq!(response.status(), 200);
     let report = response.text().await.expect("body");
     assert!(
