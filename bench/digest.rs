@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use iria_news::articles::Article;
-use iria_news::config::Settings;
-use iria_news::issues::IssueContent;
-use iria_news::messages::{self, Addressee};
+use iria_news::foundation::config::Settings;
+use iria_news::processes::messages::IssueContent;
+use iria_news::processes::messages::{self, Addressee};
+use iria_news::stores::articles::Article;
 
 fn settings() -> Settings {
     let env: BTreeMap<String, String> = [
@@ -56,13 +56,14 @@ fn bench(c: &mut Criterion) {
     let now = chrono::Utc::now().naive_utc();
     let list = articles(now);
     let refs: Vec<&Article> = list.iter().collect();
-    let draft = iria_news::digest::draft(&settings, &refs, now).expect("draft");
+    let draft = iria_news::processes::digest::draft(&settings, &refs, now).expect("draft");
     c.bench_function("compose a 10-article digest (once per issue)", |b| {
         b.iter(|| {
-            iria_news::issues::compose(black_box(&settings), black_box(&draft)).expect("compose")
+            iria_news::processes::compose::compose(black_box(&settings), black_box(&draft))
+                .expect("compose")
         })
     });
-    let composed = iria_news::issues::compose(&settings, &draft).expect("compose");
+    let composed = iria_news::processes::compose::compose(&settings, &draft).expect("compose");
     let issue = IssueContent::new(7, composed.subject, &composed.html, &composed.text, now);
     let mut n = 0i64;
     c.bench_function(

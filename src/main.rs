@@ -2,15 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use iria_news::config::Settings;
-use iria_news::delivery::worker::Worker;
-use iria_news::mail::Mailer;
-use iria_news::web::Application;
-use iria_news::{db, secrets, telemetry};
+use iria_news::foundation::config::Settings;
+use iria_news::foundation::{logging, secrets};
+use iria_news::startup::commands;
 
 #[derive(Parser)]
 #[command(
@@ -130,7 +126,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format);
+    logging::init(settings.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -167,305 +163,36 @@ fn one_line(e: &anyhow::Error) -> String {
 async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
     secrets::ensure_secret_key(&mut settings)?;
     match command {
-        Command::Serve => {
-            let app = Application::build(settings)?;
-            tracing::info!(port = app.port(), "serving");
-            app.run_until_stopped().await
+        Command::Serve => commands::serve(settings).await,
+        Command::Worker => commands::worker(settings).await,
+        Command::Migrate => commands::migrate(&settings),
+        Command::Send(args) => {
+            let request = commands::SendRequest {
+                subject: args.subject,
+                preheader: args.preheader,
+                html_file: &args.html_file,
+                text_file: args.text_file.as_deref(),
+                topics: args.topics,
+                idempotency_key: args.idempotency_key,
+                wait: args.wait,
+            };
+            commands::send(request, settings).await
         }
-        Command::Migrate => {
-            let pool = db::pool(&settings.database_url, 1);
-            let mut conn = pool.get().context("connecting to the database")?;
-            let applied = db::migrate(&mut conn)?;
-            println!("applied {applied} migration(s); the database is up to date");
-            Ok(())
-        }
-        Command::Send(args) => send(args, settings).await,
         Command::Articles(ArticlesCommand::Import { source }) => {
-            let pool = ready_pool(&settings)?;
-            let spin = spinner(&format!("importing {source}"));
-            let report = iria_news::articles::feed::import(&pool, &source).await;
-            if let Some(s) = spin {
-                s.finish_and_clear();
-            }
-            let report = report?;
-            if report.not_modified {
-                println!("{source}: not modified since the last import; nothing new");
-            } else {
-                let i = report.imported;
-                println!(
-                    "{} new, {} updated, {} unchanged",
-                    i.new, i.updated, i.unchanged
-                );
-            }
-            for why in &report.skipped {
-                println!("skipped {why}");
-            }
-            Ok(())
+            commands::import_articles(&settings, &source).await
         }
         Command::Digest(DigestCommand::Run { dry_run, force }) => {
-            let pool = ready_pool(&settings)?;
-            let mut key = settings.schedule.period_key(chrono::Utc::now());
-            if force {
-                key = format!(
-                    "{key}:forced:{}",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f")
-                );
-            }
-            let s = settings.clone();
-            let outcome = db::run(&pool, move |conn| {
-                Ok(iria_news::digest::run(conn, &s, &key, db::now(), dry_run))
-            })
-            .await??;
-            println!("{outcome}");
-            Ok(())
+            commands::run_digest(&settings, dry_run, force).await
         }
         Command::Digest(DigestCommand::Preview { text }) => {
-            let pool = ready_pool(&settings)?;
-            let s = settings.clone();
-            match db::run(&pool, move |conn| {
-                Ok(iria_news::digest::preview(conn, &s, db::now()))
-            })
-            .await??
-            {
-                Some(c) if text => print!(
-                    "{}",
-                    c.text
-                        .replace(iria_news::issues::UNSUBSCRIBE_MARK, "<unsubscribe link>")
-                        .replace(iria_news::issues::PREFERENCES_MARK, "<preferences link>")
-                ),
-                Some(c) => print!("{}", c.html),
-                None => eprintln!("no new articles since the last digest; nothing would be sent"),
-            }
-            Ok(())
+            commands::preview_digest(&settings, text).await
         }
         Command::Admin(AdminCommand::CreateUser {
             name,
             password_stdin,
-        }) => {
-            let password = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin()
-                    .read_line(&mut line)
-                    .context("reading the password from standard input")?;
-                line.trim_end_matches(['\r', '\n']).to_string()
-            } else {
-                let first = rpassword::prompt_password(format!("Password for {name}: "))
-                    .context("reading the password")?;
-                let again =
-                    rpassword::prompt_password("Again: ").context("reading the password")?;
-                if first != again {
-                    anyhow::bail!("the two passwords differ");
-                }
-                first
-            };
-            let pool = db::pool(&settings.database_url, 1);
-            let mut conn = pool.get().context("connecting to the database")?;
-            db::migrate(&mut conn)?;
-            iria_news::editors::create(&mut conn, &name, &password)?;
-            println!("editor {name:?} created");
-            Ok(())
-        }
+        }) => commands::create_user(&settings, &name, password_stdin),
         Command::Admin(AdminCommand::CreateToken { name }) => {
-            let name = name.trim().to_string();
-            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-                anyhow::bail!("a token name is 1 to 64 printable characters");
-            }
-            let pool = db::pool(&settings.database_url, 1);
-            let mut conn = pool.get().context("connecting to the database")?;
-            db::migrate(&mut conn)?;
-            let token =
-                iria_news::api::tokens::create(&mut conn, &name).context("storing the token")?;
-            println!("{token}");
-            eprintln!("API token {name:?} made; it is shown only this once");
-            Ok(())
-        }
-        Command::Worker => {
-            let settings = Arc::new(settings);
-            let pool = db::pool(&settings.database_url, settings.db_pool_size);
-            {
-                let mut conn = pool.get().context("connecting to the database")?;
-                db::migrate(&mut conn)?;
-            }
-            let mailer = Mailer::from_settings(&settings)?;
-            let dkim = iria_news::messages::dkim_config(&settings)?;
-            let worker = Worker::new(settings, pool, mailer, Default::default(), dkim);
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                telemetry::stop_signal().await;
-                tracing::info!("stopping: finishing the deliveries in flight");
-                let _ = stop.send(true);
-            });
-            worker.run(stopped).await;
-            Ok(())
+            commands::create_token(&settings, &name)
         }
     }
-}
-
-async fn send(args: SendArgs, settings: Settings) -> anyhow::Result<()> {
-    use iria_news::issues::{self, Draft, Kind};
-    let read = |path: &PathBuf| {
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-    };
-    let unknown: Vec<&String> = args
-        .topics
-        .iter()
-        .filter(|t| !settings.topics.contains(t))
-        .collect();
-    if !unknown.is_empty() {
-        anyhow::bail!(
-            "unknown topic(s) {unknown:?}; the topics are {:?}",
-            settings.topics
-        );
-    }
-    let draft = Draft {
-        kind: Kind::Announcement,
-        subject: args.subject.clone(),
-        preheader: args.preheader.clone(),
-        body_html: read(&args.html_file)?,
-        body_text: args.text_file.as_ref().map(read).transpose()?,
-        topics: args.topics.clone(),
-        period_key: None,
-        idempotency_key: args.idempotency_key.clone(),
-    };
-    let settings = Arc::new(settings);
-    let pool = db::pool(&settings.database_url, settings.db_pool_size);
-    {
-        let mut conn = pool.get().context("connecting to the database")?;
-        db::migrate(&mut conn)?;
-    }
-    let s = settings.clone();
-    let started = std::time::Instant::now();
-    let queued = db::run(&pool, move |conn| {
-        Ok(issues::create_and_queue(conn, &s, &draft))
-    })
-    .await??;
-    let queue_ms = started.elapsed().as_millis();
-    if queued.created {
-        println!(
-            "issue {}: queued to {} subscriber(s) in {queue_ms} ms",
-            queued.issue_id, queued.recipients
-        );
-    } else {
-        println!(
-            "issue {}: already queued with this key to {} subscriber(s); nothing new queued",
-            queued.issue_id, queued.recipients
-        );
-    }
-    if !args.wait {
-        println!("a running `iria-news serve` or `iria-news worker` delivers it");
-        return Ok(());
-    }
-    let mailer = Mailer::from_settings(&settings)?;
-    let dkim = iria_news::messages::dkim_config(&settings)?;
-    let worker = Worker::new(
-        settings.clone(),
-        pool.clone(),
-        mailer,
-        Default::default(),
-        dkim,
-    );
-    let issue_id = queued.issue_id;
-    let sending = std::time::Instant::now();
-    let mut last_report: Option<std::time::Instant> = None;
-    // A progress bar on a terminal; plain lines, one a second, otherwise (logs, CI).
-    let bar = progress_bar(queued.recipients as u64, "sending");
-    loop {
-        // Two batches at once, as the worker does: one sends while the other waits on the database;
-        // the leases are renewed meanwhile.
-        let both = async { tokio::join!(worker.run_once(), worker.run_once()) };
-        let (a, b) = tokio::select! {
-            done = both => done,
-            _ = worker.keep_leases() => unreachable!("renewing leases never ends"),
-        };
-        let claimed = a.context("delivering")? + b.context("delivering")?;
-        let report_due =
-            last_report.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
-        if claimed > 0 && !report_due {
-            continue;
-        }
-        let progress = db::run(&pool, move |conn| {
-            Ok(iria_news::delivery::issue_progress(conn, issue_id)?)
-        })
-        .await
-        .context("reading progress")?;
-        let count = |s: &str| {
-            progress
-                .iter()
-                .find(|(k, _)| k == s)
-                .map(|(_, n)| *n)
-                .unwrap_or(0)
-        };
-        let pending = count("queued") + count("sending");
-        let line = format!(
-            "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {pending} ({:.1} s)",
-            count("sent"),
-            count("failed"),
-            count("bounced"),
-            count("skipped"),
-            sending.elapsed().as_secs_f64()
-        );
-        if let Some(bar) = &bar {
-            bar.set_position(
-                (count("sent") + count("failed") + count("bounced") + count("skipped")) as u64,
-            );
-            if pending == 0 {
-                bar.finish_and_clear();
-                println!("{line}");
-            }
-        } else if report_due || pending == 0 {
-            println!("{line}");
-        }
-        if report_due {
-            last_report = Some(std::time::Instant::now());
-        }
-        if pending == 0 {
-            return Ok(());
-        }
-        if claimed == 0 {
-            tokio::time::sleep(
-                settings
-                    .delivery
-                    .poll
-                    .min(std::time::Duration::from_millis(200)),
-            )
-            .await;
-        }
-    }
-}
-
-/// A pool on a migrated database, for the commands that use it once.
-fn ready_pool(settings: &Settings) -> anyhow::Result<db::Pool> {
-    let pool = db::pool(&settings.database_url, 2);
-    let mut conn = pool.get().context("connecting to the database")?;
-    db::migrate(&mut conn)?;
-    Ok(pool)
-}
-
-/// A progress bar of `len` steps when standard output is a terminal; `None` otherwise, and the
-/// caller prints plain lines.
-fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} ({per_sec}, {eta})")
-    {
-        bar.set_style(style);
-    }
-    bar.set_message(what.to_string());
-    Some(bar)
-}
-
-/// A spinner while `what` runs, on a terminal only.
-fn spinner(what: &str) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_message(what.to_string());
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    Some(bar)
 }

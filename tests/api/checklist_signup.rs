@@ -1,8 +1,9 @@
-//! `email-checklist.md`, lines 15 to 20 (sign-up, double opt-in), one test each, on each backend.
+//! Sign-up and double opt-in: items 15 to 20 of the product's email checklist, each test named
+//! after its item and the rule it checks, on each backend.
 
 use base64::Engine;
 use diesel::prelude::*;
-use iria_news::db::schema::{confirmation_tokens, consents, deliveries, subscribers};
+use iria_news::foundation::db::schema::{confirmation_tokens, consents, deliveries, subscribers};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{form, spawn_app, spawn_app_with, AppOptions, Backend, TestApp};
@@ -35,7 +36,7 @@ async fn line_15_same_answer_for_new_pending_confirmed_and_unsubscribed(backend:
     confirm_first_link(&app, "left@example.org").await;
     let id = app.subscriber_id("left@example.org");
     assert!(
-        iria_news::subscriptions::records::unsubscribe(&mut app.conn(), id, "test")
+        iria_news::stores::subscriptions::records::unsubscribe(&mut app.conn(), id, "test")
             .expect("unsubscribe")
     );
     assert_eq!(
@@ -218,7 +219,7 @@ async fn line_17_pending_signup_replaces_token_and_unsubscribed_must_confirm_aga
 
     // Unsubscribe, then sign up again: still unsubscribed until the new link is followed.
     let id = app.subscriber_id("p@example.org");
-    iria_news::subscriptions::records::unsubscribe(&mut app.conn(), id, "test")
+    iria_news::stores::subscriptions::records::unsubscribe(&mut app.conn(), id, "test")
         .expect("unsubscribe");
     let consents_before = app.count_consents();
     app.post_subscriptions(form(&[("email", "p@example.org"), ("topics", "Asia")]))
@@ -316,7 +317,7 @@ async fn line_19_consent_record_is_complete_and_survives_unsubscribe(backend: Ba
     .await;
     confirm_first_link(&app, "c@example.org").await;
     let id = app.subscriber_id("c@example.org");
-    iria_news::subscriptions::records::unsubscribe(&mut app.conn(), id, "test")
+    iria_news::stores::subscriptions::records::unsubscribe(&mut app.conn(), id, "test")
         .expect("unsubscribe");
 
     type Row = (
@@ -347,7 +348,10 @@ async fn line_19_consent_record_is_complete_and_survives_unsubscribe(backend: Ba
     assert_eq!(ip, "127.0.0.1");
     assert_eq!(ua, "iria-news-tests/1.0");
     assert_eq!(source, "iria-article-footer");
-    assert_eq!(version, iria_news::subscriptions::CONSENT_TEXT_VERSION);
+    assert_eq!(
+        version,
+        iria_news::stores::subscriptions::CONSENT_TEXT_VERSION
+    );
     assert!(confirmed_at.is_some_and(|c| c >= at));
     assert_eq!(confirmed_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(

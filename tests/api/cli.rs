@@ -144,11 +144,12 @@ fn send_queues_an_issue_and_wait_delivers_it() {
     };
     assert!(run(&["migrate"]).status.success());
     let url = format!("sqlite://{}", dir.path().join("iria-news.db").display());
-    let manager =
-        iria_news::db::Manager::new(iria_news::config::DatabaseUrl::parse(&url).expect("url"));
+    let manager = iria_news::foundation::db::Manager::new(
+        iria_news::foundation::config::DatabaseUrl::parse(&url).expect("url"),
+    );
     {
         use diesel::prelude::*;
-        use iria_news::db::schema::subscribers;
+        use iria_news::foundation::db::schema::subscribers;
         let now = chrono::Utc::now().naive_utc();
         for (email, status) in [
             ("a@example.org", "confirmed"),
@@ -268,22 +269,28 @@ fn admin_create_user_makes_an_editor() {
         assert!(stderr.contains(says), "{name}: {stderr}");
     }
     let url = format!("sqlite://{}", dir.path().join("iria-news.db").display());
-    let manager =
-        iria_news::db::Manager::new(iria_news::config::DatabaseUrl::parse(&url).expect("url"));
+    let manager = iria_news::foundation::db::Manager::new(
+        iria_news::foundation::config::DatabaseUrl::parse(&url).expect("url"),
+    );
     let mut conn = manager.open().expect("open");
     assert!(
-        iria_news::editors::verify(&mut conn, "ada", "correct horse battery staple")
+        iria_news::stores::editors::verify(&mut conn, "ada", "correct horse battery staple")
             .expect("verify")
     );
-    assert!(!iria_news::editors::verify(&mut conn, "ada", "wrong password here").expect("verify"));
     assert!(
-        !iria_news::editors::verify(&mut conn, "nobody", "correct horse battery staple")
+        !iria_news::stores::editors::verify(&mut conn, "ada", "wrong password here")
             .expect("verify")
     );
+    assert!(!iria_news::stores::editors::verify(
+        &mut conn,
+        "nobody",
+        "correct horse battery staple"
+    )
+    .expect("verify"));
     let stored: String = {
         use diesel::prelude::*;
-        iria_news::db::schema::editors::table
-            .select(iria_news::db::schema::editors::password_hash)
+        iria_news::foundation::db::schema::editors::table
+            .select(iria_news::foundation::db::schema::editors::password_hash)
             .first(&mut conn)
             .expect("hash")
     };

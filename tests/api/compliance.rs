@@ -1,4 +1,5 @@
-//! `email-checklist.md`, lines 1 to 14: every newsletter message and the unsubscribe endpoints.
+//! What every newsletter message and the unsubscribe endpoints must satisfy: items 1 to 14 of the
+//! product's email checklist, each test named after its item and the rule it checks.
 //! Messages are received by a real SMTP server on loopback and parsed by `mail-parser`, an
 //! independent MIME parser. The base URL is a public https one, as in production; links are
 //! pointed back at the test server to follow them.
@@ -6,8 +7,8 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
-use iria_news::db::schema::subscribers;
-use iria_news::subscriptions::links::{today, RecipientToken};
+use iria_news::foundation::db::schema::subscribers;
+use iria_news::foundation::links::{today, RecipientToken};
 use mail_parser::{HeaderName, MimeHeaders};
 
 use crate::helpers::{spawn_app_with, AppOptions, Backend, Received, TestApp};

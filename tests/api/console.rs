@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use iria_news::db::schema::{consents, issues, subscribers};
+use iria_news::foundation::db::schema::{consents, issues, subscribers};
 
 use crate::helpers::{form, spawn_app, Backend, TestApp};
 use crate::on_both_backends;
@@ -43,7 +43,8 @@ pub fn csrf_of(html: &str) -> String {
 /// Makes the account when asked, opens the login page and logs in.
 pub async fn log_in(app: &TestApp, create: bool) -> Console<'_> {
     if create {
-        iria_news::editors::create(&mut app.conn(), EDITOR, PASSWORD).expect("create editor");
+        iria_news::stores::editors::create(&mut app.conn(), EDITOR, PASSWORD)
+            .expect("create editor");
     }
     let (cookie, csrf) = login_form(app).await;
     let response = app
@@ -160,10 +161,10 @@ async fn every_console_route_redirects_to_login_without_a_session(backend: Backe
         return;
     };
     assert!(
-        iria_news::admin::ROUTES.len() >= 25,
+        iria_news::http::admin::routes::ROUTES.len() >= 25,
         "the table lists the console"
     );
-    for (method, path) in iria_news::admin::ROUTES {
+    for (method, path) in iria_news::http::admin::routes::ROUTES {
         if path.starts_with("/admin/login") {
             continue;
         }
@@ -211,7 +212,7 @@ async fn a_post_without_its_csrf_token_is_refused(backend: Backend) {
     };
     let console = log_in(&app, true).await;
     app.add_confirmed("reader", 1);
-    let posts: Vec<&(&str, &str)> = iria_news::admin::ROUTES
+    let posts: Vec<&(&str, &str)> = iria_news::http::admin::routes::ROUTES
         .iter()
         .filter(|(m, _)| *m == "post")
         .collect();
@@ -409,7 +410,7 @@ async fn login_sessions_and_passwords(backend: Backend) {
         attempt("someone-else", "x").await;
         unknown_times.push(t.elapsed());
         let t = Instant::now();
-        iria_news::editors::verify(&mut app.conn(), EDITOR, "x").expect("verify");
+        iria_news::stores::editors::verify(&mut app.conn(), EDITOR, "x").expect("verify");
         known_times.push(t.elapsed());
     }
     known_times.sort();
@@ -430,7 +431,7 @@ async fn login_sessions_and_passwords(backend: Backend) {
     // The existing session goes on.
     assert_eq!(first.get("/admin").await.status(), 200);
     // Changing the password ends the other sessions; this one goes on.
-    diesel::delete(iria_news::db::schema::login_failures::table)
+    diesel::delete(iria_news::foundation::db::schema::login_failures::table)
         .execute(&mut app.conn())
         .expect("clear failures");
     let second = log_in(&app, false).await;
@@ -610,7 +611,7 @@ async fn compose_preview_test_and_schedule(backend: Backend) {
         "nothing queued before its time (a test copy is not in the ledger)"
     );
     // The time comes (the check the server runs every 15 s, run here with a later clock).
-    let queued = iria_news::issues::queue_due(
+    let queued = iria_news::stores::issues::queue_due(
         &mut app.conn(),
         chrono::Utc::now().naive_utc() + chrono::Duration::days(3),
     )
@@ -643,7 +644,7 @@ async fn csv_import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
     app.add_confirmed("known", 1);
     // An address that left must not come back through an import.
     let left = app.add_confirmed("left", 1);
-    iria_news::subscriptions::records::unsubscribe(&mut app.conn(), left[0].0, "test")
+    iria_news::stores::subscriptions::records::unsubscribe(&mut app.conn(), left[0].0, "test")
         .expect("unsubscribe");
     let csv = "email,name,topics\n\
                ada@example.org,Ada Lovelace,Terrorism;Defense\n\
@@ -722,13 +723,13 @@ async fn csv_import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
     assert_eq!(response.status(), 413);
     assert_eq!(app.count_subscribers(), before);
     // The export has everyone, formulas defused.
-    iria_news::subscriptions::records::update_preferences(
+    iria_news::stores::subscriptions::records::update_preferences(
         &mut app.conn(),
         app.subscriber_id("dora@example.org"),
-        iria_news::domain::SubscriberName::parse("=HYPERLINK(\"x\")")
+        iria_news::foundation::domain::SubscriberName::parse("=HYPERLINK(\"x\")")
             .expect("name")
             .as_ref(),
-        &iria_news::domain::Topics::default(),
+        &iria_news::foundation::domain::Topics::default(),
     )
     .expect("rename");
     let export = console.get("/admin/subscribers/export.csv").await;
@@ -910,7 +911,7 @@ on_both_backends!(
     super::resend_to_the_failed_from_the_issue_page
 );
 async fn resend_to_the_failed_from_the_issue_page(backend: Backend) {
-    use iria_news::db::schema::deliveries;
+    use iria_news::foundation::db::schema::deliveries;
     let Some(app) = spawn_app(backend).await else {
         return;
     };

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use iria_news::config::Settings;
-use iria_news::db::schema::{deliveries, subscribers};
+use iria_news::foundation::config::Settings;
+use iria_news::foundation::db::schema::{deliveries, subscribers};
 
 use crate::helpers::{form, spawn_app_with, AppOptions, Backend, Received, SmtpServer, TestDb};
 use crate::on_both_backends;
@@ -144,7 +144,7 @@ fn queued_issue(
     extra: &[(&str, &str)],
 ) -> Option<(TestDb, BTreeMap<String, String>, i64)> {
     let db = TestDb::create(backend)?;
-    iria_news::db::migrate(&mut db.connect()).expect("migrate");
+    iria_news::foundation::db::migrate(&mut db.connect()).expect("migrate");
     let mut env = BTreeMap::new();
     for (k, v) in [
         ("IRIA_DATABASE_URL", db.url.as_str()),
@@ -165,7 +165,7 @@ fn queued_issue(
     let settings = Settings::from_sources(None, &env).expect("settings");
     let now = chrono::Utc::now().naive_utc();
     let mut conn = db.connect();
-    iria_news::db::write_transaction(&mut conn, |conn| {
+    iria_news::foundation::db::write_transaction(&mut conn, |conn| {
         for i in 0..n {
             diesel::insert_into(subscribers::table)
                 .values((
@@ -180,8 +180,8 @@ fn queued_issue(
         Ok::<_, diesel::result::Error>(())
     })
     .expect("subscribers");
-    let draft = iria_news::issues::Draft {
-        kind: iria_news::issues::Kind::Announcement,
+    let draft = iria_news::stores::issues::Draft {
+        kind: iria_news::stores::issues::Kind::Announcement,
         subject: "IRIA News this week".into(),
         preheader: String::new(),
         body_html: ISSUE.into(),
@@ -190,7 +190,8 @@ fn queued_issue(
         period_key: None,
         idempotency_key: None,
     };
-    let queued = iria_news::issues::create_and_queue(&mut conn, &settings, &draft).expect("queue");
+    let queued = iria_news::processes::compose::create_and_queue(&mut conn, &settings, &draft)
+        .expect("queue");
     assert_eq!(queued.recipients, n);
     Some((db, env, queued.issue_id))
 }
@@ -266,7 +267,7 @@ async fn worker_killed_mid_send_loses_nothing(backend: Backend) {
     let in_flight = env["IRIA_DELIVERY_BATCH_SIZE"]
         .parse::<usize>()
         .expect("batch size")
-        * iria_news::delivery::worker::PIPELINES;
+        * iria_news::processes::worker::PIPELINES;
     assert!(
         duplicates <= in_flight,
         "{duplicates} duplicates, more than the {in_flight} in flight"
@@ -404,7 +405,7 @@ async fn bounces_and_complaints_reported_later(backend: Backend) {
     let people = app.add_confirmed("reader", 3);
     let queued = app.queue_issue("IRIA News this week", ISSUE);
     app.smtp().wait_for(3, Duration::from_secs(20)).await;
-    let token = iria_news::api::tokens::create(&mut app.conn(), "mta").expect("token");
+    let token = iria_news::stores::api_tokens::create(&mut app.conn(), "mta").expect("token");
     let envelope_from = |email: &str| -> String {
         let dir = app.smtp().dir.path();
         let mut found = String::new();

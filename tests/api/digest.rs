@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::prelude::*;
-use iria_news::articles::{self, NewArticle, Source};
-use iria_news::db::schema::{articles as articles_table, feed_state};
-use iria_news::digest::{self, Outcome};
+use iria_news::foundation::db::schema::{articles as articles_table, feed_state};
+use iria_news::processes::digest::{self, Outcome};
+use iria_news::processes::feed;
+use iria_news::stores::articles::{self, NewArticle, Source};
 
 use crate::helpers::{spawn_app, Backend, TestApp};
 use crate::on_both_backends;
@@ -54,7 +55,7 @@ async fn a_wordpress_feed_imports_fully_and_malformed_items_are_reported(backend
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let parsed = articles::feed::parse(&fixture("wordpress.xml")).expect("parse");
+    let parsed = feed::parse(&fixture("wordpress.xml")).expect("parse");
     assert_eq!(parsed.articles.len(), 3, "three good items");
     assert_eq!(parsed.skipped.len(), 2, "{:?}", parsed.skipped);
     assert!(parsed.skipped.iter().any(|s| s.contains("no usable date")));
@@ -115,7 +116,7 @@ on_both_backends!(
 
 #[test]
 fn an_atom_feed_imports_and_undated_entries_are_skipped() {
-    let parsed = articles::feed::parse(&fixture("atom.xml")).expect("parse");
+    let parsed = feed::parse(&fixture("atom.xml")).expect("parse");
     assert_eq!(parsed.articles.len(), 2, "{:?}", parsed.skipped);
     let red_sea = &parsed.articles[0];
     assert_eq!(red_sea.guid, "tag:iria.example,2026:1101");
@@ -127,7 +128,7 @@ fn an_atom_feed_imports_and_undated_entries_are_skipped() {
         "2026-11-25 07:00:00",
         "updated when no published"
     );
-    assert!(articles::feed::parse(b"<html>not a feed</html>").is_err());
+    assert!(feed::parse(b"<html>not a feed</html>").is_err());
 }
 
 /// A feed server on loopback: serves `wordpress.xml` with an ETag, answers 304 to a matching
@@ -198,21 +199,17 @@ async fn polling_uses_conditional_get_and_a_failing_feed_keeps_its_state(backend
         return;
     };
     let server = feed_server().await;
-    let pool = iria_news::db::pool(&app.settings.database_url, 2);
-    let first = articles::feed::poll(&pool, &server.url)
-        .await
-        .expect("poll");
+    let pool = iria_news::foundation::db::pool(&app.settings.database_url, 2);
+    let first = feed::poll(&pool, &server.url).await.expect("poll");
     assert_eq!(first.imported.new, 3);
-    let second = articles::feed::poll(&pool, &server.url)
-        .await
-        .expect("poll");
+    let second = feed::poll(&pool, &server.url).await.expect("poll");
     assert!(second.not_modified, "304 handled");
     assert_eq!(
         server.conditional.lock().expect("lock").clone(),
         vec![None, Some("\"v1\"".into())]
     );
     server.failing.store(true, Ordering::SeqCst);
-    let failed = articles::feed::poll(&pool, &server.url).await;
+    let failed = feed::poll(&pool, &server.url).await;
     assert!(failed.is_err());
     let (etag, error): (Option<String>, Option<String>) = feed_state::table
         .find(&server.url)
@@ -230,7 +227,7 @@ async fn polling_uses_conditional_get_and_a_failing_feed_keeps_its_state(backend
     );
     server.failing.store(false, Ordering::SeqCst);
     assert!(
-        articles::feed::poll(&pool, &server.url)
+        feed::poll(&pool, &server.url)
             .await
             .expect("poll")
             .not_modified
@@ -397,7 +394,7 @@ async fn articles_can_be_pushed_by_the_cms_and_the_archive_shows_digests(backend
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let token = iria_news::api::tokens::create(&mut app.conn(), "cms").expect("token");
+    let token = iria_news::stores::api_tokens::create(&mut app.conn(), "cms").expect("token");
     let url = format!("{}/api/v1/articles", app.address);
     let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
     let body = serde_json::json!({
@@ -502,12 +499,13 @@ fn digest_rendering_snapshot() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let settings = iria_news::config::Settings::from_sources(None, &env).expect("settings");
+    let settings =
+        iria_news::foundation::config::Settings::from_sources(None, &env).expect("settings");
     let at = chrono::NaiveDate::from_ymd_opt(2026, 11, 30)
         .and_then(|d| d.and_hms_opt(8, 0, 0))
         .expect("time");
-    let list: Vec<iria_news::articles::Article> = (1..=3)
-        .map(|n| iria_news::articles::Article {
+    let list: Vec<iria_news::stores::articles::Article> = (1..=3)
+        .map(|n| iria_news::stores::articles::Article {
             id: n,
             guid: format!("g{n}"),
             link: format!("https://iria.example/a{n}/"),
@@ -524,13 +522,13 @@ fn digest_rendering_snapshot() {
             digest_id: None,
         })
         .collect();
-    let refs: Vec<&iria_news::articles::Article> = list.iter().collect();
+    let refs: Vec<&iria_news::stores::articles::Article> = list.iter().collect();
     let draft = digest::draft(&settings, &refs, at).expect("draft");
     assert_eq!(
         draft.subject,
         "IRIA News, week of 23 November 2026: 3 new articles"
     );
-    let composed = iria_news::issues::compose(&settings, &draft).expect("compose");
+    let composed = iria_news::processes::compose::compose(&settings, &draft).expect("compose");
     insta::assert_snapshot!("digest_html", composed.html);
     insta::assert_snapshot!("digest_text", composed.text);
 }

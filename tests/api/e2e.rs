@@ -61,7 +61,8 @@ async fn flow(app: &TestApp, browser: &Browser) {
     assert_eq!(app.subscriber(READER).expect("a subscriber").0, "confirmed");
 
     // c. An editor's account.
-    iria_news::editors::create(&mut app.conn(), EDITOR, EDITOR_PASSWORD).expect("editor account");
+    iria_news::stores::editors::create(&mut app.conn(), EDITOR, EDITOR_PASSWORD)
+        .expect("editor account");
 
     // d. The console asks for a login first, and lands on the dashboard after it.
     browser.goto(&format!("{}/admin", app.address)).await;

@@ -199,7 +199,7 @@ async fn smtp_down_at_signup_then_back(backend: Backend) {
     // Let a few attempts fail against the closed port.
     tokio::time::sleep(Duration::from_millis(800)).await;
     use diesel::prelude::*;
-    use iria_news::db::schema::deliveries;
+    use iria_news::foundation::db::schema::deliveries;
     let (status, attempts, error): (String, i32, Option<String>) = deliveries::table
         .select((
             deliveries::status,

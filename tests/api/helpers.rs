@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use iria_news::config::{DatabaseUrl, Settings};
-use iria_news::db::schema::{consents, deliveries, subscribers};
-use iria_news::db::{DbConnection, Manager};
-use iria_news::web::Application;
+use iria_news::foundation::config::{DatabaseUrl, Settings};
+use iria_news::foundation::db::schema::{consents, deliveries, subscribers};
+use iria_news::foundation::db::{DbConnection, Manager};
+use iria_news::startup::server::Application;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -480,7 +480,7 @@ impl TestApp {
     ) -> Vec<(i64, String)> {
         let now = chrono::Utc::now().naive_utc();
         let mut conn = self.conn();
-        iria_news::db::write_transaction(&mut conn, |conn| {
+        iria_news::foundation::db::write_transaction(&mut conn, |conn| {
             for i in 0..n {
                 let (name, topics) = extra(i);
                 diesel::insert_into(subscribers::table)
@@ -507,9 +507,9 @@ impl TestApp {
     }
 
     /// Queues an editor's issue (as `iria-news send` does) for the app's worker to deliver.
-    pub fn queue_issue(&self, subject: &str, html: &str) -> iria_news::issues::Queued {
-        let draft = iria_news::issues::Draft {
-            kind: iria_news::issues::Kind::Announcement,
+    pub fn queue_issue(&self, subject: &str, html: &str) -> iria_news::stores::issues::Queued {
+        let draft = iria_news::stores::issues::Draft {
+            kind: iria_news::stores::issues::Kind::Announcement,
             subject: subject.to_string(),
             preheader: String::new(),
             body_html: html.to_string(),
@@ -518,7 +518,7 @@ impl TestApp {
             period_key: None,
             idempotency_key: None,
         };
-        iria_news::issues::create_and_queue(&mut self.conn(), &self.settings, &draft)
+        iria_news::processes::compose::create_and_queue(&mut self.conn(), &self.settings, &draft)
             .expect("queue issue")
     }
 

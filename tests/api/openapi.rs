@@ -8,7 +8,7 @@ use crate::helpers::{spawn_app, Backend, TestApp};
 use crate::on_both_backends;
 
 fn token(app: &TestApp) -> String {
-    iria_news::api::tokens::create(&mut app.conn(), "tests").expect("token")
+    iria_news::stores::api_tokens::create(&mut app.conn(), "tests").expect("token")
 }
 
 fn concrete(path: &str) -> String {
@@ -43,10 +43,10 @@ async fn every_api_route_answers_401_without_a_token(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let routes = iria_news::api::v1::ROUTES;
+    let routes = iria_news::http::api::routes::ROUTES;
     assert!(routes.len() >= 15);
     for (method, path) in routes {
-        if iria_news::api::v1::PUBLIC.contains(path) {
+        if iria_news::http::api::routes::PUBLIC.contains(path) {
             continue;
         }
         for token in [None, Some("iria_not-a-real-token")] {
@@ -82,7 +82,7 @@ async fn the_openapi_document_lists_exactly_the_live_routes() {
             }
         }
     }
-    let mut table: Vec<(String, String)> = iria_news::api::v1::ROUTES
+    let mut table: Vec<(String, String)> = iria_news::http::api::routes::ROUTES
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();

@@ -109,7 +109,7 @@ async fn security_headers_on_every_page(backend: Backend) {
         return;
     };
     let people = app.add_confirmed("reader", 1);
-    let token = iria_news::subscriptions::links::RecipientToken::new(people[0].0, 0)
+    let token = iria_news::foundation::links::RecipientToken::new(people[0].0, 0)
         .sign(app.settings.secret());
     let urlencoded = "application/x-www-form-urlencoded";
     let requests: Vec<(&str, String, Option<&str>)> = vec![

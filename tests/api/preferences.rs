@@ -1,6 +1,6 @@
 //! The preferences page reached from every message: name and topics, download and erasure.
 
-use iria_news::subscriptions::links::RecipientToken;
+use iria_news::foundation::links::RecipientToken;
 
 use crate::helpers::{form, spawn_app, Backend, TestApp};
 use crate::on_both_backends;
@@ -159,7 +159,7 @@ async fn erase_my_data_keeps_only_a_hash_and_a_fresh_signup_works(backend: Backe
         None,
         "the address is gone"
     );
-    let marker = iria_news::subscriptions::records::erased_marker(id, "gone@example.org");
+    let marker = iria_news::stores::subscriptions::records::erased_marker(id, "gone@example.org");
     let (status, name, topics) = app.subscriber(&marker).expect("the hash is kept");
     assert_eq!(
         (status.as_str(), name, topics.as_str()),

@@ -184,7 +184,7 @@ on_both_backends!(
 
 async fn the_form_source_is_kept_in_the_consent(backend: Backend) {
     use diesel::prelude::*;
-    use iria_news::db::schema::consents;
+    use iria_news::foundation::db::schema::consents;
     let Some(app) = spawn_app(backend).await else {
         return;
     };

@@ -1,0 +1,500 @@
+//! Configuration: built-in defaults, overridden by `iria-news.toml` (or the file named by
+//! `IRIA_CONFIG`), overridden by `IRIA_*` environment variables.
+//!
+//! Every setting is parsed into its type here, once; a bad value is a one-line error that names
+//! the setting, so the rest of the program never re-checks configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use url::Url;
+
+/// Every setting the program reads: (name without the `IRIA_` prefix, lower case, as written in
+/// the TOML file; the built-in default, if any; what it means). The configuration reference in
+/// the README is written from this table.
+pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
+    ("database_url", Some("sqlite://iria-news.db"), "sqlite://PATH or postgres://..."),
+    ("smtp_url", Some("file://outbox"), "smtp://[user:pass@]host:port, smtps://..., or file://DIR"),
+    ("listen", Some("127.0.0.1:8080"), "address to bind"),
+    ("base_url", Some("http://127.0.0.1:8080"), "public URL used in links inside emails"),
+    ("from", Some("IRIA News <news@localhost>"), "From address of every message"),
+    ("secret_key", None, "key for signed tokens and cookies (at least 32 bytes)"),
+    ("digest_schedule", Some("0 0 8 * * Mon"), "when the weekly digest runs (cron)"),
+    ("timezone", Some("UTC"), "time zone of the digest schedule"),
+    ("feed_url", None, "the site's RSS/Atom feed, polled for new articles"),
+    ("feed_poll_minutes", Some("15"), "how often the feed is polled"),
+    ("signup_per_ip_per_hour", Some("30"), "sign-ups accepted from one IP address per hour"),
+    ("signup_per_address_per_hour", Some("3"), "sign-ups for one address per hour"),
+    ("site_name", Some("IRIA News"), "name of the newsletter, shown on pages and in emails"),
+    (
+        "site_intro",
+        Some("Analysis of security, defence, terrorism and foreign affairs from IRIA - International Relations Insights & Analysis, in your inbox every week."),
+        "introduction shown on the sign-up page",
+    ),
+    (
+        "topics",
+        Some("Middle East,US,Europe,Asia,Africa,Defense,Terrorism,Foreign Affairs,Analysis"),
+        "comma-separated topics a subscriber can choose",
+    ),
+    ("confirmation_ttl_hours", Some("48"), "hours a confirmation link stays valid"),
+    ("trust_forwarded_for", Some("false"), "take the client IP from X-Forwarded-For (behind a proxy)"),
+    ("db_pool_size", Some("16"), "database connections per process"),
+    ("delivery_concurrency", Some("8"), "messages in flight at once per process (SMTP connections)"),
+    ("delivery_batch_size", Some("64"), "deliveries a worker claims at a time"),
+    ("delivery_max_attempts", Some("8"), "attempts before a delivery is given up as failed"),
+    ("delivery_retry_base_ms", Some("30000"), "first retry delay; doubles with each attempt"),
+    ("delivery_lease_seconds", Some("300"), "how long a claimed delivery is reserved for its worker"),
+    ("delivery_poll_ms", Some("1000"), "how often an idle worker looks for due deliveries"),
+    ("smtp_timeout_seconds", Some("30"), "SMTP command timeout"),
+    ("delivery_rate_per_second", Some("0"), "messages per second per process at most; 0: no ceiling"),
+    ("delivery_domain_rate_per_second", Some("0"), "messages per second to one recipient domain; 0: no ceiling"),
+    ("bounce_address", None, "envelope sender (VERP), e.g. bounces+{token}@example.org"),
+    ("log_format", Some("text"), "text or json"),
+    ("unsubscribe_mailto", None, "an address for mailto: unsubscribes in List-Unsubscribe"),
+    ("dkim_domain", None, "DKIM: the signing domain (d=)"),
+    ("dkim_selector", None, "DKIM: the selector (s=)"),
+    ("dkim_key_file", None, "DKIM: the private key file (RSA PKCS#1 PEM or Ed25519 base64)"),
+    ("http_workers", Some("0"), "HTTP worker threads; 0 means one per CPU core"),
+];
+
+/// Where the database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(path) = raw.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://iria-news.db".into());
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            Url::parse(raw).map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+            Ok(Self::Postgres(raw.to_string()))
+        } else {
+            Err(format!(
+                "expected sqlite://PATH or postgres://..., got {raw:?}"
+            ))
+        }
+    }
+}
+
+/// Where messages go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmtpUrl {
+    /// Write each message as an `.eml` file into this folder.
+    File(PathBuf),
+    /// An SMTP server.
+    Smtp {
+        host: String,
+        port: u16,
+        /// `smtps://`: TLS from the first byte; otherwise STARTTLS when the server offers it.
+        implicit_tls: bool,
+        credentials: Option<(String, String)>,
+    },
+}
+
+impl SmtpUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(dir) = raw.strip_prefix("file://") {
+            if dir.is_empty() {
+                return Err("file:// needs a folder, e.g. file://outbox".into());
+            }
+            return Ok(Self::File(PathBuf::from(dir)));
+        }
+        let url = Url::parse(raw).map_err(|e| format!("not a valid URL ({e}): {raw:?}"))?;
+        let implicit_tls = match url.scheme() {
+            "smtp" => false,
+            "smtps" => true,
+            other => {
+                return Err(format!(
+                    "unknown scheme {other:?}: use smtp://, smtps:// or file://"
+                ))
+            }
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("no host in {raw:?}"))?
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string();
+        let port = url.port().unwrap_or(if implicit_tls { 465 } else { 587 });
+        let credentials = if url.username().is_empty() {
+            None
+        } else {
+            let decode = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            Some((decode(url.username()), decode(url.password().unwrap_or(""))))
+        };
+        Ok(Self::Smtp {
+            host,
+            port,
+            implicit_tls,
+            credentials,
+        })
+    }
+}
+
+/// Output format of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The parsed configuration of one process.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub smtp_url: SmtpUrl,
+    pub listen: SocketAddr,
+    pub base_url: Url,
+    pub from: Mailbox,
+    /// `None` until [`crate::foundation::secrets::ensure_secret_key`] fills it in.
+    pub secret_key: Option<Vec<u8>>,
+    pub digest_schedule: String,
+    pub timezone: String,
+    pub feed_url: Option<Url>,
+    pub feed_poll: Duration,
+    /// `digest_schedule` in `timezone`, parsed.
+    pub schedule: crate::foundation::schedule::Schedule,
+    pub signup_per_ip_per_hour: u32,
+    pub signup_per_address_per_hour: u32,
+    pub site_name: String,
+    pub site_intro: String,
+    pub topics: Vec<String>,
+    pub confirmation_ttl: Duration,
+    pub trust_forwarded_for: bool,
+    pub db_pool_size: u32,
+    pub delivery: DeliverySettings,
+    pub log_format: LogFormat,
+    pub http_workers: usize,
+    pub unsubscribe_mailto: Option<String>,
+    pub dkim: Option<DkimSettings>,
+}
+
+/// DKIM signing, when all three settings are given.
+#[derive(Clone, Debug)]
+pub struct DkimSettings {
+    pub domain: String,
+    pub selector: String,
+    pub key_file: PathBuf,
+}
+
+/// How the delivery workers behave.
+#[derive(Clone, Debug)]
+pub struct DeliverySettings {
+    pub concurrency: usize,
+    pub batch_size: i64,
+    pub max_attempts: i32,
+    pub retry_base: Duration,
+    pub lease: Duration,
+    pub poll: Duration,
+    pub smtp_timeout: Duration,
+    pub rate_per_second: u32,
+    pub domain_rate_per_second: u32,
+    /// The envelope sender with `{token}` where each delivery's VERP token goes.
+    pub bounce_address: Option<String>,
+}
+
+/// A bad setting, said in one line.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Reads the configuration the way the binary does: the TOML file named by `IRIA_CONFIG` (which
+    /// must exist) or `./iria-news.toml` (if it exists), then the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let file = match env.get("IRIA_CONFIG") {
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(PathBuf::from("iria-news.toml")).filter(|p| p.exists()),
+        };
+        Self::from_sources(file.as_deref(), &env)
+    }
+
+    /// Builds the configuration from a TOML file (optional) and a map of environment variables;
+    /// the environment wins. Tests call this directly instead of changing the process environment.
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut values: BTreeMap<String, String> = SETTINGS
+            .iter()
+            .filter_map(|(k, d, _)| d.map(|d| (k.to_string(), d.to_string())))
+            .collect();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                ConfigError(format!("{}: {}", path.display(), e.message()))
+            })?;
+            for (key, value) in table {
+                if !SETTINGS.iter().any(|(k, _, _)| *k == key) {
+                    return Err(ConfigError(format!(
+                        "{}: unknown setting {key:?}",
+                        path.display()
+                    )));
+                }
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                values.insert(key, value);
+            }
+        }
+        for (key, _, _) in SETTINGS {
+            if let Some(v) = env.get(&env_name(key)) {
+                values.insert(key.to_string(), v.clone());
+            }
+        }
+        Self::from_values(&values)
+    }
+
+    fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let v = Values(values);
+        // The fields are checked in the order written: of several bad settings, the first is
+        // the one reported.
+        Ok(Settings {
+            database_url: DatabaseUrl::parse(v.required("database_url")?)
+                .map_err(|e| bad("database_url", e))?,
+            smtp_url: SmtpUrl::parse(v.required("smtp_url")?).map_err(|e| bad("smtp_url", e))?,
+            listen: parse_listen(&v)?,
+            base_url: parse_base_url(&v)?,
+            from: parse_from(&v)?,
+            secret_key: parse_secret_key(&v)?,
+            feed_url: parse_feed_url(&v)?,
+            topics: parse_topics(&v)?,
+            unsubscribe_mailto: parse_unsubscribe_mailto(&v)?,
+            dkim: parse_dkim(&v)?,
+            log_format: parse_log_format(&v)?,
+            trust_forwarded_for: parse_bool(&v, "trust_forwarded_for")?,
+            digest_schedule: v.required("digest_schedule")?.to_string(),
+            timezone: v.required("timezone")?.to_string(),
+            feed_poll: Duration::from_secs(v.number("feed_poll_minutes", 1u64)? * 60),
+            schedule: crate::foundation::schedule::Schedule::parse(
+                v.required("digest_schedule")?,
+                v.required("timezone")?,
+            )
+            .map_err(ConfigError)?,
+            signup_per_ip_per_hour: v.number("signup_per_ip_per_hour", 1u32)?,
+            signup_per_address_per_hour: v.number("signup_per_address_per_hour", 1u32)?,
+            site_name: v.required("site_name")?.to_string(),
+            site_intro: v.required("site_intro")?.to_string(),
+            confirmation_ttl: {
+                let hours = v.number("confirmation_ttl_hours", 1u64)?;
+                Duration::from_secs(hours * 3600)
+            },
+            db_pool_size: v.number("db_pool_size", 1u32)?,
+            delivery: parse_delivery(&v)?,
+            http_workers: v.number("http_workers", 0u32)? as usize,
+        })
+    }
+
+    /// The secret key; present once start-up has called [`crate::foundation::secrets::ensure_secret_key`].
+    pub fn secret(&self) -> &[u8] {
+        self.secret_key.as_deref().unwrap_or_default()
+    }
+
+    /// An absolute link under the base URL.
+    pub fn link(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{}",
+            self.base_url.as_str().trim_end_matches('/'),
+            path_and_query
+        )
+    }
+}
+
+/// `database_url` → `IRIA_DATABASE_URL`.
+pub fn env_name(key: &str) -> String {
+    format!("IRIA_{}", key.to_ascii_uppercase())
+}
+
+/// The merged values of every source, read one setting at a time.
+struct Values<'a>(&'a BTreeMap<String, String>);
+
+impl<'a> Values<'a> {
+    /// A setting's value, trimmed; `None` when it is unset or blank.
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.0.get(key).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    fn required(&self, key: &str) -> Result<&'a str, ConfigError> {
+        self.get(key)
+            .ok_or_else(|| ConfigError(format!("{} is empty", env_name(key))))
+    }
+
+    /// A whole number of at least `min`.
+    fn number<T>(&self, key: &str, min: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
+        let raw = self.required(key)?;
+        let n: T = raw
+            .parse()
+            .map_err(|_| bad(key, format!("expected a whole number, got {raw:?}")))?;
+        if n < min {
+            return Err(bad(key, format!("must be at least {min}, got {raw}")));
+        }
+        Ok(n)
+    }
+}
+
+/// An error about one setting, named as in the environment.
+fn bad(key: &str, why: String) -> ConfigError {
+    ConfigError(format!("{}: {why}", env_name(key)))
+}
+
+fn parse_listen(v: &Values) -> Result<SocketAddr, ConfigError> {
+    let raw = v.required("listen")?;
+    let why = || format!("expected HOST:PORT such as 127.0.0.1:8080, got {raw:?}");
+    raw.parse().map_err(|_| bad("listen", why()))
+}
+
+fn parse_base_url(v: &Values) -> Result<Url, ConfigError> {
+    let raw = v.required("base_url")?;
+    Url::parse(raw.trim_end_matches('/'))
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| bad("base_url", format!("expected an http(s) URL, got {raw:?}")))
+}
+
+fn parse_from(v: &Values) -> Result<Mailbox, ConfigError> {
+    let raw = v.required("from")?;
+    raw.parse()
+        .map_err(|e| bad("from", format!("not a mail address ({e}): {raw:?}")))
+}
+
+fn parse_secret_key(v: &Values) -> Result<Option<Vec<u8>>, ConfigError> {
+    match v.get("secret_key") {
+        None => Ok(None),
+        Some(k) if k.len() < 32 => Err(bad(
+            "secret_key",
+            format!("must be at least 32 bytes, got {}", k.len()),
+        )),
+        Some(k) => Ok(Some(k.as_bytes().to_vec())),
+    }
+}
+
+fn parse_feed_url(v: &Values) -> Result<Option<Url>, ConfigError> {
+    v.get("feed_url")
+        .map(|raw| Url::parse(raw).map_err(|e| bad("feed_url", format!("{e}: {raw:?}"))))
+        .transpose()
+}
+
+fn parse_topics(v: &Values) -> Result<Vec<String>, ConfigError> {
+    let topics: Vec<String> = v
+        .required("topics")?
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if topics.iter().any(|t| t.chars().count() > 64) {
+        return Err(bad("topics", "a topic is longer than 64 characters".into()));
+    }
+    Ok(topics)
+}
+
+fn parse_unsubscribe_mailto(v: &Values) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = v.get("unsubscribe_mailto") else {
+        return Ok(None);
+    };
+    let address: lettre::Address = raw
+        .parse()
+        .map_err(|_| bad("unsubscribe_mailto", format!("not a mail address: {raw:?}")))?;
+    Ok(Some(address.to_string()))
+}
+
+/// The three DKIM settings, all or none.
+fn parse_dkim(v: &Values) -> Result<Option<DkimSettings>, ConfigError> {
+    match (v.get("dkim_domain"), v.get("dkim_selector"), v.get("dkim_key_file")) {
+        (None, None, None) => Ok(None),
+        (Some(domain), Some(selector), Some(key_file)) => Ok(Some(DkimSettings {
+            domain: domain.to_string(),
+            selector: selector.to_string(),
+            key_file: PathBuf::from(key_file),
+        })),
+        _ => Err(ConfigError(
+            "IRIA_DKIM_DOMAIN, IRIA_DKIM_SELECTOR and IRIA_DKIM_KEY_FILE go together: set all three or none"
+                .into(),
+        )),
+    }
+}
+
+fn parse_log_format(v: &Values) -> Result<LogFormat, ConfigError> {
+    match v.required("log_format")? {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(bad(
+            "log_format",
+            format!("expected text or json, got {other:?}"),
+        )),
+    }
+}
+
+fn parse_bool(v: &Values, key: &str) -> Result<bool, ConfigError> {
+    match v.required(key)? {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(bad(key, format!("expected true or false, got {other:?}"))),
+    }
+}
+
+fn parse_delivery(v: &Values) -> Result<DeliverySettings, ConfigError> {
+    Ok(DeliverySettings {
+        concurrency: v.number("delivery_concurrency", 1u32)? as usize,
+        batch_size: i64::from(v.number("delivery_batch_size", 1u32)?),
+        max_attempts: v.number("delivery_max_attempts", 1u32)?.min(1000) as i32,
+        retry_base: Duration::from_millis(v.number("delivery_retry_base_ms", 1u64)?),
+        lease: Duration::from_secs(v.number("delivery_lease_seconds", 5u64)?),
+        poll: Duration::from_millis(v.number("delivery_poll_ms", 1u64)?),
+        smtp_timeout: Duration::from_secs(v.number("smtp_timeout_seconds", 1u64)?),
+        rate_per_second: v.number("delivery_rate_per_second", 0u32)?,
+        domain_rate_per_second: v.number("delivery_domain_rate_per_second", 0u32)?,
+        bounce_address: parse_bounce_address(v)?,
+    })
+}
+
+/// The VERP envelope sender: a mail address once `{token}` is filled in, and it must have one.
+fn parse_bounce_address(v: &Values) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = v.get("bounce_address") else {
+        return Ok(None);
+    };
+    let probe = raw.replace("{token}", "d1-abc");
+    probe
+        .parse::<lettre::Address>()
+        .map_err(|_| bad("bounce_address", format!("not a mail address: {raw:?}")))?;
+    if !raw.contains("{token}") {
+        return Err(bad(
+            "bounce_address",
+            format!("must contain {{token}}: {raw:?}"),
+        ));
+    }
+    Ok(Some(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

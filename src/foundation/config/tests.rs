@@ -1,0 +1,92 @@
+//! The configuration's unit tests.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_match_the_contract() {
+    let s = Settings::from_sources(None, &env(&[])).expect("defaults parse");
+    assert_eq!(s.database_url, DatabaseUrl::Sqlite("iria-news.db".into()));
+    assert_eq!(s.smtp_url, SmtpUrl::File("outbox".into()));
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.base_url.as_str(), "http://127.0.0.1:8080/");
+    assert_eq!(s.from.to_string(), "IRIA News <news@localhost>");
+    assert_eq!(s.signup_per_ip_per_hour, 30);
+    assert_eq!(s.signup_per_address_per_hour, 3);
+    assert!(s.secret_key.is_none());
+}
+
+#[test]
+fn environment_beats_file_beats_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("iria-news.toml");
+    std::fs::write(
+        &file,
+        "listen = \"0.0.0.0:9000\"\nsignup_per_ip_per_hour = 7\ntopics = [\"A\", \"B\"]\n",
+    )
+    .expect("write");
+    let s = Settings::from_sources(Some(&file), &env(&[("IRIA_SIGNUP_PER_IP_PER_HOUR", "9")]))
+        .expect("parse");
+    assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(s.signup_per_ip_per_hour, 9);
+    assert_eq!(s.topics, vec!["A", "B"]);
+}
+
+#[test]
+fn bad_values_are_one_line_errors_naming_the_setting() {
+    for (key, value) in [
+        ("IRIA_LISTEN", "nonsense"),
+        ("IRIA_DATABASE_URL", "mysql://x"),
+        ("IRIA_SMTP_URL", "http://x"),
+        ("IRIA_SECRET_KEY", "short"),
+        ("IRIA_SIGNUP_PER_IP_PER_HOUR", "-1"),
+        ("IRIA_FROM", "not an address"),
+        ("IRIA_BASE_URL", "ftp://x"),
+    ] {
+        let err = Settings::from_sources(None, &env(&[(key, value)]))
+            .expect_err(key)
+            .to_string();
+        assert!(err.contains(key), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
+
+#[test]
+fn smtp_urls() {
+    assert_eq!(
+        SmtpUrl::parse("smtp://user%40x:p%3Ass@mail.example.org:2525").expect("parse"),
+        SmtpUrl::Smtp {
+            host: "mail.example.org".into(),
+            port: 2525,
+            implicit_tls: false,
+            credentials: Some(("user@x".into(), "p:ss".into())),
+        }
+    );
+    assert!(matches!(
+        SmtpUrl::parse("smtps://mail.example.org").expect("parse"),
+        SmtpUrl::Smtp {
+            port: 465,
+            implicit_tls: true,
+            ..
+        }
+    ));
+}
+
+/// The configuration reference lists every setting the code reads.
+#[test]
+fn the_configuration_reference_lists_every_setting() {
+    let doc = include_str!("../../../docs/configuration.md");
+    for (key, _, _) in SETTINGS {
+        let name = env_name(key);
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/configuration.md does not list {name}"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! The foundation: what every other layer stands on and what imports nothing of theirs.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod links;
+pub mod logging;
+pub mod metrics;
+pub mod schedule;
+pub mod secrets;

@@ -1,0 +1,223 @@
+//! Logging in and out, and changing one's password.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{csrf_token, query, random_token, see_other, Answer, Chrome};
+use crate::http::pages::html;
+use crate::http::state::AppState;
+use crate::stores::editors::{self, AccountError, Login};
+
+#[derive(Template)]
+#[template(path = "admin/login.html")]
+struct LoginPage<'a> {
+    site_name: &'a str,
+    csrf: &'a str,
+    name: &'a str,
+    next: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only a path inside the console is a place to go back to after the login.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with("/admin") && !n.starts_with("/admin/login") && !n.contains("//") =>
+        {
+            n.to_string()
+        }
+        _ => "/admin".to_string(),
+    }
+}
+
+/// `GET /admin/login`.
+pub async fn login_page(
+    state: web::Data<AppState>,
+    session: Session,
+    q: web::Query<NextQuery>,
+) -> HttpResponse {
+    let csrf = csrf_token(&session);
+    let next = safe_next(q.next.as_deref());
+    html(
+        StatusCode::OK,
+        &LoginPage {
+            site_name: &state.settings.site_name,
+            csrf: &csrf,
+            name: "",
+            next: &next,
+            error: None,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    next: Option<String>,
+}
+
+/// `POST /admin/login`: a new session on success (a fresh cookie, a fresh CSRF token).
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: web::Form<LoginForm>,
+) -> Answer {
+    let form = form.into_inner();
+    let ip = state.client_ip(&req).to_string();
+    let next = safe_next(form.next.as_deref());
+    let (name, password) = (form.name.clone(), form.password);
+    let outcome = query(&state, move |conn| {
+        Ok(editors::log_in(conn, &name, &password, &ip)?)
+    })
+    .await?;
+    let refuse = |status: StatusCode, message: &str| {
+        let csrf = csrf_token(&session);
+        html(
+            status,
+            &LoginPage {
+                site_name: &state.settings.site_name,
+                csrf: &csrf,
+                name: &form.name,
+                next: &next,
+                error: Some(message),
+            },
+        )
+    };
+    match outcome {
+        Login::Welcome(editor) => {
+            session.renew();
+            session.clear();
+            let stored = session
+                .insert("editor", editor.id)
+                .and(session.insert("v", editor.session_version))
+                .and(session.insert("at", chrono::Utc::now().timestamp()))
+                .and(session.insert("csrf", random_token()));
+            if let Err(e) = stored {
+                return Err(super::Fault::Internal(e.to_string()));
+            }
+            tracing::info!(editor = %editor.name, "editor logged in");
+            Ok(see_other(&next))
+        }
+        Login::Refused => Ok(refuse(
+            StatusCode::UNAUTHORIZED,
+            "That name and password do not match an editor's account.",
+        )),
+        Login::Throttled => {
+            let mut response = refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed logins for this account or from your address. Wait 15 minutes \
+                 and try again.",
+            );
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("900"),
+            );
+            Ok(response)
+        }
+    }
+}
+
+/// `POST /admin/logout`.
+pub async fn logout(session: Session) -> HttpResponse {
+    session.purge();
+    see_other("/admin/login")
+}
+
+#[derive(Template)]
+#[template(path = "admin/password.html")]
+struct PasswordPage<'a> {
+    chrome: Chrome,
+    error: Option<&'a str>,
+    done: bool,
+}
+
+/// `GET /admin/password`.
+pub async fn password_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    html(
+        StatusCode::OK,
+        &PasswordPage {
+            chrome: Chrome::new(&state, &req, "password"),
+            error: None,
+            done: false,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    repeat: String,
+}
+
+/// `POST /admin/password`: every other session of the account ends; this one goes on.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: web::Form<PasswordForm>,
+) -> Answer {
+    let form = form.into_inner();
+    let Some(editor) = super::editor(&req) else {
+        return Ok(see_other("/admin/login"));
+    };
+    let page = |status, error: Option<&str>, done| {
+        html(
+            status,
+            &PasswordPage {
+                chrome: Chrome::new(&state, &req, "password"),
+                error,
+                done,
+            },
+        )
+    };
+    if form.new != form.repeat {
+        return Ok(page(
+            StatusCode::BAD_REQUEST,
+            Some("The new password and its repetition differ."),
+            false,
+        ));
+    }
+    let changed = query(&state, move |conn| {
+        Ok(editors::change_password(
+            conn,
+            &editor,
+            &form.current,
+            &form.new,
+        ))
+    })
+    .await?;
+    match changed {
+        Ok(Some(version)) => {
+            let _ = session.insert("v", version);
+            session.renew();
+            Ok(page(StatusCode::OK, None, true))
+        }
+        Ok(None) => Ok(page(
+            StatusCode::BAD_REQUEST,
+            Some("The current password is not right."),
+            false,
+        )),
+        Err(AccountError::ShortPassword) => Ok(page(
+            StatusCode::BAD_REQUEST,
+            Some("The new password needs at least 12 characters."),
+            false,
+        )),
+        Err(e) => Err(super::Fault::Internal(e.to_string())),
+    }
+}

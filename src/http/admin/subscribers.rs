@@ -1,0 +1,350 @@
+//! Subscribers in the console: search and filter, one subscriber's record (consents and
+//! messages), unsubscribe, erase, CSV export and CSV import.
+
+use actix_multipart::Multipart;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::{path_id, query, see_other, Answer, Chrome, Fault, NoticeQuery, MAX_IMPORT_BYTES};
+use crate::http::pages::html;
+use crate::http::state::AppState;
+use crate::stores::subscriptions::directory::{
+    self, ConsentRow, DeliveryRow, Filter, ImportOptions, ImportReport,
+};
+use crate::stores::subscriptions::records::{self, SubscriberRecord};
+
+const PAGE: i64 = 50;
+const STATUSES: [&str; 5] = [
+    "confirmed",
+    "pending",
+    "unsubscribed",
+    "bounced",
+    "complained",
+];
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    q: Option<String>,
+    status: Option<String>,
+    topic: Option<String>,
+    page: Option<i64>,
+}
+
+impl ListQuery {
+    fn filter(&self) -> Filter {
+        Filter {
+            text: self
+                .q
+                .clone()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect(),
+            status: self
+                .status
+                .clone()
+                .filter(|s| STATUSES.contains(&s.as_str())),
+            topic: self.topic.clone().filter(|t| !t.is_empty()),
+        }
+    }
+
+    /// The query string of this filter, for the pager and the export link.
+    fn query_string(&self) -> String {
+        let f = self.filter();
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        out.append_pair("q", &f.text);
+        if let Some(s) = &f.status {
+            out.append_pair("status", s);
+        }
+        if let Some(t) = &f.topic {
+            out.append_pair("topic", t);
+        }
+        out.finish()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/subscribers.html")]
+struct ListPage<'a> {
+    chrome: Chrome,
+    filter: Filter,
+    statuses: &'a [&'a str],
+    topics: &'a [String],
+    rows: Vec<SubscriberRecord>,
+    total: i64,
+    page: i64,
+    pages: i64,
+    query: String,
+}
+
+/// `GET /admin/subscribers`.
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<ListQuery>,
+) -> Answer {
+    let filter = q.filter();
+    let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    let f = filter.clone();
+    let (rows, total) = query(&state, move |conn| {
+        Ok((
+            directory::search(conn, &f, PAGE, (page - 1) * PAGE)?,
+            directory::count(conn, &f)?,
+        ))
+    })
+    .await?;
+    Ok(html(
+        StatusCode::OK,
+        &ListPage {
+            chrome: Chrome::new(&state, &req, "subscribers"),
+            filter,
+            statuses: &STATUSES,
+            topics: &state.settings.topics,
+            rows,
+            total,
+            page,
+            pages: ((total + PAGE - 1) / PAGE).max(1),
+            query: q.query_string(),
+        },
+    ))
+}
+
+/// `GET /admin/subscribers/export.csv`: the (filtered) list as CSV.
+pub async fn export(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Answer {
+    let filter = q.filter();
+    let csv = query(&state, move |conn| directory::export_csv(conn, &filter)).await?;
+    let name = format!("subscribers-{}.csv", chrono::Utc::now().format("%Y-%m-%d"));
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .body(csv))
+}
+
+#[derive(Template)]
+#[template(path = "admin/subscriber.html")]
+struct RecordPage {
+    chrome: Chrome,
+    s: SubscriberRecord,
+    consents: Vec<ConsentRow>,
+    deliveries: Vec<DeliveryRow>,
+    notice: Option<&'static str>,
+}
+
+/// `GET /admin/subscribers/{id}`.
+pub async fn record(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<NoticeQuery>,
+) -> Answer {
+    let id = path_id(&path)?;
+    let (s, consents, deliveries) = query(&state, move |conn| {
+        Ok((
+            records::find(conn, id)?,
+            directory::consents_of(conn, id)?,
+            directory::deliveries_of(conn, id, 100)?,
+        ))
+    })
+    .await?;
+    let s = s.ok_or(Fault::NotFound)?;
+    let notice = match q.notice.as_deref() {
+        Some("unsubscribed") => Some("Unsubscribed: nothing more is sent to this address."),
+        Some("erased") => Some("Erased: the address and name are gone; the counts stay."),
+        _ => None,
+    };
+    Ok(html(
+        StatusCode::OK,
+        &RecordPage {
+            chrome: Chrome::new(&state, &req, "subscribers"),
+            s,
+            consents,
+            deliveries,
+            notice,
+        },
+    ))
+}
+
+/// `POST /admin/subscribers/{id}/unsubscribe`.
+pub async fn unsubscribe(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
+    let id = path_id(&path)?;
+    let via = format!("editor {}", super::editor_name(&req));
+    query(&state, move |conn| records::unsubscribe(conn, id, &via)).await?;
+    Ok(see_other(&format!(
+        "/admin/subscribers/{id}?notice=unsubscribed"
+    )))
+}
+
+/// `POST /admin/subscribers/{id}/erase`.
+pub async fn erase(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
+    let id = path_id(&path)?;
+    query(&state, move |conn| records::erase(conn, id)).await?;
+    Ok(see_other(&format!("/admin/subscribers/{id}?notice=erased")))
+}
+
+#[derive(Template)]
+#[template(path = "admin/import.html")]
+struct ImportPage {
+    chrome: Chrome,
+    report: Option<ImportReport>,
+    error: Option<String>,
+    max_mb: usize,
+}
+
+fn import_page_with(
+    state: &AppState,
+    req: &HttpRequest,
+    status: StatusCode,
+    report: Option<ImportReport>,
+    error: Option<String>,
+) -> HttpResponse {
+    html(
+        status,
+        &ImportPage {
+            chrome: Chrome::new(state, req, "subscribers"),
+            report,
+            error,
+            max_mb: MAX_IMPORT_BYTES / (1024 * 1024),
+        },
+    )
+}
+
+/// `GET /admin/subscribers/import`.
+pub async fn import_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    import_page_with(&state, &req, StatusCode::OK, None, None)
+}
+
+/// The fields of the import form.
+#[derive(Default)]
+struct Upload {
+    file: Vec<u8>,
+    consent: String,
+    source: String,
+}
+
+/// Why an upload could not be taken, in the editor's words.
+enum UploadError {
+    TooLarge,
+    Unreadable(String),
+}
+
+/// Reads the multipart form, refusing a field over [`MAX_IMPORT_BYTES`] (the rest of the upload
+/// is drained, so that the client gets the answer).
+async fn read_upload(form: &mut Multipart) -> Result<Upload, UploadError> {
+    let unreadable = |e: actix_multipart::MultipartError| {
+        UploadError::Unreadable(format!("The upload could not be read: {e}"))
+    };
+    let mut upload = Upload::default();
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(unreadable)?;
+        let name = field.name().unwrap_or_default().to_string();
+        let mut value = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(unreadable)?;
+            if value.len() + chunk.len() > MAX_IMPORT_BYTES {
+                drain(&mut field, form).await;
+                return Err(UploadError::TooLarge);
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let text = || String::from_utf8_lossy(&value).trim().to_string();
+        match name.as_str() {
+            "file" => upload.file = value,
+            "consent" => upload.consent = text(),
+            "source" => upload.source = text().chars().take(200).collect(),
+            _ => {}
+        }
+    }
+    Ok(upload)
+}
+
+/// `POST /admin/subscribers/import` (multipart: `file`, `consent`, `source`).
+pub async fn import(state: web::Data<AppState>, req: HttpRequest, mut form: Multipart) -> Answer {
+    let refuse = |status: StatusCode, message: String| {
+        Ok(import_page_with(&state, &req, status, None, Some(message)))
+    };
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "The file is larger than {} MB; split it and import the parts.",
+                MAX_IMPORT_BYTES / (1024 * 1024)
+            ),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_IMPORT_BYTES + 64 * 1024) {
+        return too_large();
+    }
+    let upload = match read_upload(&mut form).await {
+        Ok(u) => u,
+        Err(UploadError::TooLarge) => return too_large(),
+        Err(UploadError::Unreadable(why)) => return refuse(StatusCode::BAD_REQUEST, why),
+    };
+    if upload.file.is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Choose a CSV file to import.".into(),
+        );
+    }
+    if upload.source.is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Say where these addresses come from (it is kept with each consent record).".into(),
+        );
+    }
+    let options = ImportOptions {
+        consent_held: upload.consent == "held",
+        source: upload.source,
+        editor: super::editor_name(&req),
+    };
+    let settings = state.settings.clone();
+    let data = upload.file;
+    let report = query(&state, move |conn| {
+        directory::import(conn, &settings, &data, &options)
+    })
+    .await?;
+    if report.invited > 0 {
+        state.wake.notify_waiters();
+    }
+    Ok(import_page_with(
+        &state,
+        &req,
+        StatusCode::OK,
+        Some(report),
+        None,
+    ))
+}
+
+/// Reads what is left of an upload refused as too large, so that the client, still sending, gets
+/// the 413 rather than a reset connection; past 64 MB the connection is dropped instead.
+async fn drain(field: &mut actix_multipart::Field, form: &mut Multipart) {
+    let mut left = 64usize * 1024 * 1024;
+    while let Some(Ok(chunk)) = field.next().await {
+        left = left.saturating_sub(chunk.len());
+        if left == 0 {
+            return;
+        }
+    }
+    while let Some(Ok(mut next)) = form.next().await {
+        while let Some(Ok(chunk)) = next.next().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The route table of `/api/v1` and its scope: the token check in front of every route but the
+//! document, and problem details for what no handler answers (extractor errors, 404, 405).
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+
+use super::{
+    articles, bounces, digest, issues, openapi, problem, subscribers, ApiError, TokenName,
+};
+use crate::http::state::AppState;
+
+/// The routes of `/api/v1`, behind the token check.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(scope());
+}
+
+/// Declares the API's routes: the table the tests walk and the function that registers it.
+macro_rules! route_table {
+    ($( $method:ident $path:literal => $handler:path ),* $(,)?) => {
+        /// Every route of the API: (method, path).
+        pub const ROUTES: &[(&str, &str)] = &[ $( (stringify!($method), concat!("/api/v1", $path)) ),* ];
+
+        fn register(cfg: &mut web::ServiceConfig) {
+            $( cfg.route($path, web::$method().to($handler)); )*
+        }
+    };
+}
+
+route_table! {
+    get "/openapi.json" => openapi::openapi,
+    get "/subscribers" => subscribers::list_subscribers,
+    post "/subscribers" => subscribers::create_subscriber,
+    get "/subscribers/{id}" => subscribers::get_subscriber,
+    delete "/subscribers/{id}" => subscribers::erase_subscriber,
+    post "/subscribers/{id}/unsubscribe" => subscribers::unsubscribe_subscriber,
+    get "/articles" => articles::list_articles,
+    post "/articles" => articles::push_article,
+    get "/articles/{id}" => articles::get_article,
+    patch "/articles/{id}" => articles::patch_article,
+    get "/issues" => issues::list_issues,
+    post "/issues" => issues::create_issue,
+    get "/issues/{id}" => issues::get_issue,
+    post "/issues/{id}/send" => issues::send_issue,
+    get "/digest/preview" => digest::digest_preview,
+    post "/digest/run" => digest::digest_run,
+    post "/bounces" => bounces::receive_bounce,
+}
+
+/// Paths open without a token.
+pub const PUBLIC: &[&str] = &["/api/v1/openapi.json"];
+
+/// The `/api/v1` scope: its routes behind the token check, problem details for every error.
+fn scope() -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::scope("/api/v1")
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::bad(StatusCode::BAD_REQUEST, "Invalid query", &e.to_string()).into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(crate::http::state::MAX_BODY_BYTES)
+                .error_handler(|e, _| {
+                    let status = match &e {
+                        actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
+                        | actix_web::error::JsonPayloadError::Overflow { .. } => {
+                            StatusCode::PAYLOAD_TOO_LARGE
+                        }
+                        actix_web::error::JsonPayloadError::ContentType => {
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE
+                        }
+                        actix_web::error::JsonPayloadError::Deserialize(d) if d.is_data() => {
+                            StatusCode::UNPROCESSABLE_ENTITY
+                        }
+                        _ => StatusCode::BAD_REQUEST,
+                    };
+                    ApiError::bad(status, "Invalid body", &e.to_string()).into()
+                }),
+        )
+        .configure(register)
+        .default_service(web::to(unrouted))
+        .wrap(actix_web::middleware::from_fn(require_token))
+}
+
+/// Whether a route's path (with `{name}` segments) matches a request path.
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let (mut p, mut q) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a.starts_with('{') || a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+/// No route took the request: 405 with `Allow` when the path is known with other methods, 404
+/// otherwise.
+async fn unrouted(req: HttpRequest) -> HttpResponse {
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, pattern)| path_matches(pattern, req.path()))
+        .map(|(method, _)| method.to_uppercase())
+        .collect();
+    if allowed.is_empty() {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No such route in this API; see /api/v1/openapi.json.",
+        );
+    }
+    let mut response = problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        &format!("This route takes {}.", allowed.join(", ")),
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// Lets a request through with a valid token, noting its name for the records of who did what;
+/// answers anything else with the 401 (or 503) of [`super::authenticate`].
+async fn require_token(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if PUBLIC.contains(&req.path()) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(actix_web::error::ErrorInternalServerError("no state"));
+    };
+    match super::authenticate(&state, req.request()).await {
+        Ok(name) => {
+            req.extensions_mut().insert(TokenName(name));
+            Ok(next.call(req).await?.map_into_boxed_body())
+        }
+        Err(response) => Ok(req.into_response(response)),
+    }
+}

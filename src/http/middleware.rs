@@ -1,0 +1,131 @@
+//! Middleware every response goes through: request ids, logging and metrics of each request,
+//! and the security headers.
+
+use std::future::{ready, Ready};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use futures_util::future::LocalBoxFuture;
+use tracing::Instrument;
+
+use crate::foundation::config::Settings;
+use crate::foundation::metrics::Metrics;
+
+/// The headers every response carries: no script from anywhere (the pages have none), no
+/// framing, no referrer (links carry tokens), no sniffing; HSTS when served over https.
+pub fn security_headers(settings: &Settings) -> actix_web::middleware::DefaultHeaders {
+    let mut headers = actix_web::middleware::DefaultHeaders::new()
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"));
+    if settings.base_url.scheme() == "https" {
+        headers = headers.add((
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ));
+    }
+    headers
+}
+
+/// Gives every request an id (the caller's `X-Request-Id` when it is sane, else a new one),
+/// puts it on every log line written while the request is handled and in the response, logs the
+/// request, and counts it in the metrics under its route pattern.
+pub struct RequestTelemetry {
+    pub metrics: Arc<Metrics>,
+}
+
+impl<S, B> Transform<S, ServiceRequest> for RequestTelemetry
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = RequestTelemetryService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestTelemetryService {
+            service,
+            metrics: self.metrics.clone(),
+        }))
+    }
+}
+
+pub struct RequestTelemetryService<S> {
+    service: S,
+    metrics: Arc<Metrics>,
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+impl<S, B> Service<ServiceRequest> for RequestTelemetryService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let started = Instant::now();
+        let request_id = req
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                use rand::Rng;
+                format!("{:016x}", rand::thread_rng().gen::<u64>())
+            });
+        // The route's pattern, not the path: tokens in paths must not become label values.
+        let route = req
+            .match_pattern()
+            .unwrap_or_else(|| "(unmatched)".to_string());
+        let method = req.method().to_string();
+        let span =
+            tracing::info_span!("request", request_id = %request_id, %method, route = %route);
+        let future = self.service.call(req);
+        let metrics = self.metrics.clone();
+        Box::pin(
+            async move {
+                let response = future.await;
+                let seconds = started.elapsed().as_secs_f64();
+                let status = match &response {
+                    Ok(r) => r.status().as_u16(),
+                    Err(e) => e.as_response_error().status_code().as_u16(),
+                };
+                metrics.observe_request(&route, status, seconds);
+                let micros = (seconds * 1e6) as u64;
+                if status >= 500 {
+                    tracing::warn!(status, micros, "request");
+                } else {
+                    tracing::info!(status, micros, "request");
+                }
+                response.map(|mut r| {
+                    if let Ok(v) = HeaderValue::from_str(&request_id) {
+                        r.headers_mut().insert(REQUEST_ID.clone(), v);
+                    }
+                    r
+                })
+            }
+            .instrument(span),
+        )
+    }
+}

@@ -1,0 +1,157 @@
+//! The digest in a browser: a preview of the next one, and the public archive with its Atom feed.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use crate::foundation::db;
+use crate::http::pages::{self, MessagePage};
+use crate::http::state::AppState;
+use crate::processes::digest::{self, Item};
+use crate::stores::digests;
+
+/// `GET /digest/preview`: the digest that would go out now, as a reader of all topics gets it.
+pub async fn preview(state: web::Data<AppState>) -> HttpResponse {
+    let settings = state.settings.clone();
+    let result = db::run(&state.pool, move |conn| {
+        Ok(digest::preview(conn, &settings, db::now()))
+    })
+    .await;
+    let site_name = &state.settings.site_name;
+    match result {
+        Ok(Ok(Some(composed))) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(composed.html),
+        Ok(Ok(None)) => pages::html(
+            StatusCode::OK,
+            &MessagePage {
+                site_name,
+                title: "No digest to preview",
+                message: "There is no new article since the last digest, so none would go out now.",
+                offer_signup: false,
+            },
+        ),
+        Ok(Err(e)) => pages::internal_error(site_name, "digest preview failed", &e),
+        Err(e) if e.is_unavailable() => pages::unavailable(site_name),
+        Err(e) => pages::internal_error(site_name, "digest preview failed", &e),
+    }
+}
+
+/// The title of an archived digest: "Digest of 30 November 2026".
+fn title(created: chrono::NaiveDateTime) -> String {
+    format!("Digest of {}", created.format("%-d %B %Y"))
+}
+
+#[derive(Template)]
+#[template(path = "archive.html")]
+struct ArchivePage<'a> {
+    site_name: &'a str,
+    digests: Vec<(i64, String, i32)>,
+}
+
+/// `GET /archive`.
+pub async fn archive(state: web::Data<AppState>) -> HttpResponse {
+    let site_name = &state.settings.site_name;
+    match db::run(&state.pool, |conn| Ok(digests::archive(conn, 500)?)).await {
+        Ok(list) => pages::html(
+            StatusCode::OK,
+            &ArchivePage {
+                site_name,
+                digests: list
+                    .into_iter()
+                    .map(|d| (d.id, title(d.created_at), d.articles))
+                    .collect(),
+            },
+        ),
+        Err(e) if e.is_unavailable() => pages::unavailable(site_name),
+        Err(e) => pages::internal_error(site_name, "archive failed", &e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "archive_digest.html")]
+struct ArchivedPage<'a> {
+    site_name: &'a str,
+    title: String,
+    items: Vec<Item<'a>>,
+}
+
+/// `GET /archive/{id}`.
+pub async fn archived(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let site_name = &state.settings.site_name;
+    let Ok(id) = path.into_inner().parse::<i64>() else {
+        return pages::not_found_page(site_name);
+    };
+    match db::run(&state.pool, move |conn| Ok(digest::archived(conn, id)?)).await {
+        Ok(Some((digest, list))) if digest.articles > 0 => {
+            let items = list.iter().map(Item::of).collect();
+            pages::html(
+                StatusCode::OK,
+                &ArchivedPage {
+                    site_name,
+                    title: title(digest.created_at),
+                    items,
+                },
+            )
+        }
+        Ok(_) => pages::not_found_page(site_name),
+        Err(e) if e.is_unavailable() => pages::unavailable(site_name),
+        Err(e) => pages::internal_error(site_name, "archive failed", &e),
+    }
+}
+
+struct Entry {
+    id: i64,
+    title: String,
+    updated: String,
+    summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "archive.xml")]
+struct AtomFeed<'a> {
+    site_name: &'a str,
+    base: String,
+    updated: String,
+    entries: Vec<Entry>,
+}
+
+/// `GET /archive/feed.atom`: the archive as an Atom feed.
+pub async fn atom(state: web::Data<AppState>) -> HttpResponse {
+    let site_name = &state.settings.site_name;
+    let list = match db::run(&state.pool, |conn| Ok(digests::archive(conn, 50)?)).await {
+        Ok(list) => list,
+        Err(e) if e.is_unavailable() => return pages::unavailable(site_name),
+        Err(e) => return pages::internal_error(site_name, "archive feed failed", &e),
+    };
+    let rfc3339 = |t: chrono::NaiveDateTime| {
+        t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let updated = list
+        .first()
+        .map(|d| rfc3339(d.created_at))
+        .unwrap_or_else(|| rfc3339(db::now()));
+    let entries = list
+        .iter()
+        .map(|d| Entry {
+            id: d.id,
+            title: title(d.created_at),
+            updated: rfc3339(d.created_at),
+            summary: format!("{} article(s)", d.articles),
+        })
+        .collect();
+    let feed = AtomFeed {
+        site_name,
+        base: state.settings.link(""),
+        updated,
+        entries,
+    };
+    match feed.render() {
+        Ok(xml) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/atom+xml; charset=utf-8"))
+            .body(xml),
+        Err(e) => pages::internal_error(site_name, "archive feed failed", &e),
+    }
+}

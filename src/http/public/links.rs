@@ -1,0 +1,350 @@
+//! The pages behind the links in every message: unsubscribe (RFC 8058 one-click and a page with
+//! a button) and preferences (name, topics, download, erase).
+//!
+//! None of them sets a cookie or redirects: a mail provider's one-click POST must get its 200
+//! straight away, and a link scanner's GET must change nothing.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use super::signup::FieldError;
+use crate::foundation::db::{self, DbError};
+use crate::foundation::domain::{SubscriberName, Topics, MAX_NAME_CHARS};
+use crate::foundation::links::{RecipientToken, TokenError};
+use crate::http::pages::{self, MessagePage};
+use crate::http::state::AppState;
+use crate::stores::subscriptions::records::{self, SubscriberRecord};
+
+/// The token in the path, checked, and the subscriber it names.
+enum Resolved {
+    Found(RecipientToken, Box<SubscriberRecord>),
+    Page(HttpResponse),
+}
+
+async fn resolve(state: &AppState, raw: &str) -> Resolved {
+    let site_name = &state.settings.site_name;
+    let token =
+        match RecipientToken::verify(raw, state.settings.secret()) {
+            Ok(t) => t,
+            Err(TokenError::Invalid) => {
+                return Resolved::Page(pages::problem(
+                    site_name,
+                    StatusCode::BAD_REQUEST,
+                    "This link does not work",
+                    "The link seems damaged or cut short. Please open it again from the email, or \
+                 use the unsubscribe link at the bottom of a newer one.",
+                ))
+            }
+            Err(TokenError::Expired) => return Resolved::Page(pages::problem(
+                site_name,
+                StatusCode::GONE,
+                "This link is too old",
+                "Links in our emails work for a long time, but this one has expired. Please use \
+                 the link at the bottom of a newer email.",
+            )),
+        };
+    let id = token.subscriber_id;
+    match db::run(&state.pool, move |conn| Ok(records::find(conn, id)?)).await {
+        Ok(Some(record)) if !record.is_erased() => Resolved::Found(token, Box::new(record)),
+        Ok(Some(_)) => Resolved::Page(pages::problem(
+            site_name,
+            StatusCode::GONE,
+            "This subscription was erased",
+            "The data of this subscription has been erased at its owner's request. Nothing more \
+             will be sent to it.",
+        )),
+        Ok(None) => Resolved::Page(pages::problem(
+            site_name,
+            StatusCode::NOT_FOUND,
+            "We do not know this subscription",
+            "There is no subscription for this link any more.",
+        )),
+        Err(e) => Resolved::Page(db_failure(site_name, e)),
+    }
+}
+
+fn db_failure(site_name: &str, e: DbError) -> HttpResponse {
+    if e.is_unavailable() {
+        pages::unavailable(site_name)
+    } else {
+        pages::internal_error(site_name, "subscriber link failed", &e)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "unsubscribe.html")]
+struct UnsubscribePage<'a> {
+    site_name: &'a str,
+    email: &'a str,
+    token: &'a str,
+}
+
+/// `GET /unsubscribe/{token}`: a page with a button. Changes nothing: link scanners fetch it.
+pub async fn unsubscribe_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let raw = path.into_inner();
+    let (_, record) = match resolve(&state, &raw).await {
+        Resolved::Found(t, r) => (t, r),
+        Resolved::Page(p) => return p,
+    };
+    if !record.is_subscribed() {
+        return unsubscribed_page(&state.settings.site_name);
+    }
+    pages::html(
+        StatusCode::OK,
+        &UnsubscribePage {
+            site_name: &state.settings.site_name,
+            email: &record.email,
+            token: &raw,
+        },
+    )
+}
+
+fn unsubscribed_page(site_name: &str) -> HttpResponse {
+    pages::html(
+        StatusCode::OK,
+        &MessagePage {
+            site_name,
+            title: "You are unsubscribed",
+            message: "You will receive nothing more from us. Changed your mind? You can sign up \
+                      again at any time.",
+            offer_signup: true,
+        },
+    )
+}
+
+/// `POST /unsubscribe/{token}`: unsubscribes at once. Takes RFC 8058's one-click body
+/// (`List-Unsubscribe=One-Click`, urlencoded or multipart) and the page's button alike; the
+/// body's content is not needed, since the token alone says who. Always 200, never a redirect,
+/// no cookie.
+pub async fn unsubscribe(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    _body: web::Bytes,
+) -> HttpResponse {
+    let raw = path.into_inner();
+    let (token, record) = match resolve(&state, &raw).await {
+        Resolved::Found(t, r) => (t, r),
+        Resolved::Page(p) => return p,
+    };
+    let via = match token.issue_id {
+        0 => "unsubscribe link".to_string(),
+        n => format!("unsubscribe link in issue {n}"),
+    };
+    let id = record.id;
+    match db::run(&state.pool, move |conn| {
+        records::unsubscribe(conn, id, &via)
+    })
+    .await
+    {
+        Ok(_) => unsubscribed_page(&state.settings.site_name),
+        Err(e) => db_failure(&state.settings.site_name, e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "preferences.html")]
+struct PreferencesPage<'a> {
+    site_name: &'a str,
+    email: &'a str,
+    token: &'a str,
+    name: &'a str,
+    topics: &'a [String],
+    all_topics: &'a [String],
+    errors: &'a [FieldError],
+    subscribed: bool,
+    saved: bool,
+    max_name: usize,
+}
+
+impl PreferencesPage<'_> {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
+
+    fn checked(&self, topic: &str) -> bool {
+        self.topics.iter().any(|t| t == topic)
+    }
+}
+
+/// `GET /preferences/{token}`.
+pub async fn preferences_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let raw = path.into_inner();
+    let record = match resolve(&state, &raw).await {
+        Resolved::Found(_, r) => r,
+        Resolved::Page(p) => return p,
+    };
+    let topics = Topics::from_stored(&record.topics);
+    render_preferences(
+        &state,
+        StatusCode::OK,
+        &record,
+        &raw,
+        record.name.as_deref().unwrap_or(""),
+        topics.as_slice(),
+        &[],
+        false,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_preferences(
+    state: &AppState,
+    status: StatusCode,
+    record: &SubscriberRecord,
+    token: &str,
+    name: &str,
+    topics: &[String],
+    errors: &[FieldError],
+    saved: bool,
+) -> HttpResponse {
+    pages::html(
+        status,
+        &PreferencesPage {
+            site_name: &state.settings.site_name,
+            email: &record.email,
+            token,
+            name,
+            topics,
+            all_topics: &state.settings.topics,
+            errors,
+            subscribed: record.is_subscribed(),
+            saved,
+            max_name: MAX_NAME_CHARS,
+        },
+    )
+}
+
+/// `POST /preferences/{token}`: saves name and topics; a bad field gets 400 with the page
+/// filled in as it was sent.
+pub async fn save_preferences(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let raw = path.into_inner();
+    let record = match resolve(&state, &raw).await {
+        Resolved::Found(_, r) => r,
+        Resolved::Page(p) => return p,
+    };
+    let mut name = String::new();
+    let mut chosen: Vec<String> = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(&body) {
+        match key.as_ref() {
+            "name" => name = value.into_owned(),
+            "topics" if chosen.len() < 64 => chosen.push(value.into_owned()),
+            _ => {}
+        }
+    }
+    let mut errors = Vec::new();
+    let parsed_name = SubscriberName::parse(&name).map_err(|m| {
+        errors.push(FieldError {
+            field: "name",
+            message: m,
+        })
+    });
+    let parsed_topics = Topics::parse(&chosen, &state.settings.topics).map_err(|m| {
+        errors.push(FieldError {
+            field: "topics",
+            message: m,
+        })
+    });
+    let (Ok(parsed_name), Ok(parsed_topics)) = (parsed_name, parsed_topics) else {
+        return render_preferences(
+            &state,
+            StatusCode::BAD_REQUEST,
+            &record,
+            &raw,
+            &name,
+            &chosen,
+            &errors,
+            false,
+        );
+    };
+    let id = record.id;
+    let (n, t) = (parsed_name.clone(), parsed_topics.clone());
+    if let Err(e) = db::run(&state.pool, move |conn| {
+        Ok(records::update_preferences(conn, id, n.as_ref(), &t)?)
+    })
+    .await
+    {
+        return db_failure(&state.settings.site_name, e);
+    }
+    let shown_name = parsed_name
+        .as_ref()
+        .map(SubscriberName::as_str)
+        .unwrap_or("");
+    render_preferences(
+        &state,
+        StatusCode::OK,
+        &record,
+        &raw,
+        shown_name,
+        parsed_topics.as_slice(),
+        &[],
+        true,
+    )
+}
+
+/// `GET /preferences/{token}/data`: everything stored about the subscriber, as a JSON download.
+pub async fn download_data(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let raw = path.into_inner();
+    let record = match resolve(&state, &raw).await {
+        Resolved::Found(_, r) => r,
+        Resolved::Page(p) => return p,
+    };
+    let id = record.id;
+    match db::run(&state.pool, move |conn| Ok(records::export(conn, id)?)).await {
+        Ok(Some(data)) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"iria-news-my-data.json\"",
+            ))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(serde_json::to_string_pretty(&data).unwrap_or_default()),
+        Ok(None) => pages::not_found_page(&state.settings.site_name),
+        Err(e) => db_failure(&state.settings.site_name, e),
+    }
+}
+
+/// `POST /preferences/{token}/erase`: erases the subscriber's personal data; the form's
+/// confirmation box must be ticked.
+pub async fn erase(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let raw = path.into_inner();
+    let site_name = &state.settings.site_name;
+    let record = match resolve(&state, &raw).await {
+        Resolved::Found(_, r) => r,
+        Resolved::Page(p) => return p,
+    };
+    let confirmed = url::form_urlencoded::parse(&body).any(|(k, v)| k == "confirm" && v == "yes");
+    if !confirmed {
+        return pages::problem(
+            site_name,
+            StatusCode::BAD_REQUEST,
+            "Nothing was erased",
+            "To erase your data, tick the box that says you understand, then press the button.",
+        );
+    }
+    let id = record.id;
+    match db::run(&state.pool, move |conn| records::erase(conn, id)).await {
+        Ok(_) => pages::html(
+            StatusCode::OK,
+            &MessagePage {
+                site_name,
+                title: "Your data is erased",
+                message: "We have deleted your name, topics and sign-up records, and keep only a \
+                          one-way hash of your address so that it is never mailed again.",
+                offer_signup: false,
+            },
+        ),
+        Err(e) => db_failure(site_name, e),
+    }
+}

@@ -1,0 +1,7 @@
+//! The public pages: sign-up and confirmation, the links in every message (unsubscribe,
+//! preferences), the digest's archive, and the operator's endpoints (health, readiness, metrics).
+
+pub mod archive;
+pub mod links;
+pub mod ops;
+pub mod signup;

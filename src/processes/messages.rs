@@ -1,0 +1,433 @@
+//! The messages this program writes, rendered with askama and assembled with lettre. Headers
+//! are built here and only here, from typed values, so no name or subject can add a header.
+
+use std::time::SystemTime;
+
+use askama::Template;
+use lettre::message::header::ContentType;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+use sha2::{Digest, Sha256};
+
+use chrono::NaiveDateTime;
+
+use crate::foundation::config::Settings;
+use crate::foundation::links::RecipientToken;
+use crate::stores::issues::{self, PREFERENCES_MARK, UNSUBSCRIBE_MARK};
+
+/// What follows `<d{delivery id}` in every Message-ID: `.{installation}@{domain}>`. The ledger
+/// sets a delivery's Message-ID when it is claimed (see [`crate::stores::delivery::claim`]), so the same
+/// delivery always carries the same one; installations do not collide (a hash of the secret is
+/// part of it).
+pub fn message_id_suffix(settings: &Settings) -> String {
+    let installation = hex::encode(&Sha256::digest(settings.secret())[..6]);
+    format!(".{installation}@{}>", settings.from.email.domain())
+}
+
+/// A name as it may stand in a header: no control characters (CR, LF, NUL, tabs and the like
+/// become spaces), white space collapsed, at most 256 characters; `None` when nothing is left.
+/// Names are checked when they come in, but a header is the wrong place to trust that.
+pub fn display_name(name: Option<&str>) -> Option<String> {
+    let cleaned: String = crate::foundation::domain::single_line(name?)
+        .chars()
+        .take(256)
+        .collect();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+/// The VERP token of a delivery, `d{id}-{mac}`: put into the envelope sender, it comes back in
+/// the bounce's address and names the delivery; the MAC stops anyone naming another.
+pub fn verp_token(secret: &[u8], delivery_id: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(b"iria-news verp");
+    mac.update(&delivery_id.to_be_bytes());
+    let tag = mac.finalize().into_bytes();
+    format!("d{delivery_id}-{}", hex::encode(&tag[..4]))
+}
+
+/// The envelope of a message: the VERP bounce address when `IRIA_BOUNCE_ADDRESS` is set,
+/// otherwise lettre's default (From and To).
+fn envelope(
+    settings: &Settings,
+    delivery_id: i64,
+    to: &Mailbox,
+) -> anyhow::Result<Option<lettre::address::Envelope>> {
+    let Some(pattern) = &settings.delivery.bounce_address else {
+        return Ok(None);
+    };
+    let from: lettre::Address = pattern
+        .replace("{token}", &verp_token(settings.secret(), delivery_id))
+        .parse()?;
+    Ok(Some(lettre::address::Envelope::new(
+        Some(from),
+        vec![to.email.clone()],
+    )?))
+}
+
+/// Who one delivery goes to, and what identifies it.
+#[derive(Clone, Copy, Debug)]
+pub struct Addressee<'a> {
+    pub delivery_id: i64,
+    /// The delivery's Message-ID, as the ledger set it at the claim.
+    pub message_id: &'a str,
+    pub subscriber_id: i64,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+}
+
+/// A message begun for one delivery: From, To, Subject, Date, its Message-ID, and the VERP
+/// envelope when configured.
+fn addressed(
+    settings: &Settings,
+    to: &Addressee,
+    subject: &str,
+) -> anyhow::Result<lettre::message::MessageBuilder> {
+    let mailbox = Mailbox::new(display_name(to.name), to.email.parse()?);
+    let mut builder = Message::builder();
+    if let Some(envelope) = envelope(settings, to.delivery_id, &mailbox)? {
+        builder = builder.envelope(envelope);
+    }
+    Ok(builder
+        .from(settings.from.clone())
+        .to(mailbox)
+        .subject(subject)
+        .date(SystemTime::now())
+        .message_id(Some(to.message_id.to_string())))
+}
+
+/// The confirmation email's HTML part.
+#[derive(Template)]
+#[template(path = "emails/confirmation.html")]
+struct ConfirmationHtml<'a> {
+    site_name: &'a str,
+    name: Option<&'a str>,
+    link: &'a str,
+    ttl_hours: u64,
+    home: &'a str,
+}
+
+/// The confirmation email's text part.
+#[derive(Template)]
+#[template(path = "emails/confirmation.txt")]
+struct ConfirmationText<'a> {
+    site_name: &'a str,
+    name: Option<&'a str>,
+    link: &'a str,
+    ttl_hours: u64,
+}
+
+/// The double opt-in email: one link that confirms the subscription.
+pub fn confirmation(
+    settings: &Settings,
+    to: &Addressee,
+    token: &str,
+    dkim: Option<&lettre::message::dkim::DkimConfig>,
+) -> anyhow::Result<Message> {
+    let link = settings.link(&format!("/subscriptions/confirm?token={token}"));
+    let ttl_hours = settings.confirmation_ttl.as_secs() / 3600;
+    let home = settings.link("/");
+    let html = ConfirmationHtml {
+        site_name: &settings.site_name,
+        name: to.name,
+        link: &link,
+        ttl_hours,
+        home: &home,
+    }
+    .render()?;
+    let text = ConfirmationText {
+        site_name: &settings.site_name,
+        name: to.name,
+        link: &link,
+        ttl_hours,
+    }
+    .render()?;
+    let mut message = addressed(
+        settings,
+        to,
+        &format!("Confirm your subscription to {}", settings.site_name),
+    )?
+    .raw_header(HeaderValue::new(
+        HeaderName::new_from_ascii_str("Auto-Submitted"),
+        "auto-generated".into(),
+    ))
+    .multipart(
+        MultiPart::alternative()
+            .singlepart(SinglePart::plain(text))
+            .singlepart(SinglePart::html(html)),
+    )?;
+    if let Some(dkim) = dkim {
+        message.sign(dkim);
+    }
+    Ok(message)
+}
+
+/// The `List-Id` of every newsletter message (RFC 2919): the list's name and an identifier under
+/// the sender's domain.
+pub fn list_id(settings: &Settings) -> String {
+    let label: String = settings
+        .site_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let label = if label.is_empty() {
+        "newsletter".to_string()
+    } else {
+        label
+    };
+    let name: String = settings
+        .site_name
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .collect();
+    format!(
+        "{} <{label}.{}>",
+        name.replace(['"', '<', '>'], ""),
+        settings.from.email.domain()
+    )
+}
+
+/// One subscriber's copy of an issue. Every newsletter message goes through here, so the list
+/// headers that mailbox providers require of bulk mail (RFC 2369, 2919, 8058) and the visible
+/// unsubscribe links cannot be left out:
+/// `List-Unsubscribe` with the https link (and a mailto when configured),
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click`, `List-Id`, `Auto-Submitted`, and the
+/// same token in the header and in both parts. Signed with DKIM when `dkim` is given.
+pub fn newsletter(
+    settings: &Settings,
+    to: &Addressee,
+    issue: &IssueContent,
+    dkim: Option<&lettre::message::dkim::DkimConfig>,
+) -> anyhow::Result<Message> {
+    let token = RecipientToken::new(to.subscriber_id, issue.id).sign(settings.secret());
+    let unsubscribe_url = settings.link(&format!("/unsubscribe/{token}"));
+    let preferences_url = settings.link(&format!("/preferences/{token}"));
+    let html = issue.html.render(&unsubscribe_url, &preferences_url);
+    let text = issue.text.render(&unsubscribe_url, &preferences_url);
+    let mut list_unsubscribe = format!("<{unsubscribe_url}>");
+    if let Some(mailto) = &settings.unsubscribe_mailto {
+        list_unsubscribe.push_str(&format!(
+            ", <mailto:{mailto}?subject=unsubscribe%20{token}>"
+        ));
+    }
+    let raw = |name: &'static str, value: String| {
+        HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+    };
+    let mut message = addressed(settings, to, &issue.subject)?
+        .raw_header(raw("List-Id", list_id(settings)))
+        .raw_header(raw("List-Unsubscribe", list_unsubscribe))
+        .raw_header(raw(
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".into(),
+        ))
+        .raw_header(raw("Auto-Submitted", "auto-generated".into()))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html),
+                ),
+        )?;
+    if let Some(dkim) = dkim {
+        message.sign(dkim);
+    }
+    Ok(message)
+}
+
+/// What the worker needs of an issue to write each copy: its parts encoded once.
+#[derive(Clone, Debug)]
+pub struct IssueContent {
+    pub id: i64,
+    pub subject: String,
+    pub html: PreparedPart,
+    pub text: PreparedPart,
+    pub created_at: NaiveDateTime,
+}
+
+impl IssueContent {
+    /// Prepares a composed issue for sending.
+    pub fn new(
+        id: i64,
+        subject: String,
+        html: &str,
+        text: &str,
+        created_at: NaiveDateTime,
+    ) -> Self {
+        Self {
+            id,
+            subject,
+            html: PreparedPart::prepare(html),
+            text: PreparedPart::prepare(text),
+            created_at,
+        }
+    }
+}
+
+impl From<issues::Content> for IssueContent {
+    fn from(c: issues::Content) -> Self {
+        Self::new(c.id, c.subject, &c.html, &c.text, c.created_at)
+    }
+}
+
+/// One part of an issue (its HTML or its text), quoted-printable encoded once per issue, with
+/// gaps where each recipient's links go: a copy then costs a few copies of bytes instead of
+/// encoding the whole part again. Each piece ends with a soft line break (`=` CRLF, which decodes
+/// to nothing), so pieces join without making a line longer than quoted-printable allows.
+#[derive(Clone, Debug)]
+pub struct PreparedPart {
+    pieces: Vec<Piece>,
+    len: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Piece {
+    Encoded(Vec<u8>),
+    Unsubscribe,
+    Preferences,
+}
+
+impl PreparedPart {
+    /// Encodes `part`, leaving a gap at each of the issue's recipient marks.
+    pub fn prepare(part: &str) -> Self {
+        let crlf = part.replace("\r\n", "\n").replace('\n', "\r\n");
+        let mut pieces = Vec::new();
+        let mut rest = crlf.as_str();
+        loop {
+            let next = [
+                (UNSUBSCRIBE_MARK, Piece::Unsubscribe),
+                (PREFERENCES_MARK, Piece::Preferences),
+            ]
+            .into_iter()
+            .filter_map(|(mark, piece)| rest.find(mark).map(|at| (at, mark.len(), piece)))
+            .min_by_key(|(at, _, _)| *at);
+            let (literal, gap) = match next {
+                Some((at, len, piece)) => {
+                    let literal = &rest[..at];
+                    rest = &rest[at + len..];
+                    (literal, Some(piece))
+                }
+                None => (std::mem::take(&mut rest), None),
+            };
+            if !literal.is_empty() {
+                pieces.push(Piece::Encoded(encode_piece(literal)));
+            }
+            match gap {
+                Some(piece) => pieces.push(piece),
+                None => break,
+            }
+        }
+        let len = pieces
+            .iter()
+            .map(|p| {
+                if let Piece::Encoded(b) = p {
+                    b.len()
+                } else {
+                    0
+                }
+            })
+            .sum();
+        Self { pieces, len }
+    }
+
+    /// The encoded part with this recipient's links filled in.
+    pub fn render(&self, unsubscribe_url: &str, preferences_url: &str) -> lettre::message::Body {
+        let unsubscribe = encode_piece(unsubscribe_url);
+        let preferences = encode_piece(preferences_url);
+        let mut out = Vec::with_capacity(self.len + 4 * (unsubscribe.len() + preferences.len()));
+        for piece in &self.pieces {
+            match piece {
+                Piece::Encoded(bytes) => out.extend_from_slice(bytes),
+                Piece::Unsubscribe => out.extend_from_slice(&unsubscribe),
+                Piece::Preferences => out.extend_from_slice(&preferences),
+            }
+        }
+        lettre::message::Body::dangerous_pre_encoded(
+            out,
+            lettre::message::header::ContentTransferEncoding::QuotedPrintable,
+        )
+    }
+}
+
+/// Quoted-printable, ending with a soft line break.
+fn encode_piece(text: &str) -> Vec<u8> {
+    let mut encoded = quoted_printable::encode(text.as_bytes());
+    encoded.extend_from_slice(b"=\r\n");
+    encoded
+}
+
+/// The headers a DKIM signature covers: lettre's default list leaves out the
+/// list headers, so a relay could change where "unsubscribe" leads without breaking it.
+/// `Content-Type` is left out: lettre 0.11 signs it in a form other than the one it writes (the
+/// multipart boundary's folding), and verifiers then reject the whole signature.
+pub const DKIM_SIGNED_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+];
+
+/// The DKIM signing configuration, when `IRIA_DKIM_DOMAIN`, `IRIA_DKIM_SELECTOR` and
+/// `IRIA_DKIM_KEY_FILE` are all set. The key file is an RSA key in PKCS#1 PEM
+/// (`-----BEGIN RSA PRIVATE KEY-----`) or an Ed25519 key as base64.
+pub fn dkim_config(
+    settings: &Settings,
+) -> anyhow::Result<Option<lettre::message::dkim::DkimConfig>> {
+    use anyhow::Context;
+    use lettre::message::dkim::{
+        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+        DkimSigningKey,
+    };
+    let Some(dkim) = &settings.dkim else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(&dkim.key_file)
+        .with_context(|| format!("reading IRIA_DKIM_KEY_FILE {}", dkim.key_file.display()))?;
+    let algorithm = if pem.contains("BEGIN RSA PRIVATE KEY") {
+        DkimSigningAlgorithm::Rsa
+    } else if pem.contains("BEGIN") {
+        anyhow::bail!(
+            "IRIA_DKIM_KEY_FILE: expected an RSA key in PKCS#1 PEM (BEGIN RSA PRIVATE KEY); \
+             convert with `openssl rsa -in key.pem -traditional -out key.rsa.pem`"
+        )
+    } else {
+        DkimSigningAlgorithm::Ed25519
+    };
+    let key = DkimSigningKey::new(pem.trim(), algorithm)
+        .map_err(|e| anyhow::anyhow!("IRIA_DKIM_KEY_FILE: not a usable key: {e}"))?;
+    Ok(Some(DkimConfig::new(
+        dkim.selector.clone(),
+        dkim.domain.clone(),
+        key,
+        DKIM_SIGNED_HEADERS
+            .iter()
+            .map(|h| HeaderName::new_from_ascii_str(h))
+            .collect(),
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    )))
+}

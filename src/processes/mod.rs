@@ -1,0 +1,10 @@
+//! Processes: the work that combines stores, shared by the HTTP handlers, the background tasks
+//! and the command line.
+
+pub mod bounces;
+pub mod compose;
+pub mod digest;
+pub mod feed;
+pub mod mail;
+pub mod messages;
+pub mod worker;

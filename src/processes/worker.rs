@@ -1,0 +1,582 @@
+//! The delivery worker: claims due deliveries, sends them with several messages in flight, and
+//! records what happened. It runs inside `serve` and alone in `iria-news worker`.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+
+use crate::stores::delivery::{self, Claimed, Kind, Outcome};
+use lettre::message::dkim::DkimConfig;
+
+use crate::foundation::config::Settings;
+use crate::foundation::db::{self, DbError, Pool};
+use crate::foundation::domain::SubscriberStatus;
+use crate::processes::mail::{Mailer, SendError};
+use crate::processes::messages;
+use crate::processes::messages::IssueContent;
+use crate::stores::issues;
+use crate::stores::subscriptions::{self, Recipient};
+
+/// Batches a worker has under way at once.
+pub const PIPELINES: usize = 2;
+
+/// How much of a lease a worker leaves unused, for clocks and slow statements.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long a woken worker waits for more work before claiming.
+const WAKE_COALESCE: Duration = Duration::from_millis(10);
+
+/// One delivery worker of this process.
+pub struct Worker {
+    pub settings: Arc<Settings>,
+    pub pool: Pool,
+    pub mailer: Mailer,
+    /// Woken when something was queued in this process, so a confirmation leaves at once instead
+    /// of at the next poll.
+    pub wake: Arc<Notify>,
+    /// Names this worker's leases in the ledger.
+    pub owner: String,
+    message_id_suffix: String,
+    dkim: Option<Arc<DkimConfig>>,
+    /// Issues do not change once queued; each is read from the database once.
+    issues: Mutex<HashMap<i64, Arc<IssueContent>>>,
+    throttle: Throttle,
+    /// Turns true when the worker is to stop: messages not yet started are handed back.
+    stop: watch::Receiver<bool>,
+    /// When the last renewal of this worker's leases that succeeded was started.
+    renewed_at: Mutex<Option<Instant>>,
+    /// Where SMTP replies are counted (the web app's `/metrics` in `serve`).
+    pub metrics: Arc<crate::foundation::metrics::Metrics>,
+}
+
+/// The sending pace of this process: a global messages-per-second ceiling, one per recipient
+/// domain, and domains that asked us to slow down (421/454) waited out.
+struct Throttle {
+    global: Option<DefaultDirectRateLimiter>,
+    per_domain: Option<DefaultKeyedRateLimiter<String>>,
+    /// Domain → (no sending before, the penalty that got us there).
+    slowed: Mutex<HashMap<String, (Instant, Duration)>>,
+}
+
+impl Throttle {
+    fn new(global: u32, per_domain: u32) -> Self {
+        Self {
+            global: NonZeroU32::new(global).map(|n| RateLimiter::direct(Quota::per_second(n))),
+            per_domain: NonZeroU32::new(per_domain)
+                .map(|n| RateLimiter::keyed(Quota::per_second(n))),
+            slowed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// When a domain that told us to slow down may be tried again, if not yet.
+    fn slowed_until(&self, domain: &str) -> Option<Instant> {
+        let slowed = self.slowed.lock().ok()?;
+        slowed
+            .get(domain)
+            .map(|(until, _)| *until)
+            .filter(|until| *until > Instant::now())
+    }
+
+    /// A 421/454 from a domain: no more to it for a while, twice as long each time in a row
+    /// (from 30 s up to an hour).
+    fn slow_down(&self, domain: &str) -> Instant {
+        let now = Instant::now();
+        let Ok(mut slowed) = self.slowed.lock() else {
+            return now + Duration::from_secs(30);
+        };
+        let penalty = match slowed.get(domain) {
+            Some((until, previous)) if *until + *previous * 2 > now => {
+                (*previous * 2).min(Duration::from_secs(3600))
+            }
+            _ => Duration::from_secs(30),
+        };
+        slowed.insert(domain.to_string(), (now + penalty, penalty));
+        now + penalty
+    }
+
+    /// Waits for a turn within the global and the domain's ceilings.
+    async fn wait_turn(&self, domain: &str) {
+        if let Some(global) = &self.global {
+            global.until_ready().await;
+        }
+        if let Some(per_domain) = &self.per_domain {
+            per_domain.until_key_ready(&domain.to_string()).await;
+        }
+    }
+}
+
+/// One claim: the deliveries, and what sending them needs from the database.
+struct ClaimedBatch {
+    deliveries: Vec<Claimed>,
+    recipients: Vec<Recipient>,
+    /// Hashes of the batch's confirmation tokens that are still valid.
+    live: Vec<String>,
+    /// The batch's issues that were not in the cache.
+    new_issues: Vec<IssueContent>,
+}
+
+impl Worker {
+    /// A worker named after this host and process, unique among the workers sharing a database.
+    pub fn new(
+        settings: Arc<Settings>,
+        pool: Pool,
+        mailer: Mailer,
+        wake: Arc<Notify>,
+        dkim: Option<DkimConfig>,
+    ) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+        let owner = format!(
+            "{host}:{}:{:08x}",
+            std::process::id(),
+            rand::thread_rng().gen::<u32>()
+        );
+        let message_id_suffix = messages::message_id_suffix(&settings);
+        let throttle = Throttle::new(
+            settings.delivery.rate_per_second,
+            settings.delivery.domain_rate_per_second,
+        );
+        // Never changes unless `run` is given a real one.
+        let (_, stop) = watch::channel(false);
+        Self {
+            settings,
+            pool,
+            mailer,
+            wake,
+            owner,
+            message_id_suffix,
+            dkim: dkim.map(Arc::new),
+            issues: Mutex::new(HashMap::new()),
+            throttle,
+            stop,
+            renewed_at: Mutex::new(None),
+            metrics: Default::default(),
+        }
+    }
+
+    /// Runs until `shutdown` turns true: then it stops claiming, finishes the batch in hand and
+    /// hands back any lease it still holds.
+    pub async fn run(mut self, shutdown: watch::Receiver<bool>) {
+        self.stop = shutdown.clone();
+        tracing::info!(owner = %self.owner, "delivery worker started");
+        // Two batch loops: while one waits on the database (claim, record), the other sends.
+        let batches = futures_util::future::join_all(
+            (0..PIPELINES).map(|_| self.batch_loop(shutdown.clone())),
+        );
+        tokio::select! {
+            _ = batches => {}
+            _ = self.keep_leases() => {}
+        }
+        let owner = self.owner.clone();
+        match db::run(&self.pool, move |conn| {
+            Ok(delivery::release_owned(conn, &owner)?)
+        })
+        .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(released = n, "delivery worker handed back its leases")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not hand back leases; they will expire"),
+        }
+        tracing::info!(owner = %self.owner, "delivery worker stopped");
+    }
+
+    /// Renews this worker's leases every third of the lease time, for as long as it runs (until
+    /// the future is dropped).
+    pub async fn keep_leases(&self) {
+        let lease = self.settings.delivery.lease;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let owner = self.owner.clone();
+            let until = db::now()
+                + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
+            let started = Instant::now();
+            match db::run(&self.pool, move |conn| {
+                Ok(delivery::renew_leases(conn, &owner, until)?)
+            })
+            .await
+            {
+                Ok(_) => {
+                    if let Ok(mut at) = self.renewed_at.lock() {
+                        *at = Some(started);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not renew the delivery leases"),
+            }
+        }
+    }
+
+    /// Whether the leases of a batch claimed at `claimed_at` surely still hold: the claim or the
+    /// last successful renewal was less than the lease time ago, with a margin.
+    fn lease_held(&self, claimed_at: Instant) -> bool {
+        let renewed = self.renewed_at.lock().ok().and_then(|at| *at);
+        let since = renewed.map_or(claimed_at, |r| r.max(claimed_at));
+        since.elapsed() + LEASE_MARGIN < self.settings.delivery.lease
+    }
+
+    /// Claims, sends and records batches until told to stop; idles when there is nothing due.
+    async fn batch_loop(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            match self.run_once().await {
+                Ok(claimed) if claimed as i64 >= self.settings.delivery.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 || failures.is_multiple_of(30) {
+                        tracing::warn!(error = %e, "delivery worker cannot reach the database; retrying");
+                    }
+                }
+            }
+            let idle = self.settings.delivery.poll * failures.clamp(1, 5);
+            tokio::select! {
+                _ = self.wake.notified() => {
+                    // Sign-ups come in bursts: gather what a few milliseconds bring, so that a
+                    // busy sign-up page costs one claim per burst, not one per sign-up.
+                    tokio::time::sleep(WAKE_COALESCE.min(self.settings.delivery.poll)).await;
+                }
+                _ = tokio::time::sleep(idle) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Claims one batch, sends it and records the outcomes. Returns how many were claimed.
+    pub async fn run_once(&self) -> Result<usize, DbError> {
+        let known = self.cached_issue_ids();
+        let claimed_at = Instant::now();
+        let ClaimedBatch {
+            deliveries,
+            recipients,
+            live,
+            new_issues,
+        } = self.claim(known).await?;
+        let issue_map = self.cache_issues(new_issues);
+        if deliveries.is_empty() {
+            return Ok(0);
+        }
+        let claimed = deliveries.len();
+        let outcomes = self
+            .send_batch(deliveries, recipients, &live, &issue_map, claimed_at)
+            .await;
+        let sent = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Sent))
+            .count();
+        let owner = self.owner.clone();
+        db::run(&self.pool, move |conn| record(conn, &owner, &outcomes)).await?;
+        tracing::debug!(claimed, sent, "delivery batch done");
+        Ok(claimed)
+    }
+
+    /// The issues already read, which a claim need not read again.
+    fn cached_issue_ids(&self) -> Vec<i64> {
+        self.issues
+            .lock()
+            .map(|c| c.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Claims the due deliveries and reads what sending them needs, in one trip to the
+    /// database's thread.
+    async fn claim(&self, known: Vec<i64>) -> Result<ClaimedBatch, DbError> {
+        let owner = self.owner.clone();
+        let lease = chrono::Duration::from_std(self.settings.delivery.lease)
+            .unwrap_or(chrono::Duration::minutes(5));
+        let limit = self.settings.delivery.batch_size;
+        let suffix = self.message_id_suffix.clone();
+        db::run(&self.pool, move |conn| {
+            let now = db::now();
+            delivery::release_expired_leases(conn, now)?;
+            let deliveries = delivery::claim(conn, &owner, now, now + lease, limit, &suffix)?;
+            let ids: Vec<i64> = deliveries.iter().map(|c| c.subscriber_id).collect();
+            let recipients = subscriptions::recipients(conn, &ids)?;
+            let tokens: Vec<&str> = deliveries
+                .iter()
+                .filter(|c| c.kind == Kind::Confirmation.as_str())
+                .filter_map(|c| c.payload.as_deref())
+                .collect();
+            let live = subscriptions::live_tokens(conn, &tokens)?;
+            let mut wanted: Vec<i64> = deliveries
+                .iter()
+                .filter_map(|c| c.issue_id)
+                .filter(|i| !known.contains(i))
+                .collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            let new_issues = if wanted.is_empty() {
+                Vec::new()
+            } else {
+                // Encoded once per issue, here on the blocking thread.
+                issues::contents(conn, &wanted)?
+                    .into_iter()
+                    .map(IssueContent::from)
+                    .collect()
+            };
+            Ok(ClaimedBatch {
+                deliveries,
+                recipients,
+                live,
+                new_issues,
+            })
+        })
+        .await
+    }
+
+    /// Adds newly read issues to the cache; returns every issue known, for this batch.
+    fn cache_issues(&self, new_issues: Vec<IssueContent>) -> HashMap<i64, Arc<IssueContent>> {
+        match self.issues.lock() {
+            Ok(mut cache) => {
+                for issue in new_issues {
+                    cache.insert(issue.id, Arc::new(issue));
+                }
+                cache.clone()
+            }
+            Err(_) => new_issues
+                .into_iter()
+                .map(|i| (i.id, Arc::new(i)))
+                .collect(),
+        }
+    }
+
+    /// Sends a claimed batch with up to `delivery_concurrency` messages in flight; returns each
+    /// delivery with its outcome.
+    async fn send_batch(
+        &self,
+        batch: Vec<Claimed>,
+        recipients: Vec<Recipient>,
+        live: &[String],
+        issue_map: &HashMap<i64, Arc<IssueContent>>,
+        claimed_at: Instant,
+    ) -> Vec<(Claimed, Outcome)> {
+        let recipients: HashMap<i64, Recipient> =
+            recipients.into_iter().map(|r| (r.id, r)).collect();
+        stream::iter(batch)
+            .map(|c| {
+                let recipient = recipients.get(&c.subscriber_id);
+                let issue = c.issue_id.and_then(|i| issue_map.get(&i)).cloned();
+                let link_live = c
+                    .payload
+                    .as_deref()
+                    .and_then(subscriptions::tokens::ConfirmationToken::parse)
+                    .is_some_and(|t| live.contains(&t.hash()));
+                async move {
+                    // Stopping: what has not started goes back to the queue untouched.
+                    if *self.stop.borrow() {
+                        return (c, Outcome::Released);
+                    }
+                    // A lease that may have run out (renewals failing: the database is away)
+                    // might be another worker's now: better not send than send twice.
+                    if !self.lease_held(claimed_at) {
+                        return (c, Outcome::Released);
+                    }
+                    let outcome = self
+                        .deliver(&c, recipient, link_live, issue.as_deref())
+                        .await;
+                    (c, outcome)
+                }
+            })
+            .buffer_unordered(self.settings.delivery.concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    async fn deliver(
+        &self,
+        claimed: &Claimed,
+        recipient: Option<&Recipient>,
+        link_live: bool,
+        issue: Option<&IssueContent>,
+    ) -> Outcome {
+        let Some(recipient) = recipient else {
+            return Outcome::Skipped {
+                reason: "subscriber no longer on file".into(),
+            };
+        };
+        // Building a message runs library code on stored data; a panic there must cost this one
+        // delivery, not the worker.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.build(claimed, recipient, link_live, issue)
+        }));
+        let message = match built {
+            Ok(Ok(m)) => m,
+            Ok(Err(outcome)) => return outcome,
+            Err(_) => {
+                return Outcome::Failed {
+                    error: "building the message failed (a bug: see the log)".into(),
+                }
+            }
+        };
+        let domain = recipient
+            .email
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if let Some(until) = self.throttle.slowed_until(&domain) {
+            return Outcome::Deferred {
+                at: at_instant(until),
+                reason: format!("{domain} asked us to slow down"),
+            };
+        }
+        self.throttle.wait_turn(&domain).await;
+        if *self.stop.borrow() {
+            return Outcome::Released;
+        }
+        let sent = self.mailer.send(&message).await;
+        self.metrics.observe_smtp(match &sent {
+            Ok(()) => Some(250),
+            Err(e) => e.code,
+        });
+        match sent {
+            Ok(()) => Outcome::Sent,
+            Err(e) if matches!(e.code, Some(421) | Some(454)) => {
+                let until = self.throttle.slow_down(&domain);
+                tracing::info!(%domain, reply = %e.detail, "the receiving server asked us to slow down");
+                Outcome::Deferred {
+                    at: at_instant(until),
+                    reason: format!("{} {}", e.code.unwrap_or(0), e.detail),
+                }
+            }
+            Err(e) => self.after_failure(claimed, e),
+        }
+    }
+
+    /// The message for a claimed delivery, or the outcome when there is nothing to send.
+    fn build(
+        &self,
+        claimed: &Claimed,
+        recipient: &Recipient,
+        link_live: bool,
+        issue: Option<&IssueContent>,
+    ) -> Result<lettre::Message, Outcome> {
+        let to = messages::Addressee {
+            delivery_id: claimed.id,
+            message_id: claimed.message_id.as_deref().unwrap_or_default(),
+            subscriber_id: recipient.id,
+            email: &recipient.email,
+            name: recipient.name.as_deref(),
+        };
+        let built = match claimed.kind.as_str() {
+            "confirmation" => {
+                if !link_live {
+                    let reason = "confirmation link used, superseded or expired".into();
+                    return Err(Outcome::Skipped { reason });
+                }
+                let token = claimed.payload.as_deref().unwrap_or_default();
+                messages::confirmation(&self.settings, &to, token, self.dkim.as_deref())
+            }
+            "issue" => {
+                // A subscriber who left after the issue was queued gets nothing more of it.
+                if recipient.status
+                    != crate::foundation::domain::SubscriberStatus::Confirmed.as_str()
+                {
+                    return Err(Outcome::Skipped {
+                        reason: format!("subscriber is {}", recipient.status),
+                    });
+                }
+                let Some(issue) = issue else {
+                    return Err(Outcome::Failed {
+                        error: "the issue is no longer on file".into(),
+                    });
+                };
+                messages::newsletter(&self.settings, &to, issue, self.dkim.as_deref())
+            }
+            other => {
+                return Err(Outcome::Failed {
+                    error: format!("no sender for deliveries of kind {other:?}"),
+                });
+            }
+        };
+        built.map_err(|e| Outcome::Failed {
+            error: format!("could not build the message: {e}"),
+        })
+    }
+
+    /// Decides what a failed send becomes: 5xx ends it (a 5.1.x bounce suppresses the address),
+    /// anything else is retried with exponential backoff and jitter until the attempts run out.
+    fn after_failure(&self, claimed: &Claimed, e: SendError) -> Outcome {
+        let error = match e.code {
+            Some(code) => format!("{code} {}", e.detail),
+            None => e.detail.clone(),
+        };
+        if e.is_hard_bounce() {
+            return Outcome::Bounced { error };
+        }
+        if e.permanent {
+            return Outcome::Failed { error };
+        }
+        if claimed.attempts >= self.settings.delivery.max_attempts {
+            return Outcome::Failed {
+                error: format!("gave up after {} attempts: {error}", claimed.attempts),
+            };
+        }
+        let delay = backoff(self.settings.delivery.retry_base, claimed.attempts);
+        let at =
+            db::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+        tracing::info!(delivery = claimed.id, attempts = claimed.attempts, retry_in_ms = delay.as_millis() as u64, %error, "send failed; will retry");
+        Outcome::Retry { at, error }
+    }
+}
+
+/// A monotonic instant as a ledger time.
+fn at_instant(until: Instant) -> chrono::NaiveDateTime {
+    let wait = until.saturating_duration_since(Instant::now());
+    db::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1))
+}
+
+/// The wait before attempt `attempts + 1`: `base · 2^(attempts-1)`, at most six hours, with
+/// "equal jitter" (between half and all of it) so that retries of a batch spread out.
+pub fn backoff(base: Duration, attempts: i32) -> Duration {
+    let exp = attempts.saturating_sub(1).clamp(0, 20) as u32;
+    let full = base
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(Duration::from_secs(6 * 3600));
+    let half = full / 2;
+    half + half.mul_f64(rand::thread_rng().gen::<f64>())
+}
+
+/// Records a batch's outcomes and suppresses the addresses that bounced, in one transaction.
+fn record(
+    conn: &mut db::DbConnection,
+    owner: &str,
+    outcomes: &[(Claimed, Outcome)],
+) -> Result<(), DbError> {
+    db::write_transaction(conn, |conn| {
+        let now = db::now();
+        for subscriber_id in delivery::record(conn, owner, outcomes)? {
+            subscriptions::suppress(conn, subscriber_id, SubscriberStatus::Bounced, now)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_secs(30);
+        for attempts in 1..40 {
+            let d = backoff(base, attempts);
+            let full = base
+                .saturating_mul(2u32.saturating_pow((attempts - 1).min(20) as u32))
+                .min(Duration::from_secs(6 * 3600));
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempts}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+    }
+}

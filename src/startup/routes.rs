@@ -1,0 +1,41 @@
+//! The route table of the web application: the public pages, the operator's endpoints, the JSON
+//! API and the editors' console.
+
+use actix_web::web;
+
+use crate::http::api;
+use crate::http::public::{archive, links, ops, signup};
+
+/// The routes outside `/admin` (the console is a scope of its own, see [`crate::http::admin`]).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(signup::signup_page))
+        .route("/subscriptions", web::post().to(signup::subscribe))
+        .route("/subscriptions/confirm", web::get().to(signup::confirm))
+        .route(
+            "/unsubscribe/{token}",
+            web::get().to(links::unsubscribe_page),
+        )
+        .route("/unsubscribe/{token}", web::post().to(links::unsubscribe))
+        .route(
+            "/preferences/{token}",
+            web::get().to(links::preferences_page),
+        )
+        .route(
+            "/preferences/{token}",
+            web::post().to(links::save_preferences),
+        )
+        .route(
+            "/preferences/{token}/data",
+            web::get().to(links::download_data),
+        )
+        .route("/preferences/{token}/erase", web::post().to(links::erase))
+        .route("/digest/preview", web::get().to(archive::preview))
+        .route("/archive", web::get().to(archive::archive))
+        .route("/archive/feed.atom", web::get().to(archive::atom))
+        .route("/archive/{id}", web::get().to(archive::archived))
+        .route("/health", web::get().to(ops::health))
+        .route("/ready", web::get().to(ops::readiness))
+        .route("/metrics", web::get().to(ops::metrics))
+        .configure(api::routes::routes)
+        .route("/assets/site.css", web::get().to(ops::stylesheet));
+}

@@ -1,0 +1,140 @@
+//! Start-up of `serve`: the web server with its middleware and routes, the background tasks,
+//! and this process's delivery worker.
+
+use std::net::TcpListener;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use governor::{Quota, RateLimiter};
+use tokio::sync::{watch, Notify};
+
+use crate::foundation::config::Settings;
+use crate::foundation::db;
+use crate::foundation::metrics::Metrics;
+use crate::http::middleware::{security_headers, RequestTelemetry};
+use crate::http::state::{AppState, MAX_BODY_BYTES};
+use crate::http::{admin, pages};
+use crate::processes::mail::Mailer;
+use crate::processes::worker::Worker;
+use crate::startup::routes::routes;
+use crate::startup::tasks;
+
+/// A running `serve`: the web server and the delivery worker of this process.
+pub struct Application {
+    port: u16,
+    server: Server,
+    worker: Option<Worker>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Sets everything up and binds the listener; nothing runs until [`Self::run_until_stopped`].
+    /// Pending migrations are applied first. With `listen` on port 0 the OS picks a port, which
+    /// [`Self::port`] tells (tests start the real application that way).
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        Self::build_with_listener(settings, listener)
+    }
+
+    /// As [`Self::build`], on a listener already bound (tests bind port 0 first, so that the
+    /// base URL in the emails can name the port).
+    pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let pool = db::pool(&settings.database_url, settings.db_pool_size);
+        {
+            let mut conn = pool.get().context("connecting to the database")?;
+            let applied = db::migrate(&mut conn)?;
+            if applied > 0 {
+                tracing::info!(applied, "applied database migrations");
+            }
+        }
+        let mailer = Mailer::from_settings(&settings)?;
+        let dkim = crate::processes::messages::dkim_config(&settings)?;
+        let wake = Arc::new(Notify::new());
+        let metrics = Arc::new(Metrics::default());
+        let per_ip = NonZeroU32::new(settings.signup_per_ip_per_hour).unwrap_or(NonZeroU32::MIN);
+        let state = web::Data::new(AppState {
+            settings: settings.clone(),
+            pool: pool.clone(),
+            signup_ip_limiter: RateLimiter::keyed(Quota::per_hour(per_ip)),
+            wake: wake.clone(),
+            metrics: metrics.clone(),
+            mailer: mailer.clone(),
+        });
+        let port = listener
+            .local_addr()
+            .context("reading the bound address")?
+            .port();
+        let server = http_server(state.clone(), settings.clone(), listener)?;
+        tasks::spawn_background(&state, &settings);
+        let mut worker = Worker::new(settings, pool, mailer, wake, dkim);
+        worker.metrics = metrics;
+        let (shutdown, _) = watch::channel(false);
+        Ok(Self {
+            port,
+            server,
+            worker: Some(worker),
+            shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT or SIGTERM (or the server stops): then stops taking requests, lets the
+    /// ones in progress finish, and stops the delivery worker after its batch in hand.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let worker = self
+            .worker
+            .take()
+            .map(|w| tokio::spawn(w.run(self.shutdown.subscribe())));
+        let shutdown = self.shutdown;
+        tokio::spawn(async move {
+            tasks::stop_signal().await;
+            tracing::info!("stopping: finishing requests and deliveries in progress");
+            handle.stop(true).await;
+        });
+        let served = self.server.await;
+        let _ = shutdown.send(true);
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        served.context("running the web server")
+    }
+}
+
+/// The HTTP server on `listener`: middleware, the console's scope, the route table, and the 404
+/// page for everything else.
+fn http_server(
+    state: web::Data<AppState>,
+    settings: Arc<Settings>,
+    listener: TcpListener,
+) -> anyhow::Result<Server> {
+    let http_workers = settings.http_workers;
+    let metrics = state.metrics.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES))
+            .wrap(security_headers(&settings))
+            .wrap(RequestTelemetry {
+                metrics: metrics.clone(),
+            })
+            .service(admin::routes::scope(&settings))
+            .configure(routes)
+            .default_service(web::to(pages::not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(10);
+    if http_workers > 0 {
+        server = server.workers(http_workers);
+    }
+    Ok(server.listen(listener)?.run())
+}

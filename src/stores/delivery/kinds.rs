@@ -1,0 +1,47 @@
+//! What a delivery is and where it stands, as stored.
+
+/// Confirmation emails go ahead of bulk sends: the person is waiting for them.
+pub const PRIORITY_CONFIRMATION: i32 = 0;
+
+/// Newsletter issues.
+pub const PRIORITY_BULK: i32 = 10;
+
+/// What kind of message a delivery is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Confirmation,
+    Issue,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Confirmation => "confirmation",
+            Kind::Issue => "issue",
+        }
+    }
+}
+
+/// A delivery's status, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Sending,
+    Sent,
+    Failed,
+    Bounced,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::Bounced => "bounced",
+            Status::Skipped => "skipped",
+        }
+    }
+}

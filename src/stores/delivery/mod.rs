@@ -1,0 +1,24 @@
+//! The delivery ledger: the only module that writes `deliveries`.
+//!
+//! Every message this program sends is first a row here, written in the same transaction as the
+//! change that calls for it, then claimed by a worker with a lease, sent, and recorded. A worker
+//! that dies leaves leases that expire and are claimed again, so nothing is lost; at most the
+//! messages in flight at that moment can go twice.
+
+mod kinds;
+mod lease;
+mod queue;
+mod reports;
+
+pub use kinds::{Kind, Status, PRIORITY_BULK, PRIORITY_CONFIRMATION};
+pub use lease::{
+    claim, record, release_expired_leases, release_owned, renew_leases, Claimed, Outcome,
+};
+pub use queue::{
+    forget_subscriber, mark_bounced, push_confirmation_insert, queue_confirmation, queue_issue,
+    queue_issue_for_exact_topics, retry_failed, skip_queued_for,
+};
+pub use reports::{
+    counts_by_status, due_now, history_of, issue_progress, progress_of, recipients_of_issue,
+    subscriber_of, IssueRecipient, Progress,
+};

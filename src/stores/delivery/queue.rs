@@ -1,0 +1,223 @@
+//! Putting messages in the ledger: a confirmation, an issue to its audience; and taking them
+//! out again (a subscriber who left, an erasure, a retry of the failed).
+
+use chrono::NaiveDateTime;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::AstPass;
+use diesel::sql_types::{BigInt, Integer, Text, Timestamp};
+use diesel::IntoSql;
+
+use super::kinds::{Kind, Status, PRIORITY_BULK, PRIORITY_CONFIRMATION};
+use crate::foundation::db::schema::deliveries;
+use crate::foundation::db::{self, DbConnection};
+
+/// Queues the confirmation email of a sign-up. `token` is the only copy of the link's secret
+/// outside the email; it is wiped from the row once the delivery has ended.
+pub fn queue_confirmation(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    token: &str,
+    now: NaiveDateTime,
+) -> QueryResult<i64> {
+    diesel::insert_into(deliveries::table)
+        .values((
+            deliveries::kind.eq(Kind::Confirmation.as_str()),
+            deliveries::subscriber_id.eq(subscriber_id),
+            deliveries::priority.eq(PRIORITY_CONFIRMATION),
+            deliveries::status.eq(Status::Queued.as_str()),
+            deliveries::next_attempt_at.eq(now),
+            deliveries::payload.eq(token),
+            deliveries::created_at.eq(now),
+        ))
+        .returning(deliveries::id)
+        .get_result(conn)
+}
+
+/// The confirmation's row as the last part of a PostgreSQL statement that made the subscriber in
+/// the CTE `subscribers_cte` (a column `id`): `INSERT INTO deliveries … SELECT … FROM
+/// subscribers_cte`. The same row as [`queue_confirmation`]'s, so a sign-up can be one statement
+/// (one round trip) while only the ledger writes its table.
+pub fn push_confirmation_insert<'b>(
+    out: &mut AstPass<'_, 'b, Pg>,
+    subscribers_cte: &'static str,
+    token: &'b str,
+    now: &'b NaiveDateTime,
+) -> QueryResult<()> {
+    out.push_sql(
+        "INSERT INTO deliveries (kind, subscriber_id, priority, status, next_attempt_at, \
+         payload, created_at) SELECT ",
+    );
+    out.push_bind_param::<Text, _>(Kind::Confirmation.as_str())?;
+    out.push_sql(", id, ");
+    out.push_bind_param::<Integer, _>(&PRIORITY_CONFIRMATION)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, _>(Status::Queued.as_str())?;
+    out.push_sql(", ");
+    out.push_bind_param::<Timestamp, _>(now)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, _>(token)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Timestamp, _>(now)?;
+    out.push_sql(" FROM ");
+    out.push_sql(subscribers_cte);
+    Ok(())
+}
+
+/// Queues an issue for every confirmed subscriber (or, when `topics` is not empty, for those who
+/// chose one of them or chose none, which means all), in one `INSERT … SELECT`. Queueing twice
+/// adds nobody twice: (issue, subscriber) is unique. Returns how many were queued.
+pub fn queue_issue(
+    conn: &mut DbConnection,
+    issue_id: i64,
+    topics: &[String],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    use crate::foundation::db::schema::subscribers;
+    use diesel::dsl::sql;
+    let mut audience = subscribers::table
+        .filter(
+            subscribers::status.eq(crate::foundation::domain::SubscriberStatus::Confirmed.as_str()),
+        )
+        .into_boxed();
+    if !topics.is_empty() {
+        // Topics are stored comma-separated; ",a,b," LIKE "%,a,%" finds a whole name.
+        let mut wanted = Box::new(subscribers::topics.eq(""))
+            as Box<
+                dyn BoxableExpression<
+                    subscribers::table,
+                    db::MultiBackend,
+                    SqlType = diesel::sql_types::Bool,
+                >,
+            >;
+        for topic in topics {
+            let pattern = format!("%,{topic},%");
+            wanted = Box::new(wanted.or(sql::<Text>("',' || topics || ','").like(pattern)));
+        }
+        audience = audience.filter(wanted);
+    }
+    queue_audience(conn, issue_id, audience, now)
+}
+
+/// Confirmed subscribers, as a query the audience filters narrow down.
+type Audience<'a> = crate::foundation::db::schema::subscribers::BoxedQuery<'a, db::MultiBackend>;
+
+/// Inserts one queued delivery of the issue for each subscriber of `audience`, in one statement.
+fn queue_audience(
+    conn: &mut DbConnection,
+    issue_id: i64,
+    audience: Audience<'_>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    use crate::foundation::db::schema::subscribers;
+    use diesel::sql_types::{Integer, Nullable};
+    let rows = audience.select((
+        Kind::Issue.as_str().into_sql::<Text>(),
+        Some(issue_id).into_sql::<Nullable<BigInt>>(),
+        subscribers::id,
+        PRIORITY_BULK.into_sql::<Integer>(),
+        Status::Queued.as_str().into_sql::<Text>(),
+        now.into_sql::<Timestamp>(),
+        now.into_sql::<Timestamp>(),
+    ));
+    diesel::insert_into(deliveries::table)
+        .values(rows)
+        .into_columns((
+            deliveries::kind,
+            deliveries::issue_id,
+            deliveries::subscriber_id,
+            deliveries::priority,
+            deliveries::status,
+            deliveries::next_attempt_at,
+            deliveries::created_at,
+        ))
+        .execute(conn)
+}
+
+/// Skips whatever is still queued for a subscriber (they left); returns how many.
+pub fn skip_queued_for(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::subscriber_id.eq(subscriber_id))
+            .filter(deliveries::status.eq(Status::Queued.as_str())),
+    )
+    .set((
+        deliveries::status.eq(Status::Skipped.as_str()),
+        deliveries::last_error.eq(reason),
+        deliveries::finished_at.eq(Some(db::now())),
+        deliveries::payload.eq(None::<String>),
+    ))
+    .execute(conn)
+}
+
+/// For an erasure: skips what is queued and wipes every secret kept for the subscriber. The rows
+/// stay (without personal data) so that an issue's counts still add up.
+pub fn forget_subscriber(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<usize> {
+    skip_queued_for(conn, subscriber_id, "subscriber erased")?;
+    diesel::update(deliveries::table.filter(deliveries::subscriber_id.eq(subscriber_id)))
+        .set((
+            deliveries::payload.eq(None::<String>),
+            deliveries::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+}
+
+/// Queues a digest issue for the confirmed subscribers whose chosen topics are exactly
+/// `stored_topics` (the digest was made for that choice), in one `INSERT … SELECT`.
+pub fn queue_issue_for_exact_topics(
+    conn: &mut DbConnection,
+    issue_id: i64,
+    stored_topics: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    use crate::foundation::db::schema::subscribers;
+    let audience = subscribers::table
+        .filter(
+            subscribers::status.eq(crate::foundation::domain::SubscriberStatus::Confirmed.as_str()),
+        )
+        .filter(subscribers::topics.eq(stored_topics))
+        .into_boxed();
+    queue_audience(conn, issue_id, audience, now)
+}
+
+/// Queues again an issue's deliveries that failed for good (the SMTP server kept refusing them),
+/// from their first attempt; returns how many. Bounced and skipped ones stay as they are: those
+/// addresses must not be mailed.
+pub fn retry_failed(conn: &mut DbConnection, issue_id: i64) -> QueryResult<usize> {
+    let now = db::now();
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::issue_id.eq(issue_id))
+            .filter(deliveries::status.eq(Status::Failed.as_str())),
+    )
+    .set((
+        deliveries::status.eq(Status::Queued.as_str()),
+        deliveries::attempts.eq(0),
+        deliveries::next_attempt_at.eq(now),
+        deliveries::last_error.eq(None::<String>),
+        deliveries::finished_at.eq(None::<NaiveDateTime>),
+        deliveries::lease_until.eq(None::<NaiveDateTime>),
+        deliveries::lease_owner.eq(None::<String>),
+    ))
+    .execute(conn)
+}
+
+/// Marks a delivery `bounced` after the fact: the MTA accepted it, then a bounce report came.
+pub fn mark_bounced(
+    conn: &mut DbConnection,
+    id: i64,
+    detail: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(deliveries::table.find(id))
+        .set((
+            deliveries::status.eq(Status::Bounced.as_str()),
+            deliveries::last_error.eq(detail),
+            deliveries::finished_at.eq(Some(now)),
+        ))
+        .execute(conn)
+}

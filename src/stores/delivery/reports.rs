@@ -1,0 +1,200 @@
+//! What the ledger tells: counts, an issue's progress and recipients, a subscriber's messages.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::foundation::db::schema::deliveries;
+use crate::foundation::db::{self, DbConnection};
+
+use super::kinds::Status;
+
+/// Counts of deliveries by status (for tests, health and the dashboard).
+pub fn counts_by_status(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
+    deliveries::table
+        .group_by(deliveries::status)
+        .select((deliveries::status, diesel::dsl::count_star()))
+        .load(conn)
+}
+
+/// How many deliveries are due now (the queue's depth, for `/metrics`).
+pub fn due_now(conn: &mut DbConnection) -> QueryResult<i64> {
+    deliveries::table
+        .filter(deliveries::status.eq(Status::Queued.as_str()))
+        .filter(deliveries::next_attempt_at.le(db::now()))
+        .count()
+        .get_result(conn)
+}
+
+/// Every message sent or queued to a subscriber, for their data export.
+pub fn history_of(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+) -> QueryResult<Vec<serde_json::Value>> {
+    use crate::foundation::db::schema::issues;
+    type Row = (
+        String,
+        Option<String>,
+        String,
+        i32,
+        NaiveDateTime,
+        Option<NaiveDateTime>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = deliveries::table
+        .left_join(issues::table)
+        .filter(deliveries::subscriber_id.eq(subscriber_id))
+        .order(deliveries::id)
+        .select((
+            deliveries::kind,
+            issues::subject.nullable(),
+            deliveries::status,
+            deliveries::attempts,
+            deliveries::created_at,
+            deliveries::finished_at,
+            deliveries::message_id,
+        ))
+        .load(conn)?;
+    let iso = |t: NaiveDateTime| {
+        t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    Ok(rows
+        .into_iter()
+        .map(
+            |(kind, subject, status, attempts, created, finished, message_id)| {
+                serde_json::json!({
+                    "kind": kind,
+                    "subject": subject,
+                    "status": status,
+                    "attempts": attempts,
+                    "queued_at": iso(created),
+                    "finished_at": finished.map(iso),
+                    "message_id": message_id,
+                })
+            },
+        )
+        .collect())
+}
+
+/// How an issue's deliveries stand: counts by status.
+pub fn issue_progress(conn: &mut DbConnection, issue_id: i64) -> QueryResult<Vec<(String, i64)>> {
+    deliveries::table
+        .filter(deliveries::issue_id.eq(issue_id))
+        .group_by(deliveries::status)
+        .select((deliveries::status, diesel::dsl::count_star()))
+        .load(conn)
+}
+
+/// An issue's deliveries by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Progress {
+    pub queued: i64,
+    pub sending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub bounced: i64,
+    pub skipped: i64,
+}
+
+impl Progress {
+    /// One issue's counts out of [`progress_of`]'s rows.
+    pub fn of(issue_id: i64, counts: &[(Option<i64>, String, i64)]) -> Self {
+        let mut p = Self::default();
+        for (issue, status, n) in counts {
+            if *issue != Some(issue_id) {
+                continue;
+            }
+            match status.as_str() {
+                "queued" => p.queued += n,
+                "sending" => p.sending += n,
+                "sent" => p.sent += n,
+                "failed" => p.failed += n,
+                "bounced" => p.bounced += n,
+                "skipped" => p.skipped += n,
+                _ => {}
+            }
+        }
+        p
+    }
+
+    /// Not done yet: queued or being sent.
+    pub fn waiting(&self) -> i64 {
+        self.queued + self.sending
+    }
+
+    /// Share of the deliveries done with (sent, failed, bounced or skipped), in percent.
+    pub fn percent_done(&self) -> i64 {
+        let total = self.waiting() + self.sent + self.failed + self.bounced + self.skipped;
+        if total == 0 {
+            return 0;
+        }
+        (total - self.waiting()) * 100 / total
+    }
+}
+
+/// Counts by status of several issues' deliveries: (issue, status, count).
+pub fn progress_of(
+    conn: &mut DbConnection,
+    issue_ids: &[i64],
+) -> QueryResult<Vec<(Option<i64>, String, i64)>> {
+    deliveries::table
+        .filter(deliveries::issue_id.eq_any(issue_ids))
+        .group_by((deliveries::issue_id, deliveries::status))
+        .select((
+            deliveries::issue_id,
+            deliveries::status,
+            diesel::dsl::count_star(),
+        ))
+        .load(conn)
+}
+
+/// One recipient of an issue, as the issue's page lists them.
+#[derive(Clone, Debug, Queryable, serde::Serialize)]
+pub struct IssueRecipient {
+    pub subscriber_id: i64,
+    pub email: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+/// An issue's recipients, optionally of one status, by address.
+pub fn recipients_of_issue(
+    conn: &mut DbConnection,
+    issue_id: i64,
+    status: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<IssueRecipient>> {
+    use crate::foundation::db::schema::subscribers;
+    let mut query = deliveries::table
+        .inner_join(subscribers::table)
+        .filter(deliveries::issue_id.eq(issue_id))
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(deliveries::status.eq(status.to_string()));
+    }
+    query
+        .order(subscribers::email)
+        .limit(limit)
+        .offset(offset)
+        .select((
+            deliveries::subscriber_id,
+            subscribers::email,
+            deliveries::status,
+            deliveries::attempts,
+            deliveries::last_error,
+            deliveries::finished_at,
+        ))
+        .load(conn)
+}
+
+/// The subscriber a delivery went to, if there is such a delivery.
+pub fn subscriber_of(conn: &mut DbConnection, delivery_id: i64) -> QueryResult<Option<i64>> {
+    deliveries::table
+        .find(delivery_id)
+        .select(deliveries::subscriber_id)
+        .first(conn)
+        .optional()
+}

@@ -1,0 +1,520 @@
+//! The subscriber list as editors see it: search and filters, one subscriber's consents and
+//! messages, a CSV export, and a CSV import.
+
+use chrono::NaiveDateTime;
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use super::records::SubscriberRecord;
+use super::NewSignup;
+use crate::foundation::db::schema::{consents, deliveries, issues, subscribers};
+use crate::foundation::db::{self, DbConnection, DbError};
+use crate::foundation::domain::SubscriberStatus;
+use crate::foundation::domain::{SubscriberEmail, SubscriberName, Topics};
+
+/// Rows written per transaction by an import.
+const IMPORT_CHUNK: usize = 500;
+
+/// The most rows one import takes.
+pub const MAX_IMPORT_ROWS: usize = 100_000;
+
+/// What the list is narrowed to.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Part of an address or a name.
+    pub text: String,
+    pub status: Option<String>,
+    pub topic: Option<String>,
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+type Boxed<'a> = subscribers::BoxedQuery<'a, db::MultiBackend>;
+
+fn filtered(filter: &Filter) -> Boxed<'static> {
+    let mut query = subscribers::table
+        .filter(subscribers::erased_at.is_null())
+        .into_boxed();
+    // Control characters cannot be in an address or a name (and PostgreSQL refuses NUL).
+    let text: String = filter.text.chars().filter(|c| !c.is_control()).collect();
+    let text = text.trim();
+    if !text.is_empty() {
+        let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
+        query = query.filter(
+            subscribers::email
+                .like(pattern.clone())
+                .escape('\\')
+                .nullable()
+                .or(sql::<diesel::sql_types::Nullable<Text>>("lower(name)")
+                    .like(pattern)
+                    .escape('\\')),
+        );
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(subscribers::status.eq(status.clone()));
+    }
+    if let Some(topic) = &filter.topic {
+        query = query.filter(
+            sql::<Text>("',' || topics || ','")
+                .like(format!("%,{},%", escape_like(topic)))
+                .escape('\\'),
+        );
+    }
+    query
+}
+
+/// A page of the (filtered) list, newest first.
+pub fn search(
+    conn: &mut DbConnection,
+    filter: &Filter,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<SubscriberRecord>> {
+    filtered(filter)
+        .order(subscribers::id.desc())
+        .limit(limit)
+        .offset(offset)
+        .select(SubscriberRecord::as_select())
+        .load(conn)
+}
+
+/// How many match the filter.
+pub fn count(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
+    filtered(filter).count().get_result(conn)
+}
+
+/// One consent record (a sign-up, an import), as the subscriber's page lists them.
+#[derive(Clone, Debug, Queryable, serde::Serialize)]
+pub struct ConsentRow {
+    pub requested_at: NaiveDateTime,
+    pub source: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub consent_text_version: String,
+    pub topics: String,
+    pub confirmed_at: Option<NaiveDateTime>,
+}
+
+/// A subscriber's consent records, oldest first.
+pub fn consents_of(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<Vec<ConsentRow>> {
+    consents::table
+        .filter(consents::subscriber_id.eq(subscriber_id))
+        .order(consents::id)
+        .select((
+            consents::requested_at,
+            consents::source,
+            consents::ip,
+            consents::user_agent,
+            consents::consent_text_version,
+            consents::topics,
+            consents::confirmed_at,
+        ))
+        .load(conn)
+}
+
+/// One message to a subscriber.
+#[derive(Clone, Debug, Queryable, serde::Serialize)]
+pub struct DeliveryRow {
+    pub kind: String,
+    pub issue_id: Option<i64>,
+    pub subject: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub created_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
+    pub last_error: Option<String>,
+}
+
+/// The latest messages to a subscriber, newest first.
+pub fn deliveries_of(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    limit: i64,
+) -> QueryResult<Vec<DeliveryRow>> {
+    deliveries::table
+        .left_join(issues::table)
+        .filter(deliveries::subscriber_id.eq(subscriber_id))
+        .order(deliveries::id.desc())
+        .limit(limit)
+        .select((
+            deliveries::kind,
+            deliveries::issue_id,
+            issues::subject.nullable(),
+            deliveries::status,
+            deliveries::attempts,
+            deliveries::created_at,
+            deliveries::finished_at,
+            deliveries::last_error,
+        ))
+        .load(conn)
+}
+
+/// A cell as a spreadsheet may open it: text that a spreadsheet would run as a formula gets a
+/// leading apostrophe.
+fn cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
+}
+
+fn iso(t: Option<NaiveDateTime>) -> String {
+    t.map(|t| {
+        t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    })
+    .unwrap_or_default()
+}
+
+/// Every subscriber (not erased) as CSV: the file an import takes back.
+pub fn export_csv(conn: &mut DbConnection, filter: &Filter) -> Result<Vec<u8>, DbError> {
+    let rows = filtered(filter)
+        .order(subscribers::id)
+        .select(SubscriberRecord::as_select())
+        .load::<SubscriberRecord>(conn)?;
+    let mut out = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 96 + 128));
+    let written = (|| -> Result<Vec<u8>, csv::Error> {
+        out.write_record([
+            "email",
+            "name",
+            "status",
+            "topics",
+            "created_at",
+            "confirmed_at",
+            "unsubscribed_at",
+        ])?;
+        for r in &rows {
+            out.write_record([
+                cell(&r.email),
+                cell(r.name.as_deref().unwrap_or("")),
+                r.status.clone(),
+                r.topics.replace(',', ";"),
+                iso(Some(r.created_at)),
+                iso(r.confirmed_at),
+                iso(r.unsubscribed_at),
+            ])?;
+        }
+        out.into_inner()
+            .map_err(|e| csv::Error::from(e.into_error()))
+    })();
+    written.map_err(|e| DbError::Other(format!("writing the CSV: {e}")))
+}
+
+/// How an import is to treat its addresses.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// The editor holds consent already (kept with `source`): imported as confirmed, no email.
+    /// Otherwise each new address gets a confirmation email and stays pending until it confirms.
+    pub consent_held: bool,
+    /// Where the list and its consent come from, e.g. "2025 conference sign-up sheet".
+    pub source: String,
+    pub editor: String,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ImportReport {
+    /// New addresses imported as confirmed (consent held).
+    pub confirmed: usize,
+    /// New addresses sent a confirmation email.
+    pub invited: usize,
+    /// Addresses already on file, left as they were: (line, address, status).
+    pub existing: Vec<(u64, String, String)>,
+    /// Rows not imported: (line, why).
+    pub errors: Vec<(u64, String)>,
+}
+
+/// Imports a CSV: a header row naming `email` (and optionally `name`, `topics`) or no header
+/// and the columns in that order; topics separated by `;`. Good rows are imported, each bad row
+/// reported with its line number; addresses already on file are left as they are (an import
+/// never resubscribes someone who left).
+pub fn import(
+    conn: &mut DbConnection,
+    settings: &crate::foundation::config::Settings,
+    data: &[u8],
+    options: &ImportOptions,
+) -> Result<ImportReport, DbError> {
+    let mut report = ImportReport::default();
+    let rows = read_rows(data, &settings.topics, &mut report);
+    write_rows(conn, settings, &rows, options, &mut report)?;
+    Ok(report)
+}
+
+/// Which columns of an import hold what.
+#[derive(Clone, Copy, Debug)]
+struct Columns {
+    email: usize,
+    name: Option<usize>,
+    topics: Option<usize>,
+}
+
+impl Default for Columns {
+    /// A file without a header row: email, name and topics in that order.
+    fn default() -> Self {
+        Columns {
+            email: 0,
+            name: Some(1),
+            topics: Some(2),
+        }
+    }
+}
+
+impl Columns {
+    /// The columns a header row names; `None` when the row names no email column, so that it
+    /// is data rather than a header.
+    fn from_header(record: &csv::StringRecord) -> Option<Self> {
+        let lower: Vec<String> = record.iter().map(|f| f.to_lowercase()).collect();
+        let email = lower
+            .iter()
+            .position(|f| f == "email" || f == "e-mail" || f == "email address")?;
+        Some(Columns {
+            email,
+            name: lower.iter().position(|f| f == "name"),
+            topics: lower.iter().position(|f| f == "topics"),
+        })
+    }
+}
+
+/// A row that passed every check, waiting to be added.
+struct ImportRow {
+    line: u64,
+    email: SubscriberEmail,
+    name: Option<SubscriberName>,
+    topics: Topics,
+}
+
+/// Reads the file to the end (or to [`MAX_IMPORT_ROWS`]), keeping the good rows and reporting
+/// each bad one, so that one pass tells the editor everything wrong with the file.
+fn read_rows(data: &[u8], known_topics: &[String], report: &mut ImportReport) -> Vec<ImportRow> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(data);
+    let mut columns = Columns::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut valid = Vec::new();
+    let mut rows = 0usize;
+    for (index, record) in reader.records().enumerate() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(index as u64 + 1);
+                report
+                    .errors
+                    .push((line, format!("not readable as CSV: {e}")));
+                continue;
+            }
+        };
+        let line = record
+            .position()
+            .map(|p| p.line())
+            .unwrap_or(index as u64 + 1);
+        if index == 0 {
+            if let Some(header) = Columns::from_header(&record) {
+                columns = header;
+                continue;
+            }
+        }
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        rows += 1;
+        if rows > MAX_IMPORT_ROWS {
+            report.errors.push((
+                line,
+                format!("an import takes at most {MAX_IMPORT_ROWS} rows; the rest were not read"),
+            ));
+            break;
+        }
+        let (email, name, topics) = match parse_row(&record, columns, known_topics) {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                report.errors.push((line, why));
+                continue;
+            }
+        };
+        if !seen.insert(email.as_str().to_string()) {
+            report
+                .errors
+                .push((line, format!("{email}: appears earlier in the file")));
+            continue;
+        }
+        valid.push(ImportRow {
+            line,
+            email,
+            name,
+            topics,
+        });
+    }
+    valid
+}
+
+/// One data row's address, name and topics, or why the row cannot be imported.
+fn parse_row(
+    record: &csv::StringRecord,
+    columns: Columns,
+    known_topics: &[String],
+) -> Result<(SubscriberEmail, Option<SubscriberName>, Topics), String> {
+    let field = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or("");
+    let email = SubscriberEmail::parse(field(Some(columns.email))).map_err(|why| {
+        let shown: String = field(Some(columns.email)).chars().take(80).collect();
+        format!("{shown:?}: {why}")
+    })?;
+    let name =
+        SubscriberName::parse(field(columns.name)).map_err(|why| format!("{email}: {why}"))?;
+    let chosen: Vec<String> = field(columns.topics)
+        .split([';', '|', ','])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    let topics = Topics::parse(&chosen, known_topics).map_err(|why| format!("{email}: {why}"))?;
+    Ok((email, name, topics))
+}
+
+/// Adds the rows in chunks, each one transaction: one commit per chunk rather than per row.
+fn write_rows(
+    conn: &mut DbConnection,
+    settings: &crate::foundation::config::Settings,
+    rows: &[ImportRow],
+    options: &ImportOptions,
+    report: &mut ImportReport,
+) -> Result<(), DbError> {
+    for chunk in rows.chunks(IMPORT_CHUNK) {
+        db::write_transaction(conn, |conn| {
+            for row in chunk {
+                let added = add(
+                    conn,
+                    settings,
+                    row.email.clone(),
+                    row.name.clone(),
+                    row.topics.clone(),
+                    options,
+                )?;
+                match added {
+                    Added::Existing(_, status, email) => {
+                        report.existing.push((row.line, email, status))
+                    }
+                    Added::Confirmed(_) => report.confirmed += 1,
+                    Added::Invited(_) => report.invited += 1,
+                }
+            }
+            Ok::<_, DbError>(())
+        })?;
+    }
+    Ok(())
+}
+
+/// What [`add`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// Added as confirmed (consent held): the new subscriber's id.
+    Confirmed(i64),
+    /// Added as pending; a confirmation email is queued.
+    Invited(i64),
+    /// On file already, left as it was: (id, status, address).
+    Existing(i64, String, String),
+}
+
+/// Adds one subscriber on an editor's word (an import row, an API call). An address on file is
+/// left as it is: adding never resubscribes someone who left.
+pub fn add(
+    conn: &mut DbConnection,
+    settings: &crate::foundation::config::Settings,
+    email: SubscriberEmail,
+    name: Option<SubscriberName>,
+    topics: Topics,
+    options: &ImportOptions,
+) -> Result<Added, DbError> {
+    let existing: Option<(i64, String)> = subscribers::table
+        .filter(subscribers::email.eq(email.as_str()))
+        .select((subscribers::id, subscribers::status))
+        .first(conn)
+        .optional()?;
+    if let Some((id, status)) = existing {
+        return Ok(Added::Existing(id, status, email.as_str().to_string()));
+    }
+    let source = format!("import: {}", options.source);
+    if options.consent_held {
+        add_confirmed(
+            conn,
+            &email,
+            name.as_ref(),
+            &topics,
+            &source,
+            &options.editor,
+        )?;
+    } else {
+        let signup = NewSignup {
+            email: email.clone(),
+            name,
+            topics,
+            ip: String::new(),
+            user_agent: format!("imported by editor {}", options.editor),
+            source,
+        };
+        super::sign_up(conn, &signup, u32::MAX, settings.confirmation_ttl).map_err(
+            |e| match e {
+                super::SignupError::Db(e) => e,
+                other => DbError::Other(other.to_string()),
+            },
+        )?;
+    }
+    let id: i64 = subscribers::table
+        .filter(subscribers::email.eq(email.as_str()))
+        .select(subscribers::id)
+        .first(conn)?;
+    Ok(if options.consent_held {
+        Added::Confirmed(id)
+    } else {
+        Added::Invited(id)
+    })
+}
+
+/// A new subscriber whose consent the editors hold: confirmed at once, with a consent record
+/// saying where the consent comes from and who imported it.
+fn add_confirmed(
+    conn: &mut DbConnection,
+    email: &SubscriberEmail,
+    name: Option<&SubscriberName>,
+    topics: &Topics,
+    source: &str,
+    editor: &str,
+) -> Result<(), DbError> {
+    db::write_transaction(conn, |conn| {
+        let now = db::now();
+        let id: i64 = diesel::insert_into(subscribers::table)
+            .values((
+                subscribers::email.eq(email.as_str()),
+                subscribers::name.eq(name.map(SubscriberName::as_str)),
+                subscribers::status.eq(SubscriberStatus::Confirmed.as_str()),
+                subscribers::topics.eq(topics.to_stored()),
+                subscribers::created_at.eq(now),
+                subscribers::updated_at.eq(now),
+                subscribers::confirmed_at.eq(Some(now)),
+            ))
+            .returning(subscribers::id)
+            .get_result(conn)?;
+        diesel::insert_into(consents::table)
+            .values((
+                consents::subscriber_id.eq(id),
+                consents::requested_at.eq(now),
+                consents::ip.eq(""),
+                consents::user_agent.eq(format!("imported by editor {editor}")),
+                consents::source.eq(source),
+                consents::consent_text_version.eq("held by the editors"),
+                consents::name.eq(name.map(SubscriberName::as_str)),
+                consents::topics.eq(topics.to_stored()),
+                consents::confirmed_at.eq(Some(now)),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,214 @@
+//! What a subscriber can do from the links in a message: leave, change preferences, take a copy
+//! of their data, or have it erased.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::foundation::db::schema::{confirmation_tokens, consents, subscribers};
+use crate::foundation::db::{self, DbConnection, DbError};
+use crate::foundation::domain::SubscriberStatus;
+use crate::foundation::domain::{SubscriberName, Topics};
+use crate::stores::delivery;
+
+/// A subscriber as the preferences page shows it.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = subscribers)]
+pub struct SubscriberRecord {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub topics: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub confirmed_at: Option<NaiveDateTime>,
+    pub unsubscribed_at: Option<NaiveDateTime>,
+    pub unsubscribed_via: Option<String>,
+    pub erased_at: Option<NaiveDateTime>,
+}
+
+impl SubscriberRecord {
+    pub fn is_subscribed(&self) -> bool {
+        self.status == SubscriberStatus::Confirmed.as_str()
+    }
+
+    pub fn is_erased(&self) -> bool {
+        self.erased_at.is_some()
+    }
+}
+
+/// The subscriber with this id, if any.
+pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<SubscriberRecord>> {
+    subscribers::table
+        .find(id)
+        .select(SubscriberRecord::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Unsubscribes at once and skips whatever is still queued for the subscriber, in one
+/// transaction: from the moment this returns, no worker sends them anything more, not even the
+/// rest of a digest already being sent. `via` says how (kept for the editors). Unsubscribing twice changes nothing more.
+/// The consent records stay: they prove what was agreed and when.
+pub fn unsubscribe(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    via: &str,
+) -> Result<bool, DbError> {
+    db::write_transaction(conn, |conn| {
+        let now = db::now();
+        let changed = diesel::update(
+            subscribers::table
+                .find(subscriber_id)
+                .filter(subscribers::status.ne(SubscriberStatus::Unsubscribed.as_str())),
+        )
+        .set((
+            subscribers::status.eq(SubscriberStatus::Unsubscribed.as_str()),
+            subscribers::unsubscribed_at.eq(Some(now)),
+            subscribers::unsubscribed_via.eq(Some(via)),
+            subscribers::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+        delivery::skip_queued_for(conn, subscriber_id, "unsubscribed")?;
+        Ok(changed > 0)
+    })
+}
+
+/// Saves a confirmed subscriber's name and topics.
+pub fn update_preferences(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    name: Option<&SubscriberName>,
+    topics: &Topics,
+) -> QueryResult<usize> {
+    diesel::update(subscribers::table.find(subscriber_id))
+        .set((
+            subscribers::name.eq(name.map(SubscriberName::as_str)),
+            subscribers::topics.eq(topics.to_stored()),
+            subscribers::updated_at.eq(db::now()),
+        ))
+        .execute(conn)
+}
+
+/// Everything stored about a subscriber, as JSON (GDPR Art. 15 and 20): the subscription, every
+/// consent record, and every message sent or queued to them.
+pub fn export(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+) -> QueryResult<Option<serde_json::Value>> {
+    let Some(s) = find(conn, subscriber_id)? else {
+        return Ok(None);
+    };
+    type ConsentRow = (
+        NaiveDateTime,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<NaiveDateTime>,
+        Option<String>,
+    );
+    let consent_rows: Vec<ConsentRow> = consents::table
+        .filter(consents::subscriber_id.eq(subscriber_id))
+        .order(consents::id)
+        .select((
+            consents::requested_at,
+            consents::ip,
+            consents::user_agent,
+            consents::source,
+            consents::consent_text_version,
+            consents::name,
+            consents::topics,
+            consents::confirmed_at,
+            consents::confirmed_ip,
+        ))
+        .load(conn)?;
+    let consents: Vec<serde_json::Value> = consent_rows
+        .into_iter()
+        .map(
+            |(at, ip, ua, source, version, name, topics, confirmed_at, confirmed_ip)| {
+                json!({
+                    "signed_up_at": iso(at),
+                    "ip": ip,
+                    "user_agent": ua,
+                    "form_source": source,
+                    "consent_text_version": version,
+                    "name_given": name,
+                    "topics_chosen": Topics::from_stored(&topics).as_slice(),
+                    "confirmed_at": confirmed_at.map(iso),
+                    "confirmed_ip": confirmed_ip,
+                })
+            },
+        )
+        .collect();
+    let deliveries = delivery::history_of(conn, subscriber_id)?;
+    Ok(Some(json!({
+        "subscriber": {
+            "email": s.email,
+            "name": s.name,
+            "status": s.status,
+            "topics": Topics::from_stored(&s.topics).as_slice(),
+            "created_at": iso(s.created_at),
+            "confirmed_at": s.confirmed_at.map(iso),
+            "unsubscribed_at": s.unsubscribed_at.map(iso),
+            "unsubscribed_via": s.unsubscribed_via,
+        },
+        "consents": consents,
+        "messages": deliveries,
+    })))
+}
+
+fn iso(t: NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The stored form of an erased address: its SHA-256, so the address can be recognised (and
+/// kept from being mailed) but not read back; with the row's id, so that an address signed up
+/// again and erased again does not meet its first erasure.
+pub fn erased_marker(subscriber_id: i64, email: &str) -> String {
+    format!(
+        "erased:{subscriber_id}:{}",
+        hex::encode(Sha256::digest(email.as_bytes()))
+    )
+}
+
+/// Erases a subscriber's personal data (GDPR Art. 17): name, topics and consent records go, the
+/// address is replaced by its hash, queued messages are skipped and confirmation secrets wiped.
+/// The row stays, unsubscribed, so the ledger keeps its counts and the address is never mailed
+/// again; signing up afresh makes a new subscriber.
+pub fn erase(conn: &mut DbConnection, subscriber_id: i64) -> Result<bool, DbError> {
+    db::write_transaction(conn, |conn| {
+        let now = db::now();
+        let Some(record) = find(conn, subscriber_id)? else {
+            return Ok(false);
+        };
+        if record.is_erased() {
+            return Ok(true);
+        }
+        diesel::delete(consents::table.filter(consents::subscriber_id.eq(subscriber_id)))
+            .execute(conn)?;
+        diesel::delete(
+            confirmation_tokens::table.filter(confirmation_tokens::subscriber_id.eq(subscriber_id)),
+        )
+        .execute(conn)?;
+        delivery::forget_subscriber(conn, subscriber_id)?;
+        diesel::update(subscribers::table.find(subscriber_id))
+            .set((
+                subscribers::email.eq(erased_marker(subscriber_id, &record.email)),
+                subscribers::name.eq(None::<String>),
+                subscribers::topics.eq(""),
+                subscribers::status.eq(SubscriberStatus::Unsubscribed.as_str()),
+                subscribers::unsubscribed_at.eq(record.unsubscribed_at.unwrap_or(now)),
+                subscribers::unsubscribed_via.eq(Some("erased")),
+                subscribers::erased_at.eq(Some(now)),
+                subscribers::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(true)
+    })
+}
