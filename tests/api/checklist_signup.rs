@@ -118,6 +118,18 @@ async fn line_16_tokens_are_long_hashed_single_use_and_expiring(backend: Backend
         .load(&mut app.conn())
         .expect("tokens");
     assert_eq!(hashes, vec![hex::encode(Sha256::digest(token.as_bytes()))]);
+    // The server has the message before the worker records it as sent: wait for the record.
+    let recorded = std::time::Instant::now();
+    while recorded.elapsed() < std::time::Duration::from_secs(10) {
+        let statuses: Vec<String> = deliveries::table
+            .select(deliveries::status)
+            .load(&mut app.conn())
+            .expect("deliveries");
+        if statuses.iter().all(|s| s == "sent") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let payloads: Vec<Option<String>> = deliveries::table
         .select(deliveries::payload)
         .load(&mut app.conn())
