@@ -66,10 +66,10 @@ pub enum Format {
     Json,
 }
 
-/// Of `application/json` and `text/html`, the one the `Accept` header prefers (by weight, then by
-/// order); when it names neither (no header, `*/*`), the format the body was sent in. A browser
-/// posting a form never names JSON, so it always gets a page.
-pub fn answer_format(headers: &HeaderMap, body_is_json: bool) -> Format {
+/// JSON when the `Accept` header prefers `application/json` to `text/html` (by weight, then by
+/// order); a page otherwise, also when it names neither (no header, `*/*`): what a form post got
+/// before scripts were answered. A browser posting a form never names JSON.
+pub fn answer_format(headers: &HeaderMap) -> Format {
     let mut best: Option<(f32, Format)> = None;
     for value in headers.get_all(header::ACCEPT) {
         let Ok(value) = value.to_str() else { continue };
@@ -90,11 +90,7 @@ pub fn answer_format(headers: &HeaderMap, body_is_json: bool) -> Format {
             }
         }
     }
-    match best {
-        Some((_, format)) => format,
-        None if body_is_json => Format::Json,
-        None => Format::Html,
-    }
+    best.map_or(Format::Html, |(_, format)| format)
 }
 
 /// The request's `Origin` when it is exactly one of `allowed`, as it is to be echoed.
@@ -208,31 +204,33 @@ mod tests {
 
     #[test]
     fn the_accept_header_chooses_the_format() {
-        let format = |accept: Option<&str>, json_body: bool| {
+        let format = |accept: Option<&str>| {
             let mut headers = HeaderMap::new();
             if let Some(a) = accept {
                 headers.insert(header::ACCEPT, HeaderValue::from_str(a).expect("header"));
             }
-            answer_format(&headers, json_body)
+            answer_format(&headers)
         };
         let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
-        assert_eq!(format(Some(browser), false), Format::Html);
-        assert_eq!(format(Some(browser), true), Format::Html);
-        assert_eq!(format(Some("application/json"), false), Format::Json);
+        assert_eq!(format(Some(browser)), Format::Html);
+        assert_eq!(format(Some("application/json")), Format::Json);
         assert_eq!(
-            format(Some("text/html;q=0.5, application/json"), false),
+            format(Some("Application/JSON; charset=utf-8")),
+            Format::Json
+        );
+        assert_eq!(format(Some("application/problem+json")), Format::Json);
+        assert_eq!(
+            format(Some("text/html;q=0.5, application/json")),
             Format::Json
         );
         assert_eq!(
-            format(Some("application/json;q=0, text/html"), false),
+            format(Some("application/json;q=0, text/html")),
             Format::Html
         );
-        assert_eq!(
-            format(Some("application/json, text/html"), false),
-            Format::Json
-        );
-        assert_eq!(format(Some("*/*"), true), Format::Json);
-        assert_eq!(format(None, false), Format::Html);
-        assert_eq!(format(None, true), Format::Json);
+        assert_eq!(format(Some("application/json;q=0")), Format::Html);
+        assert_eq!(format(Some("application/json, text/html")), Format::Json);
+        assert_eq!(format(Some("text/html, application/json")), Format::Html);
+        assert_eq!(format(Some("*/*")), Format::Html);
+        assert_eq!(format(None), Format::Html);
     }
 }

@@ -270,12 +270,12 @@ async fn json_sign_up_answers_202_the_same_for_every_address(backend: Backend) {
             .to_string(),
         )
         .await,
-        // A JSON body with no Accept header is answered in JSON too.
+        // The script's Accept header in another form.
         post(
             &app,
             JSON,
-            &[],
-            serde_json::json!({"email": "bare@example.org"}).to_string(),
+            &[("Accept", "application/json, text/plain, */*")],
+            serde_json::json!({"email": "axios@example.org"}).to_string(),
         )
         .await,
     ];
@@ -383,6 +383,16 @@ async fn json_refusals_are_problem_details(backend: Backend) {
         415,
     )
     .await;
+    // A JSON body from a caller that does not ask for JSON is not the form (as before: 415).
+    let page = post(
+        &app,
+        JSON,
+        &[("Accept", BROWSER_ACCEPT)],
+        serde_json::json!({"email": "a@example.org"}).to_string(),
+    )
+    .await;
+    assert_eq!(page.status(), 415);
+    assert!(header(&page, "content-type").is_some_and(|t| t.starts_with("text/html")));
     assert_eq!(app.count_subscribers(), 0, "nothing stored");
 
     // A browser's form post still gets the page (unchanged).

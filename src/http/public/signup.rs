@@ -355,23 +355,26 @@ fn body_kind(req: &HttpRequest) -> Option<BodyKind> {
 }
 
 /// `POST /subscriptions`: the sign-up form's post (a page, or a redirect back to the site's
-/// `return_to`), or a script's sign-up (`Accept: application/json`; the body a form's or a JSON
+/// `return_to`), or a script's sign-up (`Accept: application/json`; the body a form's, or a JSON
 /// object), answered 202.
 pub async fn subscribe(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let kind = body_kind(&req);
     let reply = Reply {
         state: &state,
-        format: embedding::answer_format(req.headers(), kind == Some(BodyKind::Json)),
+        format: embedding::answer_format(req.headers()),
     };
+    // A JSON body is read only from a caller that asks for JSON back: a script. Anything posting
+    // JSON while expecting a page is not using the form.
+    let kind = body_kind(&req).filter(|k| *k == BodyKind::Form || reply.format == Format::Json);
     let Some(kind) = kind else {
         return reply.problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "That form could not be read",
-            "Please use the sign-up form on this site (or send application/json).",
+            "Please use the sign-up form on this site (or send JSON with Accept: \
+             application/json).",
         );
     };
     let ip = state.client_ip(&req);
