@@ -15,13 +15,29 @@ use crate::foundation::metrics::Metrics;
 
 /// The headers every response carries: no script from anywhere (the pages have none), no
 /// framing, no referrer (links carry tokens), no sniffing; HSTS when served over https.
+///
+/// Forms post to this site only, with one exception: the sign-up form shown again after a
+/// mistake may, once fixed, be redirected back to the site's page it came from (`return_to`), and
+/// Chromium applies `form-action` to that redirect too, so the site's origins
+/// (`IRIA_ALLOWED_ORIGINS`) are named there. The policy governs our pages only: a form on the
+/// site's own pages posting here is the site's policy's business, and nothing here refuses it.
 pub fn security_headers(settings: &Settings) -> actix_web::middleware::DefaultHeaders {
+    let form_action: String = std::iter::once("'self'".to_string())
+        .chain(
+            settings
+                .allowed_origins
+                .iter()
+                .map(|o| o.ascii_serialization()),
+        )
+        .collect::<Vec<_>>()
+        .join(" ");
+    let policy = format!(
+        "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'; \
+         form-action {form_action}"
+    );
     let mut headers = actix_web::middleware::DefaultHeaders::new()
-        .add((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; \
-             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ))
+        .add((header::CONTENT_SECURITY_POLICY, policy))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::REFERRER_POLICY, "no-referrer"));

@@ -69,6 +69,27 @@ pub fn internal_error(site_name: &str, what: &str, error: &dyn std::fmt::Display
     )
 }
 
+/// An RFC 9457 problem details answer (`application/problem+json`): `type`, `title`, `status`
+/// and `detail`, plus the members of `extra` (which field is wrong, for instance). The JSON API
+/// and the sign-up's JSON answers both speak it.
+pub fn problem_details(
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> HttpResponse {
+    let mut body = serde_json::Map::new();
+    body.insert("type".into(), "about:blank".into());
+    body.insert("title".into(), title.into());
+    body.insert("status".into(), status.as_u16().into());
+    body.insert("detail".into(), detail.into());
+    body.extend(extra);
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "application/problem+json"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(serde_json::Value::Object(body).to_string())
+}
+
 /// The 404 page.
 pub fn not_found_page(site_name: &str) -> HttpResponse {
     problem(

@@ -3,13 +3,20 @@
 
 use actix_web::web;
 
-use crate::http::api;
 use crate::http::public::{archive, links, ops, signup};
+use crate::http::{api, embedding};
 
 /// The routes outside `/admin` (the console is a scope of its own, see [`crate::http::admin`]).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(signup::signup_page))
-        .route("/subscriptions", web::post().to(signup::subscribe))
+        .service(
+            // The site's embedded form posts here from another origin: CORS for the site's
+            // origins (`IRIA_ALLOWED_ORIGINS`), on this resource only.
+            web::resource("/subscriptions")
+                .wrap(actix_web::middleware::from_fn(embedding::cors))
+                .route(web::post().to(signup::subscribe))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(embedding::preflight)),
+        )
         .route("/subscriptions/confirm", web::get().to(signup::confirm))
         .route(
             "/unsubscribe/{token}",

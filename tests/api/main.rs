@@ -11,6 +11,7 @@ mod console;
 mod delivery;
 mod digest;
 mod e2e;
+mod embedding;
 mod faults;
 mod openapi;
 mod preferences;

@@ -58,6 +58,8 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("dkim_selector", None, "DKIM: the selector (s=)"),
     ("dkim_key_file", None, "DKIM: the private key file (RSA PKCS#1 PEM or Ed25519 base64)"),
     ("http_workers", Some("0"), "HTTP worker threads; 0 means one per CPU core"),
+    // The site that embeds the sign-up form.
+    ("allowed_origins", None, "comma-separated origins of the site that may embed the form (return_to, CORS)"),
 ];
 
 /// Where the database lives.
@@ -181,6 +183,9 @@ pub struct Settings {
     pub http_workers: usize,
     pub unsubscribe_mailto: Option<String>,
     pub dkim: Option<DkimSettings>,
+    /// Origins of the site that embeds the sign-up form: where a sign-up may send the reader
+    /// back to (`return_to`), and which pages may read its JSON answer (CORS). Empty: neither.
+    pub allowed_origins: Vec<url::Origin>,
 }
 
 /// DKIM signing, when all three settings are given.
@@ -310,6 +315,7 @@ impl Settings {
             db_pool_size: v.number("db_pool_size", 1u32)?,
             delivery: parse_delivery(&v)?,
             http_workers: v.number("http_workers", 0u32)? as usize,
+            allowed_origins: parse_allowed_origins(&v)?,
         })
     }
 
@@ -494,6 +500,43 @@ fn parse_bounce_address(v: &Values) -> Result<Option<String>, ConfigError> {
         ));
     }
     Ok(Some(raw.to_string()))
+}
+
+/// `IRIA_ALLOWED_ORIGINS`: each entry an origin, `scheme://host[:port]` (a lone trailing `/` is
+/// forgiven: it is what a browser's address bar shows), nothing more. A path would suggest that
+/// only part of a site is allowed, which an origin check cannot enforce, so it is refused.
+fn parse_allowed_origins(v: &Values) -> Result<Vec<url::Origin>, ConfigError> {
+    let Some(raw) = v.get("allowed_origins") else {
+        return Ok(Vec::new());
+    };
+    let mut origins = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let why = || {
+            format!(
+                "expected origins such as https://www.ir-ia.com (scheme://host[:port], no path), \
+                 got {entry:?}"
+            )
+        };
+        let url = Url::parse(entry).map_err(|_| bad("allowed_origins", why()))?;
+        let bare = entry.strip_suffix('/').unwrap_or(entry);
+        let is_origin = matches!(url.scheme(), "http" | "https")
+            && url.host().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && !bare.ends_with('/')
+            && !bare.contains(['?', '#']);
+        if !is_origin {
+            return Err(bad("allowed_origins", why()));
+        }
+        let origin = url.origin();
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
 }
 
 #[cfg(test)]

@@ -90,3 +90,40 @@ fn the_configuration_reference_lists_every_setting() {
         );
     }
 }
+
+#[test]
+fn allowed_origins_are_origins_and_nothing_more() {
+    let none = Settings::from_sources(None, &env(&[])).expect("defaults parse");
+    assert!(none.allowed_origins.is_empty(), "none by default");
+    let s = Settings::from_sources(
+        None,
+        &env(&[(
+            "IRIA_ALLOWED_ORIGINS",
+            " https://www.IR-IA.com, http://127.0.0.1:8081 ,https://www.ir-ia.com:443/,",
+        )]),
+    )
+    .expect("parse");
+    let shown: Vec<String> = s
+        .allowed_origins
+        .iter()
+        .map(|o| o.ascii_serialization())
+        .collect();
+    assert_eq!(shown, ["https://www.ir-ia.com", "http://127.0.0.1:8081"]);
+    for bad_value in [
+        "www.ir-ia.com",
+        "https://www.ir-ia.com/news",
+        "https://www.ir-ia.com/?x=1",
+        "https://www.ir-ia.com#top",
+        "https://user@www.ir-ia.com",
+        "ftp://www.ir-ia.com",
+        "javascript:alert(1)",
+        "https://www.ir-ia.com//",
+        "https://ok.example, /relative",
+    ] {
+        let err = Settings::from_sources(None, &env(&[("IRIA_ALLOWED_ORIGINS", bad_value)]))
+            .expect_err(bad_value)
+            .to_string();
+        assert!(err.contains("IRIA_ALLOWED_ORIGINS"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}

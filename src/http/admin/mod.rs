@@ -15,6 +15,7 @@ pub mod digest;
 pub mod issues;
 pub mod routes;
 pub mod session;
+pub mod signup_form;
 pub mod subscribers;
 
 use actix_session::{Session, SessionExt};

@@ -27,15 +27,7 @@ use crate::stores::api_tokens;
 
 /// An RFC 9457 problem details response.
 pub fn problem(status: StatusCode, title: &str, detail: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::CONTENT_TYPE, "application/problem+json"))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "type": "about:blank",
-            "title": title,
-            "status": status.as_u16(),
-            "detail": detail,
-        }))
+    crate::http::pages::problem_details(status, title, detail, serde_json::Map::new())
 }
 
 /// Checks the `Authorization: Bearer …` header; `Err` is the 401 (or 503) to answer with.

@@ -3,12 +3,15 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
+use serde::Deserialize;
+use url::Url;
 use validator::Validate;
 
 use crate::foundation::db;
 use crate::foundation::domain::{
     SubscriberEmail, SubscriberName, Topics, MAX_EMAIL_LEN, MAX_NAME_CHARS,
 };
+use crate::http::embedding::{self, Format};
 use crate::http::pages::{self, MessagePage};
 use crate::http::state::AppState;
 use crate::stores::subscriptions::tokens::ConfirmationToken;
@@ -18,6 +21,8 @@ use crate::stores::subscriptions::{self, ConfirmError, NewSignup, SignupError};
 const MAX_SOURCE_CHARS: usize = 200;
 /// The name of the honeypot field: hidden from people, filled in by naive bots.
 const HONEYPOT: &str = "website";
+/// The most topics read from one sign-up (there are a few dozen at most).
+const MAX_TOPICS: usize = 64;
 
 /// What the person typed, kept to fill the form again when something is wrong.
 #[derive(Clone, Debug, Default, Validate)]
@@ -33,6 +38,9 @@ pub struct SignupForm {
     pub topics: Vec<String>,
     pub source: String,
     pub honeypot: String,
+    /// Where the site's box asks the reader to be sent back to; taken only for
+    /// `IRIA_ALLOWED_ORIGINS` (see [`embedding::return_target`]).
+    pub return_to: String,
 }
 
 impl SignupForm {
@@ -41,17 +49,48 @@ impl SignupForm {
     pub fn from_urlencoded(body: &[u8]) -> Self {
         let mut form = SignupForm::default();
         let (mut seen_email, mut seen_name, mut seen_source) = (false, false, false);
+        let mut seen_return_to = false;
         for (key, value) in url::form_urlencoded::parse(body) {
             match key.as_ref() {
                 "email" if !seen_email => (form.email, seen_email) = (value.into_owned(), true),
                 "name" if !seen_name => (form.name, seen_name) = (value.into_owned(), true),
                 "source" if !seen_source => (form.source, seen_source) = (value.into_owned(), true),
-                "topics" if form.topics.len() < 64 => form.topics.push(value.into_owned()),
+                "return_to" if !seen_return_to => {
+                    (form.return_to, seen_return_to) = (value.into_owned(), true)
+                }
+                "topics" if form.topics.len() < MAX_TOPICS => form.topics.push(value.into_owned()),
                 HONEYPOT => form.honeypot = value.into_owned(),
                 _ => {}
             }
         }
         form
+    }
+
+    /// Reads an `application/json` body: `{"email", "name", "topics": [...], "source"}`, each
+    /// optional (a missing email is reported like an empty one); other members are ignored.
+    /// `Err` says why the body is not such an object.
+    pub fn from_json(body: &[u8]) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Body {
+            email: Option<String>,
+            name: Option<String>,
+            topics: Option<Vec<String>>,
+            source: Option<String>,
+            website: Option<String>,
+        }
+        let body: Body = serde_json::from_slice(body).map_err(|e| {
+            format!("The body is not the JSON object this form takes ({e}): send {{\"email\": \"…\", \"name\": \"…\", \"topics\": [\"…\"], \"source\": \"…\"}}.")
+        })?;
+        let mut topics = body.topics.unwrap_or_default();
+        topics.truncate(MAX_TOPICS);
+        Ok(SignupForm {
+            email: body.email.unwrap_or_default(),
+            name: body.name.unwrap_or_default(),
+            topics,
+            source: body.source.unwrap_or_default(),
+            honeypot: body.website.unwrap_or_default(),
+            return_to: String::new(),
+        })
     }
 }
 
@@ -73,6 +112,8 @@ struct SignupPage<'a> {
     errors: &'a [FieldError],
     max_email: usize,
     max_name: usize,
+    /// The site's page to go back to, kept for the next try when it is an allowed one.
+    return_to: Option<&'a str>,
 }
 
 impl SignupPage<'_> {
@@ -109,6 +150,8 @@ fn render_form(
             errors,
             max_email: MAX_EMAIL_LEN,
             max_name: MAX_NAME_CHARS,
+            return_to: embedding::return_target(&form.return_to, &state.settings.allowed_origins)
+                .map(|_| form.return_to.as_str()),
         },
     )
 }
@@ -170,84 +213,200 @@ fn parse_form(
     }
 }
 
-/// The page every accepted sign-up gets, whatever state the address was in, so that
-/// the form tells nobody whether an address is on the list.
-fn accepted(state: &AppState) -> HttpResponse {
-    pages::html(
-        StatusCode::OK,
-        &MessagePage {
-            site_name: &state.settings.site_name,
-            title: "Check your inbox",
-            message: "If this address can receive our newsletter, we have sent it an email with a \
-                      link. Follow that link to confirm your subscription; until then you will not \
-                      receive anything from us.",
-            offer_signup: false,
-        },
-    )
+/// How a sign-up is answered: as pages for a browser's form post, as JSON and problem details
+/// for a script (see [`embedding::answer_format`]). Whatever the format, an accepted sign-up gets
+/// the same answer whatever state the address was in, so that the form tells nobody whether an
+/// address is on the list.
+struct Reply<'a> {
+    state: &'a AppState,
+    format: Format,
 }
 
-/// `POST /subscriptions`.
-pub async fn subscribe(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> HttpResponse {
-    let site_name = &state.settings.site_name;
+impl Reply<'_> {
+    fn site_name(&self) -> &str {
+        &self.state.settings.site_name
+    }
+
+    /// A problem: a page with a way back to the form, or problem details.
+    fn problem(&self, status: StatusCode, title: &str, detail: &str) -> HttpResponse {
+        match self.format {
+            Format::Html => pages::problem(self.site_name(), status, title, detail),
+            Format::Json => pages::problem_details(status, title, detail, Default::default()),
+        }
+    }
+
+    /// 202 for a script; for a browser, back to the site's page when `return_to` allows it
+    /// (303, `subscribed=1`), else the "check your inbox" page.
+    fn accepted(&self, return_to: Option<Url>) -> HttpResponse {
+        if self.format == Format::Json {
+            return HttpResponse::Accepted()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(serde_json::json!({ "status": "confirmation_sent" }));
+        }
+        if let Some(target) = return_to {
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, target.as_str()))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish();
+        }
+        pages::html(
+            StatusCode::OK,
+            &MessagePage {
+                site_name: self.site_name(),
+                title: "Check your inbox",
+                message: "If this address can receive our newsletter, we have sent it an email \
+                          with a link. Follow that link to confirm your subscription; until then \
+                          you will not receive anything from us.",
+                offer_signup: false,
+            },
+        )
+    }
+
+    /// 400: the form again with what is wrong, or problem details naming each wrong field.
+    fn invalid(&self, form: &SignupForm, errors: &[FieldError]) -> HttpResponse {
+        if self.format == Format::Html {
+            return render_form(self.state, StatusCode::BAD_REQUEST, form, errors);
+        }
+        let detail = errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let fields = errors
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "field": e.field,
+                    "detail": e.message,
+                    "pointer": format!("#/{}", e.field),
+                })
+            })
+            .collect();
+        let mut extra = serde_json::Map::new();
+        extra.insert("errors".into(), serde_json::Value::Array(fields));
+        pages::problem_details(StatusCode::BAD_REQUEST, "Invalid sign-up", &detail, extra)
+    }
+
+    /// 429, with the time to wait.
+    fn too_many(&self) -> HttpResponse {
+        let mut response = self.problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-ups",
+            "We have received many sign-ups from here or for this address in the last hour. \
+             Please try again later; if you already signed up, look for our email in your inbox \
+             and your spam folder.",
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static("3600"),
+        );
+        response
+    }
+
+    fn unavailable(&self) -> HttpResponse {
+        if self.format == Format::Html {
+            return pages::unavailable(self.site_name());
+        }
+        let mut response = self.problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable",
+            "Our subscription service cannot reach its database right now. Nothing you sent \
+             was stored; please try again in a minute.",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+        response
+    }
+
+    fn internal_error(&self, error: &dyn std::fmt::Display) -> HttpResponse {
+        if self.format == Format::Html {
+            return pages::internal_error(self.site_name(), "sign-up failed", error);
+        }
+        tracing::error!(%error, "sign-up failed");
+        self.problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong on our side",
+            "Nothing was stored. Please try again in a moment.",
+        )
+    }
+}
+
+/// What a sign-up's body was sent as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Form,
+    Json,
+}
+
+fn body_kind(req: &HttpRequest) -> Option<BodyKind> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if !content_type.starts_with("application/x-www-form-urlencoded") {
-        return pages::problem(
-            site_name,
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/x-www-form-urlencoded" => Some(BodyKind::Form),
+        "application/json" => Some(BodyKind::Json),
+        _ => None,
+    }
+}
+
+/// `POST /subscriptions`: the sign-up form's post (a page, or a redirect back to the site's
+/// `return_to`), or a script's sign-up (`Accept: application/json`; the body a form's, or a JSON
+/// object), answered 202.
+pub async fn subscribe(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let reply = Reply {
+        state: &state,
+        format: embedding::answer_format(req.headers()),
+    };
+    // A JSON body is read only from a caller that asks for JSON back: a script. Anything posting
+    // JSON while expecting a page is not using the form.
+    let kind = body_kind(&req).filter(|k| *k == BodyKind::Form || reply.format == Format::Json);
+    let Some(kind) = kind else {
+        return reply.problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "That form could not be read",
-            "Please use the sign-up form on this site.",
+            "Please use the sign-up form on this site (or send JSON with Accept: \
+             application/json).",
         );
-    }
+    };
     let ip = state.client_ip(&req);
     if state.signup_ip_limiter.check_key(&ip).is_err() {
-        return too_many(site_name);
+        return reply.too_many();
     }
-    let form = SignupForm::from_urlencoded(&body);
+    let form = match kind {
+        BodyKind::Form => SignupForm::from_urlencoded(&body),
+        BodyKind::Json => match SignupForm::from_json(&body) {
+            Ok(form) => form,
+            Err(why) => {
+                return reply.problem(StatusCode::BAD_REQUEST, "That form could not be read", &why)
+            }
+        },
+    };
     let (email, name, topics) = match parse_form(&form, &state.settings.topics) {
         Ok(parsed) => parsed,
-        Err(errors) => return render_form(&state, StatusCode::BAD_REQUEST, &form, &errors),
+        Err(errors) => return reply.invalid(&form, &errors),
     };
+    let return_to = embedding::return_target(&form.return_to, &state.settings.allowed_origins);
     if !form.honeypot.trim().is_empty() {
         // A bot: it gets the same answer as a person, and nothing is stored or sent.
         tracing::info!(%ip, "sign-up with the honeypot filled in ignored");
-        return accepted(&state);
+        return reply.accepted(return_to);
     }
-    let user_agent: String = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(512)
-        .collect();
-    let source: String = form
-        .source
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_SOURCE_CHARS)
-        .collect();
     let signup = NewSignup {
         email,
         name,
         topics,
         ip: ip.to_string(),
-        user_agent,
-        source: if source.is_empty() {
-            "signup-page".into()
-        } else {
-            source
-        },
+        user_agent: user_agent(&req),
+        source: clean_source(&form.source),
     };
     let per_address = state.settings.signup_per_address_per_hour;
     let ttl = state.settings.confirmation_ttl;
@@ -258,30 +417,39 @@ pub async fn subscribe(
     match result {
         Ok(Ok(())) => {
             state.wake.notify_one();
-            accepted(&state)
+            reply.accepted(return_to)
         }
-        Ok(Err(SignupError::TooManyForAddress)) => too_many(site_name),
-        Ok(Err(SignupError::Db(e))) | Err(e) if e.is_unavailable() => pages::unavailable(site_name),
-        Ok(Err(SignupError::Db(e))) | Err(e) => {
-            pages::internal_error(site_name, "sign-up failed", &e)
-        }
+        Ok(Err(SignupError::TooManyForAddress)) => reply.too_many(),
+        Ok(Err(SignupError::Db(e))) | Err(e) if e.is_unavailable() => reply.unavailable(),
+        Ok(Err(SignupError::Db(e))) | Err(e) => reply.internal_error(&e),
     }
 }
 
-fn too_many(site_name: &str) -> HttpResponse {
-    let mut response = pages::problem(
-        site_name,
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many sign-ups",
-        "We have received many sign-ups from here or for this address in the last hour. Please \
-         try again later; if you already signed up, look for our email in your inbox and your \
-         spam folder.",
-    );
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        header::HeaderValue::from_static("3600"),
-    );
-    response
+/// The browser's `User-Agent`, for the consent record: one line, at most 512 characters.
+fn user_agent(req: &HttpRequest) -> String {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(512)
+        .collect()
+}
+
+/// Which form the sign-up came from, for the consent record (`signup-page` when not said).
+fn clean_source(raw: &str) -> String {
+    let source: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_SOURCE_CHARS)
+        .collect();
+    if source.is_empty() {
+        "signup-page".into()
+    } else {
+        source
+    }
 }
 
 /// `GET /subscriptions/confirm?token=…`.
