@@ -12,6 +12,7 @@ mod delivery;
 mod digest;
 mod e2e;
 mod faults;
+mod journey;
 mod openapi;
 mod preferences;
 mod signup;
