@@ -1,4 +1,5 @@
-//! Signed per-recipient tokens for the unsubscribe and preferences links in every message.
+//! Signed per-recipient tokens for the unsubscribe and preferences links in every message, and
+//! the signed token of an issue's web copy ("View in your browser").
 //!
 //! A token names the subscriber and the issue it was sent with, and the day it was made; an
 //! HMAC-SHA256 with `IRIA_SECRET_KEY` over those makes it unforgeable, so nothing needs storing
@@ -111,6 +112,59 @@ impl RecipientToken {
     }
 }
 
+/// The token of an issue's web copy (`/view/{token}`): it names the issue and nobody else, so a
+/// forwarded link shows the issue and nothing of the reader it was sent to. Signed with its own
+/// purpose string, so a recipient token can never pass for one (nor the reverse); it does not
+/// expire, since the issue it shows is the same for everyone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewToken {
+    pub issue_id: i64,
+}
+
+const VIEW_PURPOSE: &[u8] = b"iria-news issue web copy";
+const VIEW_VERSION: u8 = b'v';
+const VIEW_BODY_LEN: usize = 1 + 8;
+
+fn view_mac(secret: &[u8]) -> HmacSha256 {
+    let mut m = HmacSha256::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    m.update(VIEW_PURPOSE);
+    m
+}
+
+impl ViewToken {
+    /// The token's link form: 34 characters of base64url.
+    pub fn sign(&self, secret: &[u8]) -> String {
+        let mut bytes = Vec::with_capacity(VIEW_BODY_LEN + MAC_LEN);
+        bytes.push(VIEW_VERSION);
+        bytes.extend_from_slice(&self.issue_id.to_be_bytes());
+        let mut m = view_mac(secret);
+        m.update(&bytes);
+        bytes.extend_from_slice(&m.finalize().into_bytes()[..MAC_LEN]);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Checks a token from a link (its MAC in constant time).
+    pub fn verify(raw: &str, secret: &[u8]) -> Result<Self, TokenError> {
+        if raw.len() > 100 {
+            return Err(TokenError::Invalid);
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(raw)
+            .map_err(|_| TokenError::Invalid)?;
+        if bytes.len() != VIEW_BODY_LEN + MAC_LEN || bytes[0] != VIEW_VERSION {
+            return Err(TokenError::Invalid);
+        }
+        let (body, tag) = bytes.split_at(VIEW_BODY_LEN);
+        let mut m = view_mac(secret);
+        m.update(body);
+        m.verify_truncated_left(tag)
+            .map_err(|_| TokenError::Invalid)?;
+        let issue_id = i64::from_be_bytes(body[1..].try_into().map_err(|_| TokenError::Invalid)?);
+        Ok(Self { issue_id })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +220,23 @@ mod tests {
             ..t
         };
         assert!(RecipientToken::verify(&sixty_days.sign(KEY), KEY).is_ok());
+    }
+
+    #[test]
+    fn view_tokens_round_trip_and_are_not_recipient_tokens() {
+        let view = ViewToken { issue_id: 7 }.sign(KEY);
+        assert_eq!(ViewToken::verify(&view, KEY), Ok(ViewToken { issue_id: 7 }));
+        assert!(ViewToken::verify(&view, b"another key of thirty-two bytes!").is_err());
+        assert!(RecipientToken::verify(&view, KEY).is_err());
+        let recipient = RecipientToken::new(42, 7).sign(KEY);
+        assert!(ViewToken::verify(&recipient, KEY).is_err());
+        for i in 0..view.len() {
+            let mut chars: Vec<char> = view.chars().collect();
+            chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+            let altered: String = chars.into_iter().collect();
+            if altered != view {
+                assert!(ViewToken::verify(&altered, KEY).is_err(), "altered at {i}");
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use crate::foundation::config::Settings;
 use crate::foundation::db::DbConnection;
 use crate::stores::issues::{
     self, Composed, Draft, IssueError, Kind, Queued, When, MAX_BODY_CHARS, MAX_HTML_BYTES,
-    MAX_KEY_CHARS, PREFERENCES_MARK, UNSUBSCRIBE_MARK,
+    MAX_KEY_CHARS, PREFERENCES_MARK, UNSUBSCRIBE_MARK, VIEW_MARK,
 };
 
 /// Where an editor's announcement comes from. Each door keeps its idempotency keys apart, so a
@@ -83,6 +83,7 @@ struct IssueHtml<'a> {
     body: &'a str,
     unsubscribe_url: &'a str,
     preferences_url: &'a str,
+    view_url: &'a str,
     home: &'a str,
 }
 
@@ -94,6 +95,7 @@ struct IssueText<'a> {
     body: &'a str,
     unsubscribe_url: &'a str,
     preferences_url: &'a str,
+    view_url: &'a str,
 }
 
 /// A subject as it may go into a header: one line, no control characters, at most 200
@@ -139,6 +141,7 @@ pub fn sanitize(html: &str) -> String {
     cleaned
         .replace(UNSUBSCRIBE_MARK, "")
         .replace(PREFERENCES_MARK, "")
+        .replace(VIEW_MARK, "")
 }
 
 /// Composes an issue: the editor's body inside the IRIA layout, CSS inlined, and a text part.
@@ -174,6 +177,7 @@ pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueErro
         body: &body,
         unsubscribe_url: UNSUBSCRIBE_MARK,
         preferences_url: PREFERENCES_MARK,
+        view_url: VIEW_MARK,
         home: &home,
     }
     .render()
@@ -188,6 +192,7 @@ pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueErro
         body: &text_body,
         unsubscribe_url: UNSUBSCRIBE_MARK,
         preferences_url: PREFERENCES_MARK,
+        view_url: VIEW_MARK,
     }
     .render()
     .map_err(|e| IssueError::Render(e.to_string()))?;
@@ -197,6 +202,100 @@ pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueErro
         html,
         text: wrap_long_lines(&text),
     })
+}
+
+/// Puts `replacement` in place of each link (`<a …>…</a>`) whose address is `mark`, and of any
+/// mark left outside a link. The marks are written by our own templates, inside `href="…"`.
+fn replace_links(html: &str, mark: &str, replacement: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(at) = rest.find(mark) {
+        let start = rest[..at].rfind("<a ");
+        let end = rest[at..].find("</a>").map(|e| at + e + "</a>".len());
+        match (start, end) {
+            (Some(start), Some(end)) => {
+                out.push_str(&rest[..start]);
+                out.push_str(replacement);
+                rest = &rest[end..];
+            }
+            _ => {
+                out.push_str(&rest[..at]);
+                out.push_str(replacement);
+                rest = &rest[at + mark.len()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// An issue's stored HTML as anyone may read it on the web: the reader's personal links
+/// (unsubscribe, preferences) become an invitation to subscribe and the archive, so a forwarded
+/// page unsubscribes nobody and shows nobody's choices; the "View in your browser" link, which
+/// would point at the page itself, goes.
+pub fn web_copy(settings: &Settings, html: &str) -> String {
+    let link = |href: String, label: &str| {
+        format!(
+            "<a href=\"{}\" style=\"color: #666666;\">{label}</a>",
+            escape_html(&href)
+        )
+    };
+    let subscribe = link(
+        settings.link("/"),
+        &format!("Subscribe to {}", escape_html(&settings.site_name)),
+    );
+    let archive = link(settings.link("/archive"), "Past digests");
+    let html = replace_links(html, UNSUBSCRIBE_MARK, &subscribe);
+    let html = replace_links(&html, PREFERENCES_MARK, &archive);
+    replace_links(&html, VIEW_MARK, "")
+}
+
+/// A message to one reader that is not an issue (the welcome email, the note to a confirmed
+/// address that signed up again): Markdown composed like an editor's issue, under the same rules,
+/// without a web copy.
+pub fn notice(settings: &Settings, subject: &str, markdown: &str) -> Result<Composed, IssueError> {
+    if markdown.chars().count() > MAX_BODY_CHARS {
+        return Err(IssueError::BodyTooLong);
+    }
+    let draft = Draft {
+        kind: Kind::Announcement,
+        subject: subject.to_string(),
+        preheader: String::new(),
+        body_html: body_html(markdown, true),
+        body_text: None,
+        topics: Vec::new(),
+        period_key: None,
+        idempotency_key: None,
+    };
+    Ok(without_view_link(compose(settings, &draft)?))
+}
+
+/// A composed message that has no web copy (the welcome email, a note to one reader): without
+/// the "View in your browser" link in either part.
+pub fn without_view_link(mut composed: Composed) -> Composed {
+    composed.html = replace_links(&composed.html, VIEW_MARK, "");
+    let mut text = String::with_capacity(composed.text.len());
+    let mut lines = composed.text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.contains(VIEW_MARK) {
+            // The blank line after it goes too.
+            if lines.peek().is_some_and(|next| next.trim().is_empty()) {
+                lines.next();
+            }
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    composed.text = text;
+    composed
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Moves the `<style>` rules onto the elements, as mail programs that drop `<style>` need; the
@@ -266,4 +365,81 @@ pub fn create(
 ) -> Result<Queued, IssueError> {
     let composed = compose(settings, draft)?;
     issues::create(conn, draft, &composed, when, by)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        let env: std::collections::BTreeMap<String, String> = [
+            (
+                "IRIA_SECRET_KEY",
+                "unit-test-secret-key-of-32-bytes-or-more",
+            ),
+            ("IRIA_BASE_URL", "https://news.iria.example"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Settings::from_sources(None, &env).expect("settings")
+    }
+
+    fn issue(settings: &Settings) -> Composed {
+        let draft = Announcement {
+            subject: "Special report".into(),
+            preheader: String::new(),
+            body: "# On the coalition\n\nA [link](https://iria.example/a/).".into(),
+            markdown: true,
+            text: None,
+            topics: vec![],
+            idempotency_key: None,
+        }
+        .into_draft(settings, Door::Console)
+        .expect("draft");
+        compose(settings, &draft).expect("compose")
+    }
+
+    #[test]
+    fn every_issue_links_to_its_web_copy_at_the_top_of_both_parts() {
+        let composed = issue(&settings());
+        let view = composed.html.find(VIEW_MARK).expect("a view link");
+        assert!(
+            view < composed
+                .html
+                .find("On the coalition</h1>")
+                .expect("the body")
+        );
+        assert!(
+            composed
+                .text
+                .starts_with(&format!("View in your browser: {VIEW_MARK}\n")),
+            "{:?}",
+            composed.text
+        );
+    }
+
+    #[test]
+    fn a_web_copy_has_no_personal_link_and_no_link_to_itself() {
+        let settings = settings();
+        let page = web_copy(&settings, &issue(&settings).html);
+        assert!(!page.contains("%%IRIA_"), "{page}");
+        assert!(!page.contains("View in your browser"));
+        assert!(!page.contains(">Unsubscribe<") && !page.contains("Manage preferences"));
+        assert!(page.contains(r#"<a href="https://news.iria.example/" style="color: #666666;">Subscribe to IRIA News</a>"#));
+        assert!(
+            page.contains("https://iria.example/a/"),
+            "the body's links stay"
+        );
+    }
+
+    #[test]
+    fn a_notice_keeps_the_personal_links_but_has_no_web_copy() {
+        let composed = notice(&settings(), "Welcome", "Hello **reader**.").expect("notice");
+        for part in [&composed.html, &composed.text] {
+            assert!(!part.contains(VIEW_MARK) && !part.contains("View in your browser"));
+            assert!(part.contains(UNSUBSCRIBE_MARK) && part.contains(PREFERENCES_MARK));
+        }
+        assert!(composed.text.starts_with("IRIA News - Welcome\n"));
+    }
 }

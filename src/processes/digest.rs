@@ -1,7 +1,8 @@
 //! The weekly digest: the articles published since the previous digest's cut-off and never in an
 //! earlier digest, rendered into one issue per distinct choice of topics, queued to the readers
 //! who made that choice. One digest per period, whatever the number of instances or reruns: the
-//! period's key is unique in `digests`.
+//! period's key is unique in `digests`. A period the scheduler found empty stays open to a manual
+//! run; one an editor skipped does not.
 
 use askama::Template;
 use chrono::{Datelike, NaiveDateTime};
@@ -9,9 +10,10 @@ use diesel::prelude::*;
 
 use crate::foundation::config::Settings;
 use crate::foundation::db::{self, DbConnection};
+use crate::foundation::schedule::Schedule;
 use crate::processes::compose;
 use crate::stores::articles::{self, shorten, Article};
-use crate::stores::digests::{self, Archived};
+use crate::stores::digests::{self, Archived, PeriodState};
 use crate::stores::issues::{self, Composed, Draft, IssueError, Kind};
 use crate::stores::subscriptions;
 
@@ -42,11 +44,30 @@ pub struct Plan {
     pub audiences: Vec<Audience>,
 }
 
+/// Who asked for a run: it decides whether a period a scheduled run found empty is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The scheduler, at the scheduled time or at start-up. A period it found empty stays closed
+    /// to it, so a restart later in the week sends nothing mid-week.
+    Schedule,
+    /// An editor ("Send it now"), the API or `iria-news digest run`: sends in a period a scheduled
+    /// run found empty (a fresh installation's first week, articles imported since), never in one
+    /// an editor skipped.
+    Manual,
+}
+
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// This period's digest exists already (another instance, or a rerun): nothing sent.
-    AlreadyDone { period_key: String },
+    /// This period's digest exists already (another instance, or a rerun), or an editor skipped
+    /// the period: nothing sent.
+    AlreadyDone {
+        period_key: String,
+        /// An editor skipped it (rather than a digest having gone out).
+        skipped: bool,
+        /// When the next period opens, in words ("Monday 7 December 2026 at 08:00 (UTC)").
+        next_period: Option<String>,
+    },
     /// No article since the last digest: no digest.
     NoArticles,
     /// Queued: (issue, recipients) per audience that had articles.
@@ -65,10 +86,25 @@ pub enum Outcome {
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outcome::AlreadyDone { period_key } => write!(
-                f,
-                "the digest of period {period_key} was made already; nothing sent"
-            ),
+            Outcome::AlreadyDone {
+                period_key,
+                skipped,
+                next_period,
+            } => {
+                let why = if *skipped {
+                    " (an editor skipped it)"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "the digest of period {period_key} was made already{why}; nothing sent"
+                )?;
+                if let Some(next) = next_period {
+                    write!(f, "; the next period opens on {next}")?;
+                }
+                write!(f, "; `iria-news digest run --force` makes one now anyway")
+            }
             Outcome::NoArticles => write!(f, "no new articles since the last digest; no digest"),
             Outcome::Queued {
                 digest_id,
@@ -143,7 +179,8 @@ pub fn plan(conn: &mut DbConnection, period_key: &str, now: NaiveDateTime) -> Qu
     })
 }
 
-/// Makes and queues this period's digest (or, with `dry_run`, says what it would send).
+/// Makes and queues this period's digest (or, with `dry_run`, says what it would send), as an
+/// editor, the API or the command line asks for it ([`Trigger::Manual`]).
 pub fn run(
     conn: &mut DbConnection,
     settings: &Settings,
@@ -151,17 +188,64 @@ pub fn run(
     now: NaiveDateTime,
     dry_run: bool,
 ) -> Result<Outcome, IssueError> {
-    let already_done = || Outcome::AlreadyDone {
+    run_as(conn, settings, period_key, now, dry_run, Trigger::Manual)
+}
+
+/// The scheduler's run of this period's digest ([`Trigger::Schedule`]).
+pub fn run_scheduled(
+    conn: &mut DbConnection,
+    settings: &Settings,
+    period_key: &str,
+    now: NaiveDateTime,
+) -> Result<Outcome, IssueError> {
+    run_as(conn, settings, period_key, now, false, Trigger::Schedule)
+}
+
+/// The outcome of a run that found its period closed.
+fn already_done(
+    settings: &Settings,
+    period_key: &str,
+    skipped: bool,
+    now: NaiveDateTime,
+) -> Outcome {
+    let schedule = &settings.schedule;
+    // The period after this one: after its start when it has not begun yet (the console's
+    // coming period), else after now.
+    let from =
+        Schedule::period_start(period_key).map_or(now.and_utc(), |start| start.max(now.and_utc()));
+    Outcome::AlreadyDone {
         period_key: period_key.to_string(),
+        skipped,
+        next_period: schedule.next(from).map(|t| schedule.local_time(t)),
+    }
+}
+
+/// Makes and queues this period's digest, once per period, as `trigger` may.
+pub fn run_as(
+    conn: &mut DbConnection,
+    settings: &Settings,
+    period_key: &str,
+    now: NaiveDateTime,
+    dry_run: bool,
+    trigger: Trigger,
+) -> Result<Outcome, IssueError> {
+    let state = digests::state_of(conn, period_key)?;
+    let open = match state {
+        None => true,
+        Some(PeriodState::Empty) => trigger == Trigger::Manual,
+        Some(PeriodState::Sent | PeriodState::Skipped) => false,
     };
-    if digests::is_done(conn, period_key)? {
-        return Ok(already_done());
+    if !open {
+        let skipped = state == Some(PeriodState::Skipped);
+        return Ok(already_done(settings, period_key, skipped, now));
     }
     let plan = plan(conn, period_key, now)?;
     if plan.articles.is_empty() {
-        if !dry_run {
-            // The period is done all the same: a restart later in the week sends nothing.
-            digests::record_period(conn, period_key, plan.cutoff, 0, now)?;
+        // The scheduler closes the period all the same: a restart later in the week sends
+        // nothing. A manual run closes nothing, so that a "send now" with nothing to send does
+        // not keep the coming digest from its scheduled time.
+        if !dry_run && trigger == Trigger::Schedule && state.is_none() {
+            digests::record_empty(conn, period_key, now)?;
         }
         return Ok(Outcome::NoArticles);
     }
@@ -176,6 +260,17 @@ pub fn run(
             audiences,
         });
     }
+    queue(conn, settings, &plan, now, trigger)
+}
+
+/// Composes the plan's issues and queues them, recording the period as sent, in one transaction.
+fn queue(
+    conn: &mut DbConnection,
+    settings: &Settings,
+    plan: &Plan,
+    now: NaiveDateTime,
+    trigger: Trigger,
+) -> Result<Outcome, IssueError> {
     // Compose outside the transaction (CSS inlining is the slow part), write inside it.
     let mut composed: Vec<(String, Composed)> = Vec::new();
     for audience in plan.audiences.iter().filter(|a| !a.articles.is_empty()) {
@@ -187,10 +282,13 @@ pub fn run(
         let issue = compose::compose(settings, &draft(settings, &picked, now)?)?;
         composed.push((audience.topics.clone(), issue));
     }
+    let period_key = plan.period_key.as_str();
     let inserted = db::write_transaction(conn, |conn| {
         let articles = plan.articles.len() as i32;
+        let over_empty = trigger == Trigger::Manual;
         // `None`: another instance made this period's digest a moment ago.
-        let Some(digest_id) = digests::record_period(conn, period_key, plan.cutoff, articles, now)?
+        let Some(digest_id) =
+            digests::record_sent(conn, period_key, plan.cutoff, articles, now, over_empty)?
         else {
             return Ok(None);
         };
@@ -205,7 +303,10 @@ pub fn run(
         Ok::<_, IssueError>(Some((digest_id, queued)))
     })?;
     Ok(match inserted {
-        None => already_done(),
+        None => {
+            let skipped = digests::state_of(conn, period_key)? == Some(PeriodState::Skipped);
+            already_done(settings, period_key, skipped, now)
+        }
         Some((digest_id, issues)) => Outcome::Queued {
             digest_id,
             articles: plan.articles.len(),

@@ -13,8 +13,10 @@ use sha2::{Digest, Sha256};
 use chrono::NaiveDateTime;
 
 use crate::foundation::config::Settings;
-use crate::foundation::links::RecipientToken;
-use crate::stores::issues::{self, PREFERENCES_MARK, UNSUBSCRIBE_MARK};
+use crate::foundation::links::{RecipientToken, ViewToken};
+use crate::processes::compose;
+use crate::stores::issues::{self, PREFERENCES_MARK, UNSUBSCRIBE_MARK, VIEW_MARK};
+use crate::stores::welcome::Welcome;
 
 /// What follows `<d{delivery id}` in every Message-ID: `.{installation}@{domain}>`. The ledger
 /// sets a delivery's Message-ID when it is claimed (see [`crate::stores::delivery::claim`]), so the same
@@ -212,10 +214,14 @@ pub fn newsletter(
     dkim: Option<&lettre::message::dkim::DkimConfig>,
 ) -> anyhow::Result<Message> {
     let token = RecipientToken::new(to.subscriber_id, issue.id).sign(settings.secret());
-    let unsubscribe_url = settings.link(&format!("/unsubscribe/{token}"));
-    let preferences_url = settings.link(&format!("/preferences/{token}"));
-    let html = issue.html.render(&unsubscribe_url, &preferences_url);
-    let text = issue.text.render(&unsubscribe_url, &preferences_url);
+    let links = Links {
+        unsubscribe: settings.link(&format!("/unsubscribe/{token}")),
+        preferences: settings.link(&format!("/preferences/{token}")),
+        view: view_url(settings, issue.id),
+    };
+    let unsubscribe_url = &links.unsubscribe;
+    let html = issue.html.render(&links);
+    let text = issue.text.render(&links);
     let mut list_unsubscribe = format!("<{unsubscribe_url}>");
     if let Some(mailto) = &settings.unsubscribe_mailto {
         list_unsubscribe.push_str(&format!(
@@ -250,6 +256,69 @@ pub fn newsletter(
         message.sign(dkim);
     }
     Ok(message)
+}
+
+/// The address of an issue's web copy, the same for every reader (`/view/{token}`); for a copy
+/// of no stored issue (a test copy), the archive.
+pub fn view_url(settings: &Settings, issue_id: i64) -> String {
+    if issue_id <= 0 {
+        return settings.link("/archive");
+    }
+    let token = ViewToken { issue_id }.sign(settings.secret());
+    settings.link(&format!("/view/{token}"))
+}
+
+/// A message to one reader that is not an issue (the welcome, the note to a confirmed address
+/// that signed up again), composed from Markdown like an editor's issue and sent with the same
+/// headers and personal links, but without a web copy.
+fn notice(
+    settings: &Settings,
+    to: &Addressee,
+    subject: &str,
+    markdown: &str,
+    dkim: Option<&lettre::message::dkim::DkimConfig>,
+) -> anyhow::Result<Message> {
+    let composed = compose::notice(settings, subject, markdown)?;
+    let content = IssueContent::new(
+        0,
+        composed.subject,
+        &composed.html,
+        &composed.text,
+        chrono::Utc::now().naive_utc(),
+    );
+    newsletter(settings, to, &content, dkim)
+}
+
+/// The welcome email, as the editors wrote it (see [`crate::stores::welcome`]).
+pub fn welcome(
+    settings: &Settings,
+    to: &Addressee,
+    welcome: &Welcome,
+    dkim: Option<&lettre::message::dkim::DkimConfig>,
+) -> anyhow::Result<Message> {
+    notice(settings, to, &welcome.subject, &welcome.body, dkim)
+}
+
+/// The body of the note to a confirmed address that signed up again.
+#[derive(Template)]
+#[template(path = "emails/already_subscribed.md")]
+struct AlreadySubscribedBody<'a> {
+    site_name: &'a str,
+}
+
+/// To a confirmed address that signed up again: it is subscribed already, and where its
+/// preferences and the way out are.
+pub fn already_subscribed(
+    settings: &Settings,
+    to: &Addressee,
+    dkim: Option<&lettre::message::dkim::DkimConfig>,
+) -> anyhow::Result<Message> {
+    let body = AlreadySubscribedBody {
+        site_name: &settings.site_name,
+    }
+    .render()?;
+    let subject = format!("You are already subscribed to {}", settings.site_name);
+    notice(settings, to, &subject, &body, dkim)
 }
 
 /// What the worker needs of an issue to write each copy: its parts encoded once.
@@ -288,7 +357,7 @@ impl From<issues::Content> for IssueContent {
 }
 
 /// One part of an issue (its HTML or its text), quoted-printable encoded once per issue, with
-/// gaps where each recipient's links go: a copy then costs a few copies of bytes instead of
+/// gaps where each recipient's links (and the issue's web copy) go: a copy then costs a few copies of bytes instead of
 /// encoding the whole part again. Each piece ends with a soft line break (`=` CRLF, which decodes
 /// to nothing), so pieces join without making a line longer than quoted-printable allows.
 #[derive(Clone, Debug)]
@@ -297,11 +366,28 @@ pub struct PreparedPart {
     len: usize,
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Gap {
+    Unsubscribe,
+    Preferences,
+    View,
+}
+
 #[derive(Clone, Debug)]
 enum Piece {
     Encoded(Vec<u8>),
-    Unsubscribe,
-    Preferences,
+    Gap(Gap),
+}
+
+/// The links that fill one copy's gaps.
+#[derive(Clone, Debug)]
+pub struct Links {
+    /// The reader's unsubscribe link.
+    pub unsubscribe: String,
+    /// The reader's preferences link.
+    pub preferences: String,
+    /// The issue's web copy, the same for every reader.
+    pub view: String,
 }
 
 impl PreparedPart {
@@ -312,11 +398,12 @@ impl PreparedPart {
         let mut rest = crlf.as_str();
         loop {
             let next = [
-                (UNSUBSCRIBE_MARK, Piece::Unsubscribe),
-                (PREFERENCES_MARK, Piece::Preferences),
+                (UNSUBSCRIBE_MARK, Gap::Unsubscribe),
+                (PREFERENCES_MARK, Gap::Preferences),
+                (VIEW_MARK, Gap::View),
             ]
             .into_iter()
-            .filter_map(|(mark, piece)| rest.find(mark).map(|at| (at, mark.len(), piece)))
+            .filter_map(|(mark, gap)| rest.find(mark).map(|at| (at, mark.len(), Piece::Gap(gap))))
             .min_by_key(|(at, _, _)| *at);
             let (literal, gap) = match next {
                 Some((at, len, piece)) => {
@@ -348,15 +435,19 @@ impl PreparedPart {
     }
 
     /// The encoded part with this recipient's links filled in.
-    pub fn render(&self, unsubscribe_url: &str, preferences_url: &str) -> lettre::message::Body {
-        let unsubscribe = encode_piece(unsubscribe_url);
-        let preferences = encode_piece(preferences_url);
-        let mut out = Vec::with_capacity(self.len + 4 * (unsubscribe.len() + preferences.len()));
+    pub fn render(&self, links: &Links) -> lettre::message::Body {
+        let unsubscribe = encode_piece(&links.unsubscribe);
+        let preferences = encode_piece(&links.preferences);
+        let view = encode_piece(&links.view);
+        let mut out = Vec::with_capacity(
+            self.len + 4 * (unsubscribe.len() + preferences.len()) + 2 * view.len(),
+        );
         for piece in &self.pieces {
             match piece {
                 Piece::Encoded(bytes) => out.extend_from_slice(bytes),
-                Piece::Unsubscribe => out.extend_from_slice(&unsubscribe),
-                Piece::Preferences => out.extend_from_slice(&preferences),
+                Piece::Gap(Gap::Unsubscribe) => out.extend_from_slice(&unsubscribe),
+                Piece::Gap(Gap::Preferences) => out.extend_from_slice(&preferences),
+                Piece::Gap(Gap::View) => out.extend_from_slice(&view),
             }
         }
         lettre::message::Body::dangerous_pre_encoded(

@@ -2,12 +2,10 @@
 //! records what happened. It runs inside `serve` and alone in `iria-news worker`.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tokio::sync::{watch, Notify};
 
@@ -20,8 +18,10 @@ use crate::foundation::domain::SubscriberStatus;
 use crate::processes::mail::{Mailer, SendError};
 use crate::processes::messages;
 use crate::processes::messages::IssueContent;
+use crate::processes::throttle::Throttle;
 use crate::stores::issues;
 use crate::stores::subscriptions::{self, Recipient};
+use crate::stores::welcome::{self, Welcome};
 
 /// Batches a worker has under way at once.
 pub const PIPELINES: usize = 2;
@@ -55,62 +55,6 @@ pub struct Worker {
     pub metrics: Arc<crate::foundation::metrics::Metrics>,
 }
 
-/// The sending pace of this process: a global messages-per-second ceiling, one per recipient
-/// domain, and domains that asked us to slow down (421/454) waited out.
-struct Throttle {
-    global: Option<DefaultDirectRateLimiter>,
-    per_domain: Option<DefaultKeyedRateLimiter<String>>,
-    /// Domain → (no sending before, the penalty that got us there).
-    slowed: Mutex<HashMap<String, (Instant, Duration)>>,
-}
-
-impl Throttle {
-    fn new(global: u32, per_domain: u32) -> Self {
-        Self {
-            global: NonZeroU32::new(global).map(|n| RateLimiter::direct(Quota::per_second(n))),
-            per_domain: NonZeroU32::new(per_domain)
-                .map(|n| RateLimiter::keyed(Quota::per_second(n))),
-            slowed: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// When a domain that told us to slow down may be tried again, if not yet.
-    fn slowed_until(&self, domain: &str) -> Option<Instant> {
-        let slowed = self.slowed.lock().ok()?;
-        slowed
-            .get(domain)
-            .map(|(until, _)| *until)
-            .filter(|until| *until > Instant::now())
-    }
-
-    /// A 421/454 from a domain: no more to it for a while, twice as long each time in a row
-    /// (from 30 s up to an hour).
-    fn slow_down(&self, domain: &str) -> Instant {
-        let now = Instant::now();
-        let Ok(mut slowed) = self.slowed.lock() else {
-            return now + Duration::from_secs(30);
-        };
-        let penalty = match slowed.get(domain) {
-            Some((until, previous)) if *until + *previous * 2 > now => {
-                (*previous * 2).min(Duration::from_secs(3600))
-            }
-            _ => Duration::from_secs(30),
-        };
-        slowed.insert(domain.to_string(), (now + penalty, penalty));
-        now + penalty
-    }
-
-    /// Waits for a turn within the global and the domain's ceilings.
-    async fn wait_turn(&self, domain: &str) {
-        if let Some(global) = &self.global {
-            global.until_ready().await;
-        }
-        if let Some(per_domain) = &self.per_domain {
-            per_domain.until_key_ready(&domain.to_string()).await;
-        }
-    }
-}
-
 /// One claim: the deliveries, and what sending them needs from the database.
 struct ClaimedBatch {
     deliveries: Vec<Claimed>,
@@ -119,6 +63,8 @@ struct ClaimedBatch {
     live: Vec<String>,
     /// The batch's issues that were not in the cache.
     new_issues: Vec<IssueContent>,
+    /// The welcome email as it stands now, when the batch has one to send.
+    welcome: Option<Welcome>,
 }
 
 impl Worker {
@@ -259,6 +205,7 @@ impl Worker {
             recipients,
             live,
             new_issues,
+            welcome,
         } = self.claim(known).await?;
         let issue_map = self.cache_issues(new_issues);
         if deliveries.is_empty() {
@@ -266,7 +213,16 @@ impl Worker {
         }
         let claimed = deliveries.len();
         let outcomes = self
-            .send_batch(deliveries, recipients, &live, &issue_map, claimed_at)
+            .send_batch(
+                deliveries,
+                Context {
+                    recipients,
+                    live: &live,
+                    issue_map: &issue_map,
+                    welcome: welcome.as_ref(),
+                },
+                claimed_at,
+            )
             .await;
         let sent = outcomes
             .iter()
@@ -294,6 +250,7 @@ impl Worker {
             .unwrap_or(chrono::Duration::minutes(5));
         let limit = self.settings.delivery.batch_size;
         let suffix = self.message_id_suffix.clone();
+        let settings = self.settings.clone();
         db::run(&self.pool, move |conn| {
             let now = db::now();
             delivery::release_expired_leases(conn, now)?;
@@ -322,11 +279,18 @@ impl Worker {
                     .map(IssueContent::from)
                     .collect()
             };
+            // Read at each claim, not cached: an editor's change applies to the next welcome.
+            let welcome = if deliveries.iter().any(|c| c.kind == Kind::Welcome.as_str()) {
+                Some(welcome::current(conn, &settings)?)
+            } else {
+                None
+            };
             Ok(ClaimedBatch {
                 deliveries,
                 recipients,
                 live,
                 new_issues,
+                welcome,
             })
         })
         .await
@@ -353,22 +317,21 @@ impl Worker {
     async fn send_batch(
         &self,
         batch: Vec<Claimed>,
-        recipients: Vec<Recipient>,
-        live: &[String],
-        issue_map: &HashMap<i64, Arc<IssueContent>>,
+        context: Context<'_>,
         claimed_at: Instant,
     ) -> Vec<(Claimed, Outcome)> {
         let recipients: HashMap<i64, Recipient> =
-            recipients.into_iter().map(|r| (r.id, r)).collect();
+            context.recipients.into_iter().map(|r| (r.id, r)).collect();
+        let welcome = context.welcome;
         stream::iter(batch)
             .map(|c| {
                 let recipient = recipients.get(&c.subscriber_id);
-                let issue = c.issue_id.and_then(|i| issue_map.get(&i)).cloned();
+                let issue = c.issue_id.and_then(|i| context.issue_map.get(&i)).cloned();
                 let link_live = c
                     .payload
                     .as_deref()
                     .and_then(subscriptions::tokens::ConfirmationToken::parse)
-                    .is_some_and(|t| live.contains(&t.hash()));
+                    .is_some_and(|t| context.live.contains(&t.hash()));
                 async move {
                     // Stopping: what has not started goes back to the queue untouched.
                     if *self.stop.borrow() {
@@ -379,9 +342,12 @@ impl Worker {
                     if !self.lease_held(claimed_at) {
                         return (c, Outcome::Released);
                     }
-                    let outcome = self
-                        .deliver(&c, recipient, link_live, issue.as_deref())
-                        .await;
+                    let content = Content {
+                        link_live,
+                        issue: issue.as_deref(),
+                        welcome,
+                    };
+                    let outcome = self.deliver(&c, recipient, content).await;
                     (c, outcome)
                 }
             })
@@ -394,8 +360,7 @@ impl Worker {
         &self,
         claimed: &Claimed,
         recipient: Option<&Recipient>,
-        link_live: bool,
-        issue: Option<&IssueContent>,
+        content: Content<'_>,
     ) -> Outcome {
         let Some(recipient) = recipient else {
             return Outcome::Skipped {
@@ -405,7 +370,7 @@ impl Worker {
         // Building a message runs library code on stored data; a panic there must cost this one
         // delivery, not the worker.
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.build(claimed, recipient, link_live, issue)
+            self.build(claimed, recipient, content)
         }));
         let message = match built {
             Ok(Ok(m)) => m,
@@ -456,8 +421,7 @@ impl Worker {
         &self,
         claimed: &Claimed,
         recipient: &Recipient,
-        link_live: bool,
-        issue: Option<&IssueContent>,
+        content: Content<'_>,
     ) -> Result<lettre::Message, Outcome> {
         let to = messages::Addressee {
             delivery_id: claimed.id,
@@ -466,40 +430,47 @@ impl Worker {
             email: &recipient.email,
             name: recipient.name.as_deref(),
         };
-        let built = match claimed.kind.as_str() {
-            "confirmation" => {
-                if !link_live {
-                    let reason = "confirmation link used, superseded or expired".into();
-                    return Err(Outcome::Skipped { reason });
-                }
-                let token = claimed.payload.as_deref().unwrap_or_default();
-                messages::confirmation(&self.settings, &to, token, self.dkim.as_deref())
+        let dkim = self.dkim.as_deref();
+        let kind = claimed.kind.as_str();
+        if kind == Kind::Confirmation.as_str() {
+            if !content.link_live {
+                let reason = "confirmation link used, superseded or expired".into();
+                return Err(Outcome::Skipped { reason });
             }
+            let token = claimed.payload.as_deref().unwrap_or_default();
+            return messages::confirmation(&self.settings, &to, token, dkim).map_err(unbuilt);
+        }
+        // Everything else goes to confirmed readers only: one who left after it was queued
+        // gets nothing more.
+        if recipient.status != SubscriberStatus::Confirmed.as_str() {
+            return Err(Outcome::Skipped {
+                reason: format!("subscriber is {}", recipient.status),
+            });
+        }
+        let built = match kind {
             "issue" => {
-                // A subscriber who left after the issue was queued gets nothing more of it.
-                if recipient.status
-                    != crate::foundation::domain::SubscriberStatus::Confirmed.as_str()
-                {
-                    return Err(Outcome::Skipped {
-                        reason: format!("subscriber is {}", recipient.status),
-                    });
-                }
-                let Some(issue) = issue else {
+                let Some(issue) = content.issue else {
                     return Err(Outcome::Failed {
                         error: "the issue is no longer on file".into(),
                     });
                 };
-                messages::newsletter(&self.settings, &to, issue, self.dkim.as_deref())
+                messages::newsletter(&self.settings, &to, issue, dkim)
             }
+            "welcome" => match content.welcome {
+                Some(w) if w.enabled => messages::welcome(&self.settings, &to, w, dkim),
+                _ => {
+                    let reason = "the welcome email was turned off".into();
+                    return Err(Outcome::Skipped { reason });
+                }
+            },
+            "already_subscribed" => messages::already_subscribed(&self.settings, &to, dkim),
             other => {
                 return Err(Outcome::Failed {
                     error: format!("no sender for deliveries of kind {other:?}"),
                 });
             }
         };
-        built.map_err(|e| Outcome::Failed {
-            error: format!("could not build the message: {e}"),
-        })
+        built.map_err(unbuilt)
     }
 
     /// Decides what a failed send becomes: 5xx ends it (a 5.1.x bounce suppresses the address),
@@ -525,6 +496,31 @@ impl Worker {
             db::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
         tracing::info!(delivery = claimed.id, attempts = claimed.attempts, retry_in_ms = delay.as_millis() as u64, %error, "send failed; will retry");
         Outcome::Retry { at, error }
+    }
+}
+
+/// What a batch's messages are made of, read at the claim.
+struct Context<'a> {
+    recipients: Vec<Recipient>,
+    /// Hashes of the batch's confirmation tokens that are still valid.
+    live: &'a [String],
+    issue_map: &'a HashMap<i64, Arc<IssueContent>>,
+    welcome: Option<&'a Welcome>,
+}
+
+/// What one delivery's message is made of.
+#[derive(Clone, Copy)]
+struct Content<'a> {
+    /// A confirmation's link still confirms.
+    link_live: bool,
+    issue: Option<&'a IssueContent>,
+    welcome: Option<&'a Welcome>,
+}
+
+/// A message that could not be written: that delivery fails, for good.
+fn unbuilt(e: anyhow::Error) -> Outcome {
+    Outcome::Failed {
+        error: format!("could not build the message: {e}"),
     }
 }
 

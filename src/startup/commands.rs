@@ -17,7 +17,7 @@ use crate::processes::{digest, feed};
 use crate::startup::server::Application;
 use crate::startup::tasks::stop_signal;
 use crate::stores::delivery::Progress;
-use crate::stores::issues::{Queued, PREFERENCES_MARK, UNSUBSCRIBE_MARK};
+use crate::stores::issues::{Queued, PREFERENCES_MARK, UNSUBSCRIBE_MARK, VIEW_MARK};
 use crate::stores::{api_tokens, delivery, editors};
 
 /// `serve`: the web application, the background tasks and a delivery worker, until a signal.
@@ -219,6 +219,7 @@ pub async fn preview_digest(settings: &Settings, text: bool) -> anyhow::Result<(
             c.text
                 .replace(UNSUBSCRIBE_MARK, "<unsubscribe link>")
                 .replace(PREFERENCES_MARK, "<preferences link>")
+                .replace(VIEW_MARK, "<web copy link>")
         ),
         Some(c) => print!("{}", c.html),
         None => eprintln!("no new articles since the last digest; nothing would be sent"),

@@ -3,7 +3,7 @@
 
 use actix_web::web;
 
-use crate::http::public::{archive, links, ops, signup};
+use crate::http::public::{archive, links, ops, signup, view};
 use crate::http::{api, embedding};
 
 /// The routes outside `/admin` (the console is a scope of its own, see [`crate::http::admin`]).
@@ -44,5 +44,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ready", web::get().to(ops::readiness))
         .route("/metrics", web::get().to(ops::metrics))
         .configure(api::routes::routes)
-        .route("/assets/site.css", web::get().to(ops::stylesheet));
+        .route("/assets/site.css", web::get().to(ops::stylesheet))
+        .route("/view/{token}", web::get().to(view::issue));
 }

@@ -46,7 +46,8 @@ pub fn spawn_background(state: &web::Data<AppState>, settings: &Arc<Settings>) {
 
 /// Runs the digest at every scheduled time until the process stops, and once at start when the
 /// current period's digest is missing (a run missed while the app was down happens once, not
-/// once per missed period: only the latest period is looked at).
+/// once per missed period: only the latest period is looked at). A period it finds without
+/// articles is closed to it, not to an editor: see [`digest::Trigger`].
 pub async fn digest_forever(settings: Arc<Settings>, pool: Pool, schedule: Schedule) {
     // At start: the current period's digest, if the period has begun and its digest is missing.
     let mut first = schedule.latest(Utc::now()).is_some();
@@ -64,7 +65,7 @@ pub async fn digest_forever(settings: Arc<Settings>, pool: Pool, schedule: Sched
         let key = schedule.period_key(Utc::now());
         let s = settings.clone();
         let result = db::run(&pool, move |conn| {
-            Ok(digest::run(conn, &s, &key, db::now(), false))
+            Ok(digest::run_scheduled(conn, &s, &key, db::now()))
         })
         .await;
         match result {

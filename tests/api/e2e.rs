@@ -135,7 +135,8 @@ async fn flow(app: &TestApp, browser: &Browser) {
     browser.screenshot("issue-page").await;
 
     // f. The subscriber receives the issue.
-    let issue = app.wait_for_mail_to(READER, 2).await;
+    // After the confirmation and the welcome email.
+    let issue = app.wait_for_mail_with_subject(READER, SUBJECT, 1).await;
     let parsed = issue.parsed();
     assert_eq!(parsed.subject(), Some(SUBJECT));
     let text = issue.text();

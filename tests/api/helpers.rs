@@ -466,6 +466,28 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Waits for the `n`-th message to this address whose subject contains `part`, whatever
+    /// arrived between (a welcome email, a note): messages queued close together may arrive in
+    /// either order.
+    pub async fn wait_for_mail_with_subject(&self, email: &str, part: &str, n: usize) -> Received {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let subject = |m: &Received| m.parsed().subject().unwrap_or_default().to_string();
+        loop {
+            let got = self.received_by(email);
+            if let Some(m) = got.iter().filter(|m| subject(m).contains(part)).nth(n - 1) {
+                return m.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no message #{n} for {email} with {part:?} in its subject within 15 s; got {:?}",
+                got.iter().map(subject).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl TestApp {
     /// Adds `n` confirmed subscribers straight into the database; returns (id, address) in order.
     pub fn add_confirmed(&self, prefix: &str, n: usize) -> Vec<(i64, String)> {
         self.add_subscribers(prefix, n, |_| (None, String::new()))

@@ -13,6 +13,7 @@ mod digest;
 mod e2e;
 mod embedding;
 mod faults;
+mod journey;
 mod openapi;
 mod preferences;
 mod signup;

@@ -163,6 +163,7 @@ diesel::table! {
         cutoff -> Timestamp,
         articles -> Integer,
         created_at -> Timestamp,
+        outcome -> Text,
     }
 }
 
@@ -173,5 +174,16 @@ diesel::table! {
         last_modified -> Nullable<Text>,
         polled_at -> Nullable<Timestamp>,
         last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    welcome_message (id) {
+        id -> BigInt,
+        enabled -> Integer,
+        subject -> Text,
+        body -> Text,
+        updated_at -> Timestamp,
+        updated_by -> Nullable<Text>,
     }
 }

@@ -130,7 +130,8 @@ fn for_preview(mut composed: Composed) -> Composed {
     for part in [&mut composed.html, &mut composed.text] {
         *part = part
             .replace(issues::UNSUBSCRIBE_MARK, "#unsubscribe")
-            .replace(issues::PREFERENCES_MARK, "#preferences");
+            .replace(issues::PREFERENCES_MARK, "#preferences")
+            .replace(issues::VIEW_MARK, "#view-in-browser");
     }
     composed
 }
@@ -407,16 +408,20 @@ pub async fn page(
     ))
 }
 
-/// `GET /admin/issues/{id}/preview`: the stored HTML as a subscriber sees it (links disabled).
+/// `GET /admin/issues/{id}/preview`: the stored HTML as a subscriber sees it (personal links
+/// disabled).
 pub async fn preview(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = path_id(&path)?;
     let parts = query(&state, move |conn| Ok(issues::parts(conn, id)?))
         .await?
         .ok_or(Fault::NotFound)?;
+    // The web copy's link is the real one: the same for every reader.
+    let view = crate::processes::messages::view_url(&state.settings, id);
     let html = parts
         .0
         .replace(issues::UNSUBSCRIBE_MARK, "#unsubscribe")
-        .replace(issues::PREFERENCES_MARK, "#preferences");
+        .replace(issues::PREFERENCES_MARK, "#preferences")
+        .replace(issues::VIEW_MARK, &view);
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(html))

@@ -5,7 +5,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::web;
 
 use super::session::{guard, session_middleware};
-use super::{articles, auth, dashboard, digest, issues, signup_form, subscribers, MAX_FORM_BYTES};
+use super::{
+    articles, auth, dashboard, digest, issues, signup_form, subscribers, welcome, MAX_FORM_BYTES,
+};
 use crate::foundation::config::Settings;
 
 /// Declares the console's routes: the table the tests walk and the function that registers it.
@@ -52,6 +54,8 @@ route_table! {
     post "/articles/{id}" => articles::update,
     post "/articles/{id}/exclude" => articles::exclude,
     get "/signup-form" => signup_form::page,
+    get "/welcome" => welcome::page,
+    post "/welcome" => welcome::save,
 }
 
 /// The `/admin` scope, with its session cookie and guard.

@@ -5,10 +5,12 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 
 use crate::foundation::db;
+use crate::foundation::links::ViewToken;
 use crate::http::pages::{self, MessagePage};
 use crate::http::state::AppState;
+use crate::processes::compose;
 use crate::processes::digest::{self, Item};
-use crate::stores::digests;
+use crate::stores::{digests, issues};
 
 /// `GET /digest/preview`: the digest that would go out now, as a reader of all topics gets it.
 pub async fn preview(state: web::Data<AppState>) -> HttpResponse {
@@ -19,10 +21,11 @@ pub async fn preview(state: web::Data<AppState>) -> HttpResponse {
     .await;
     let site_name = &state.settings.site_name;
     match result {
+        // As a web copy: no reader's links in it, and none to itself.
         Ok(Ok(Some(composed))) => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body(composed.html),
+            .body(compose::web_copy(&state.settings, &composed.html)),
         Ok(Ok(None)) => pages::html(
             StatusCode::OK,
             &MessagePage {
@@ -75,6 +78,8 @@ struct ArchivedPage<'a> {
     site_name: &'a str,
     title: String,
     items: Vec<Item<'a>>,
+    /// The digest as it was sent, one issue per audience: (its web copy, who it was for).
+    sent_as: Vec<(String, String)>,
 }
 
 /// `GET /archive/{id}`.
@@ -83,18 +88,39 @@ pub async fn archived(state: web::Data<AppState>, path: web::Path<String>) -> Ht
     let Ok(id) = path.into_inner().parse::<i64>() else {
         return pages::not_found_page(site_name);
     };
-    match db::run(&state.pool, move |conn| Ok(digest::archived(conn, id)?)).await {
-        Ok(Some((digest, list))) if digest.articles > 0 => {
+    let found = db::run(&state.pool, move |conn| {
+        Ok(digest::archived(conn, id)?.map(|d| (d, issues::of_digest(conn, id))))
+    })
+    .await;
+    match found {
+        Ok(Some(((digest, list), Ok(sent)))) if digest.articles > 0 => {
             let items = list.iter().map(Item::of).collect();
+            let secret = state.settings.secret();
+            let sent_as = sent
+                .into_iter()
+                .map(|(issue_id, topics)| {
+                    let who = if topics.is_empty() {
+                        "readers of every topic".to_string()
+                    } else {
+                        format!("readers of {}", topics.replace(',', ", "))
+                    };
+                    (
+                        format!("/view/{}", ViewToken { issue_id }.sign(secret)),
+                        who,
+                    )
+                })
+                .collect();
             pages::html(
                 StatusCode::OK,
                 &ArchivedPage {
                     site_name,
                     title: title(digest.created_at),
                     items,
+                    sent_as,
                 },
             )
         }
+        Ok(Some((_, Err(e)))) => pages::internal_error(site_name, "archive failed", &e),
         Ok(_) => pages::not_found_page(site_name),
         Err(e) if e.is_unavailable() => pages::unavailable(site_name),
         Err(e) => pages::internal_error(site_name, "archive failed", &e),

@@ -474,6 +474,8 @@ pub async fn confirm(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
     .await;
     let (status, title, message) = match result {
         Ok(Ok(_email)) => {
+            // The welcome email was queued with the confirmation: off it goes.
+            state.wake.notify_one();
             return pages::html(
                 StatusCode::OK,
                 &MessagePage {
@@ -483,7 +485,7 @@ pub async fn confirm(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
                               inbox. Every message has a link to leave at any time.",
                     offer_signup: false,
                 },
-            )
+            );
         }
         Ok(Err(ConfirmError::Unknown)) => (
             StatusCode::NOT_FOUND,

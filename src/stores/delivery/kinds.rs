@@ -11,6 +11,10 @@ pub const PRIORITY_BULK: i32 = 10;
 pub enum Kind {
     Confirmation,
     Issue,
+    /// The welcome email, once a reader has confirmed.
+    Welcome,
+    /// To a confirmed address that signed up again: its preferences link, instead of nothing.
+    AlreadySubscribed,
 }
 
 impl Kind {
@@ -18,6 +22,8 @@ impl Kind {
         match self {
             Kind::Confirmation => "confirmation",
             Kind::Issue => "issue",
+            Kind::Welcome => "welcome",
+            Kind::AlreadySubscribed => "already_subscribed",
         }
     }
 }

@@ -15,8 +15,9 @@ pub use lease::{
     claim, record, release_expired_leases, release_owned, renew_leases, Claimed, Outcome,
 };
 pub use queue::{
-    forget_subscriber, mark_bounced, push_confirmation_insert, queue_confirmation, queue_issue,
-    queue_issue_for_exact_topics, retry_failed, skip_queued_for,
+    forget_subscriber, mark_bounced, push_confirmation_insert, queue_already_subscribed,
+    queue_confirmation, queue_issue, queue_issue_for_exact_topics, queue_welcome, retry_failed,
+    skip_queued_for,
 };
 pub use reports::{
     counts_by_status, due_now, history_of, issue_progress, progress_of, recipients_of_issue,

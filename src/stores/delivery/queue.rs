@@ -1,5 +1,5 @@
-//! Putting messages in the ledger: a confirmation, an issue to its audience; and taking them
-//! out again (a subscriber who left, an erasure, a retry of the failed).
+//! Putting messages in the ledger: a confirmation, a welcome, an issue to its audience; and taking
+//! them out again (a subscriber who left, an erasure, a retry of the failed).
 
 use chrono::NaiveDateTime;
 use diesel::pg::Pg;
@@ -32,6 +32,71 @@ pub fn queue_confirmation(
         ))
         .returning(deliveries::id)
         .get_result(conn)
+}
+
+/// Queues the welcome email of a reader who has just confirmed, unless one was queued for them
+/// before (confirming again after leaving does not welcome them twice); `true` when queued.
+/// Called inside the confirmation's transaction, after the subscriber's row was updated: on
+/// PostgreSQL that row's lock makes a second confirmation at the same moment wait, and then see
+/// this one's welcome.
+pub fn queue_welcome(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    queue_notice(conn, subscriber_id, Kind::Welcome, None, now)
+}
+
+/// Queues the note to a confirmed address that signed up again (its preferences link), unless
+/// one was queued in the last day: a form posted over and over sends one a day at most.
+/// `true` when queued.
+pub fn queue_already_subscribed(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let since = now - chrono::Duration::days(1);
+    queue_notice(
+        conn,
+        subscriber_id,
+        Kind::AlreadySubscribed,
+        Some(since),
+        now,
+    )
+}
+
+/// Queues a message of `kind` to one subscriber unless one of that kind was queued for them
+/// (since `since`, or ever).
+fn queue_notice(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    kind: Kind,
+    since: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let mut earlier = deliveries::table
+        .filter(deliveries::subscriber_id.eq(subscriber_id))
+        .filter(deliveries::kind.eq(kind.as_str()))
+        .select(deliveries::id)
+        .into_boxed::<db::MultiBackend>();
+    if let Some(since) = since {
+        earlier = earlier.filter(deliveries::created_at.gt(since));
+    }
+    if earlier.first::<i64>(conn).optional()?.is_some() {
+        return Ok(false);
+    }
+    diesel::insert_into(deliveries::table)
+        .values((
+            deliveries::kind.eq(kind.as_str()),
+            deliveries::subscriber_id.eq(subscriber_id),
+            // The reader is waiting for it, as for a confirmation.
+            deliveries::priority.eq(PRIORITY_CONFIRMATION),
+            deliveries::status.eq(Status::Queued.as_str()),
+            deliveries::next_attempt_at.eq(now),
+            deliveries::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(true)
 }
 
 /// The confirmation's row as the last part of a PostgreSQL statement that made the subscriber in

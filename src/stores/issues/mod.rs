@@ -14,6 +14,9 @@ use crate::stores::delivery;
 pub const UNSUBSCRIBE_MARK: &str = "%%IRIA_UNSUBSCRIBE_URL%%";
 /// Where each recipient's preferences link goes in a composed issue.
 pub const PREFERENCES_MARK: &str = "%%IRIA_PREFERENCES_URL%%";
+/// Where the link to the issue's web copy goes ("View in your browser"): the issue is stored
+/// before its id is known, so the link is filled in when each copy is written.
+pub const VIEW_MARK: &str = "%%IRIA_VIEW_URL%%";
 /// Gmail clips messages whose HTML is larger than this.
 pub const MAX_HTML_BYTES: usize = 102 * 1024;
 
@@ -368,6 +371,20 @@ pub fn parts(conn: &mut DbConnection, id: i64) -> QueryResult<Option<(String, St
         .select((issues::html, issues::text))
         .first(conn)
         .optional()
+}
+
+/// The issues a digest was sent as, one per audience: (issue, the topics it was made for; empty
+/// for readers of every topic), in the order they were made.
+pub fn of_digest(conn: &mut DbConnection, digest_id: i64) -> QueryResult<Vec<(i64, String)>> {
+    let rows: Vec<(i64, Option<String>)> = issues::table
+        .filter(issues::digest_id.eq(Some(digest_id)))
+        .order(issues::id)
+        .select((issues::id, issues::audience_topics))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, topics)| (id, topics.unwrap_or_default()))
+        .collect())
 }
 
 fn find_by_keys(conn: &mut DbConnection, draft: &Draft) -> QueryResult<Option<(i64, i32)>> {

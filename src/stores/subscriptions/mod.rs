@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use crate::foundation::db::schema::{confirmation_tokens, consents, subscribers};
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::{SubscriberEmail, SubscriberName, SubscriberStatus, Topics};
-use crate::stores::delivery;
+use crate::stores::{delivery, welcome};
 
 /// The version of the consent text shown beside the sign-up button; stored with each consent so
 /// that what a person agreed to can be shown later. Change it whenever that text changes.
@@ -55,7 +55,8 @@ impl From<diesel::result::Error> for SignupError {
 /// - `pending`: the old token is revoked and a new one sent;
 /// - `unsubscribed`, `bounced`, `complained`: a fresh consent and a confirmation; the status,
 ///   name and topics change only once the link is followed;
-/// - `confirmed`: the consent is recorded, nothing is sent.
+/// - `confirmed`: the consent is recorded, and a note with the reader's preferences link is
+///   queued (at most one a day).
 ///
 /// At most `per_address_per_hour` sign-ups of one address are taken per hour, whatever its state.
 pub fn sign_up(
@@ -236,6 +237,10 @@ fn sign_up_once(
             .returning(consents::id)
             .get_result(conn)?;
         if status == SubscriberStatus::Confirmed {
+            // Someone (perhaps the reader, who forgot) asked again: the reader gets their
+            // preferences link rather than silence, at most once a day. The page answers the
+            // same either way.
+            delivery::queue_already_subscribed(conn, subscriber_id, now)?;
             return Ok(());
         }
         revoke_tokens(conn, subscriber_id, now)?;
@@ -305,7 +310,8 @@ type TokenRow = (
 );
 
 /// Follows a confirmation link: the token is spent, the consent gets its confirmation time and
-/// IP, and the subscriber becomes `confirmed`. Returns the subscriber's address.
+/// IP, the subscriber becomes `confirmed`, and the welcome email is queued (unless the editors
+/// turned it off, or the reader was welcomed before). Returns the subscriber's address.
 pub fn confirm(
     conn: &mut DbConnection,
     token: &tokens::ConfirmationToken,
@@ -363,6 +369,11 @@ pub fn confirm(
             ))
             .execute(conn)?;
         revoke_tokens(conn, subscriber_id, now)?;
+        // After the subscriber's row was updated: on PostgreSQL its lock orders two
+        // confirmations of one reader, so the welcome is queued once.
+        if welcome::enabled(conn)? {
+            delivery::queue_welcome(conn, subscriber_id, now)?;
+        }
         let email: String = subscribers::table
             .find(subscriber_id)
             .select(subscribers::email)

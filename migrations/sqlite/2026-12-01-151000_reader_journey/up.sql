@@ -1,0 +1,60 @@
+-- The reader's journey: why a digest period is closed, the welcome email, and two new kinds of
+-- message in the ledger.
+
+-- 'sent': a digest went out; 'empty': a run found no new article; 'skipped': an editor skipped
+-- the period. A manual run may take over an empty period (a fresh installation's first week), never
+-- a skipped one. Earlier rows did not say which: those without articles count as skipped, so they
+-- keep behaving as they did.
+ALTER TABLE digests ADD COLUMN outcome TEXT NOT NULL DEFAULT 'sent' CHECK (outcome IN ('sent', 'empty', 'skipped'));
+UPDATE digests SET outcome = 'skipped' WHERE articles = 0;
+
+-- The email a reader gets once confirmed, as the editors wrote it; no row: the built-in text.
+CREATE TABLE welcome_message (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    enabled INTEGER NOT NULL DEFAULT 1,
+    subject TEXT NOT NULL,
+    -- Markdown
+    body TEXT NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    updated_by TEXT
+);
+
+-- The welcome email, and the note to a confirmed address that signs up again. SQLite cannot
+-- change a CHECK constraint: the ledger is rebuilt with every column, row and index it had.
+CREATE TABLE deliveries_new (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('confirmation', 'issue', 'welcome', 'already_subscribed')),
+    issue_id BIGINT,
+    subscriber_id BIGINT NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+    -- lower goes first: confirmations ahead of bulk sends
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'bounced', 'skipped')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMP NOT NULL,
+    lease_until TIMESTAMP,
+    lease_owner TEXT,
+    last_error TEXT,
+    message_id TEXT,
+    -- what the message needs that is not stored elsewhere (a confirmation's token); wiped once
+    -- the delivery has ended
+    payload TEXT,
+    created_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    UNIQUE (issue_id, subscriber_id)
+);
+INSERT INTO deliveries_new (id, kind, issue_id, subscriber_id, priority, status, attempts,
+    next_attempt_at, lease_until, lease_owner, last_error, message_id, payload, created_at,
+    finished_at)
+SELECT id, kind, issue_id, subscriber_id, priority, status, attempts, next_attempt_at,
+    lease_until, lease_owner, last_error, message_id, payload, created_at, finished_at
+FROM deliveries;
+-- Ids keep counting from where they were (a Message-ID is made of one): the new table takes the
+-- old one's sequence.
+DELETE FROM sqlite_sequence WHERE name = 'deliveries_new';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'deliveries_new', seq FROM sqlite_sequence WHERE name = 'deliveries';
+DROP TABLE deliveries;
+ALTER TABLE deliveries_new RENAME TO deliveries;
+CREATE INDEX deliveries_due ON deliveries (priority, next_attempt_at, id) WHERE status = 'queued';
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE status = 'sending';
+CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);
+CREATE INDEX deliveries_issue_status ON deliveries (issue_id, status);
