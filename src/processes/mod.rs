@@ -7,4 +7,5 @@ pub mod digest;
 pub mod feed;
 pub mod mail;
 pub mod messages;
+pub mod webhooks;
 pub mod worker;

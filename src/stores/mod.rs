@@ -9,3 +9,4 @@ pub mod digests;
 pub mod editors;
 pub mod issues;
 pub mod subscriptions;
+pub mod webhooks;

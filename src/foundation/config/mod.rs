@@ -58,6 +58,8 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("dkim_selector", None, "DKIM: the selector (s=)"),
     ("dkim_key_file", None, "DKIM: the private key file (RSA PKCS#1 PEM or Ed25519 base64)"),
     ("http_workers", Some("0"), "HTTP worker threads; 0 means one per CPU core"),
+    // Webhooks.
+    ("webhook_retry_base_ms", Some("5000"), "first retry of a webhook post; doubles with each attempt, for up to 24 hours"),
 ];
 
 /// Where the database lives.
@@ -181,6 +183,8 @@ pub struct Settings {
     pub http_workers: usize,
     pub unsubscribe_mailto: Option<String>,
     pub dkim: Option<DkimSettings>,
+    /// The wait before a webhook post's first retry; it doubles with each attempt (with jitter).
+    pub webhook_retry_base: Duration,
 }
 
 /// DKIM signing, when all three settings are given.
@@ -310,6 +314,7 @@ impl Settings {
             db_pool_size: v.number("db_pool_size", 1u32)?,
             delivery: parse_delivery(&v)?,
             http_workers: v.number("http_workers", 0u32)? as usize,
+            webhook_retry_base: Duration::from_millis(v.number("webhook_retry_base_ms", 1u64)?),
         })
     }
 

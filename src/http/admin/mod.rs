@@ -16,6 +16,7 @@ pub mod issues;
 pub mod routes;
 pub mod session;
 pub mod subscribers;
+pub mod webhooks;
 
 use actix_session::{Session, SessionExt};
 use actix_web::http::{header, StatusCode};

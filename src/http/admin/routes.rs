@@ -5,7 +5,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::web;
 
 use super::session::{guard, session_middleware};
-use super::{articles, auth, dashboard, digest, issues, subscribers, MAX_FORM_BYTES};
+use super::{articles, auth, dashboard, digest, issues, subscribers, webhooks, MAX_FORM_BYTES};
 use crate::foundation::config::Settings;
 
 /// Declares the console's routes: the table the tests walk and the function that registers it.
@@ -51,6 +51,11 @@ route_table! {
     get "/articles/{id}" => articles::edit_page,
     post "/articles/{id}" => articles::update,
     post "/articles/{id}/exclude" => articles::exclude,
+    get "/webhooks" => webhooks::list,
+    post "/webhooks" => webhooks::create,
+    get "/webhooks/{id}" => webhooks::page,
+    post "/webhooks/{id}/enable" => webhooks::enable,
+    post "/webhooks/{id}/delete" => webhooks::delete,
 }
 
 /// The `/admin` scope, with its session cookie and guard.
