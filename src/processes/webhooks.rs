@@ -160,9 +160,15 @@ impl WebhookWorker {
 
     /// Posts one delivery and says how it ended.
     async fn attempt(&self, claimed: &Claimed, target: Option<Target>) -> Outcome {
-        let (Some(target), Some(body)) = (target, claimed.payload.as_deref()) else {
+        let Some(target) = target else {
             return Outcome::Skipped {
-                reason: "nothing to send any more (the endpoint or the subscriber is gone)".into(),
+                reason: "the endpoint was deleted".into(),
+            };
+        };
+        // Only an erasure wipes the body of a delivery that has not ended.
+        let Some(body) = claimed.payload.as_deref() else {
+            return Outcome::Skipped {
+                reason: "the subscriber was erased".into(),
             };
         };
         let timestamp = chrono::Utc::now().timestamp();

@@ -15,3 +15,4 @@ mod faults;
 mod openapi;
 mod preferences;
 mod signup;
+mod webhooks;

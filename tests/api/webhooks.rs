@@ -1,0 +1,921 @@
+//! Webhooks (issue 15): endpoints added through the API and the console; each event posted to a
+//! real HTTP server on loopback that the test starts, signed with the endpoint's secret (the
+//! test checks the signature itself, with hmac and sha2); a receiver that is down gets each
+//! event once it is back, exactly once; an erased subscriber's queued events are wiped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use diesel::prelude::*;
+use hmac::{Hmac, Mac};
+use iria_news::foundation::db::schema::webhook_deliveries;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::console::log_in;
+use crate::helpers::{form, spawn_app_with, AppOptions, Backend, TestApp};
+use crate::on_both_backends;
+
+/// One request the receiver got, and the status it answered with.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    pub path: String,
+    /// Names in lower case.
+    pub headers: HashMap<String, String>,
+    pub body: String,
+    pub answered: u16,
+}
+
+impl Hook {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("the body is JSON")
+    }
+
+    pub fn kind(&self) -> String {
+        self.json()["type"].as_str().unwrap_or("").to_string()
+    }
+}
+
+/// A webhook receiver: a small HTTP/1.1 server on a loopback port that records every request
+/// and answers each with the status it is set to.
+pub struct Receiver {
+    pub port: u16,
+    hooks: Arc<Mutex<Vec<Hook>>>,
+    status: Arc<AtomicU16>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Listens on `port` (0: any free one), answering `status`.
+    pub async fn start(port: u16, status: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the receiver");
+        let port = listener.local_addr().expect("addr").port();
+        let hooks = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(AtomicU16::new(status));
+        let (h, s) = (hooks.clone(), status.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(answer(stream, h.clone(), s.clone()));
+            }
+        });
+        Self {
+            port,
+            hooks,
+            status,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn answer_with(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn hooks(&self) -> Vec<Hook> {
+        self.hooks.lock().expect("lock").clone()
+    }
+
+    /// The requests it answered with 2xx: the events delivered.
+    pub fn delivered(&self) -> Vec<Hook> {
+        self.hooks()
+            .into_iter()
+            .filter(|h| (200..300).contains(&h.answered))
+            .collect()
+    }
+
+    /// Waits (at most 20 s) until `n` events were delivered; returns them all.
+    pub async fn wait_delivered(&self, n: usize) -> Vec<Hook> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.delivered();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} event(s) delivered within 20 s, {n} expected: {got:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads one request (headers, then `Content-Length` bytes), records it and answers.
+async fn answer(
+    mut stream: tokio::net::TcpStream,
+    hooks: Arc<Mutex<Vec<Hook>>>,
+    status: Arc<AtomicU16>,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let path = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("")
+        .to_string();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let answered = status.load(Ordering::SeqCst);
+    hooks.lock().expect("lock").push(Hook {
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        answered,
+    });
+    let reply =
+        format!("HTTP/1.1 {answered} Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Whether the hook's `webhook-signature` is the HMAC-SHA256 of `{id}.{timestamp}.{body}` keyed
+/// with `secret` (Standard Webhooks), computed here independently of the code under test.
+fn signed_with(secret: &str, hook: &Hook) -> bool {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64
+        .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
+        .expect("base64");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("key");
+    mac.update(
+        format!(
+            "{}.{}.{}",
+            hook.header("webhook-id"),
+            hook.header("webhook-timestamp"),
+            hook.body
+        )
+        .as_bytes(),
+    );
+    let expected = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+    hook.header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+/// A secret that is not the endpoint's, of the same form.
+fn another_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// Checks what every delivered hook must be: a signed JSON POST whose body names the event it
+/// is, sent within the last minutes.
+fn check_envelope(secret: &str, hook: &Hook) {
+    assert!(signed_with(secret, hook), "bad signature: {hook:?}");
+    assert!(
+        !signed_with(&another_secret(), hook),
+        "another secret must not verify"
+    );
+    assert_eq!(hook.header("content-type"), "application/json");
+    let body = hook.json();
+    assert_eq!(body["id"], hook.header("webhook-id"), "{body}");
+    assert!(hook.header("webhook-id").starts_with("evt_"));
+    let sent: i64 = hook.header("webhook-timestamp").parse().expect("unix time");
+    assert!((chrono::Utc::now().timestamp() - sent).abs() < 300);
+    let created = body["created_at"].as_str().expect("created_at");
+    chrono::DateTime::parse_from_rfc3339(created).expect("RFC 3339");
+}
+
+fn token(app: &TestApp) -> String {
+    iria_news::stores::api_tokens::create(&mut app.conn(), "tests").expect("token")
+}
+
+async fn api(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .request(method, format!("{}{path}", app.address))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("request")
+}
+
+async fn add_endpoint(app: &TestApp, token: &str, url: &str, events: &[&str]) -> (i64, String) {
+    let made = api(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/webhooks",
+        token,
+        Some(json!({"url": url, "events": events, "description": "the CRM"})),
+    )
+    .await;
+    assert_eq!(made.status(), 201);
+    let location = made.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let made: Value = made.json().await.expect("json");
+    let id = made["id"].as_i64().expect("id");
+    assert_eq!(location, format!("/api/v1/webhooks/{id}"));
+    assert_eq!(made["url"], url);
+    assert_eq!(made["enabled"], true);
+    let secret = made["secret"]
+        .as_str()
+        .expect("the secret, once")
+        .to_string();
+    (id, secret)
+}
+
+async fn app_with_fast_retries(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(
+        backend,
+        AppOptions {
+            env: vec![("IRIA_WEBHOOK_RETRY_BASE_MS", "100".into())],
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Signs up through the form and follows the link of the confirmation email (and presses its
+/// button, where the link leads to one).
+async fn sign_up_and_confirm(app: &TestApp, email: &str) -> i64 {
+    app.sign_up(email).await;
+    let link = app.wait_for_mail_to(email, 1).await.confirmation_link();
+    assert_eq!(app.get(&link).await.status(), 200);
+    if app.subscriber(email).expect("on file").0 == "pending" {
+        let token = link.split("token=").nth(1).expect("token").to_string();
+        let pressed = app
+            .client
+            .post(format!("{}/subscriptions/confirm", app.address))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form(&[("token", &token)]))
+            .send()
+            .await
+            .expect("POST");
+        assert!(pressed.status().is_success());
+    }
+    assert_eq!(app.subscriber(email).expect("on file").0, "confirmed");
+    app.subscriber_id(email)
+}
+
+/// The http(s) URI of a message's `List-Unsubscribe`.
+fn one_click_link(mail: &crate::helpers::Received) -> String {
+    let parsed = mail.parsed();
+    let header = parsed
+        .header_raw("List-Unsubscribe")
+        .expect("List-Unsubscribe")
+        .replace(['\r', '\n', ' ', '\t'], "");
+    let start = header.find("<http").expect("an http(s) URI") + 1;
+    header[start..].split('>').next().expect(">").to_string()
+}
+
+async fn events_reach_the_endpoints_that_want_them_signed(backend: Backend) {
+    let Some(app) = app_with_fast_retries(backend).await else {
+        return;
+    };
+    let token = token(&app);
+    let crm = Receiver::start(0, 200).await;
+    let archive = Receiver::start(0, 200).await;
+    let all = [
+        "subscriber.confirmed",
+        "subscriber.unsubscribed",
+        "subscriber.bounced",
+        "subscriber.complained",
+        "issue.sent",
+    ];
+    let (crm_id, crm_secret) = add_endpoint(&app, &token, &crm.url("/iria"), &all).await;
+    let (archive_id, archive_secret) =
+        add_endpoint(&app, &token, &archive.url("/issues"), &["issue.sent"]).await;
+    assert_ne!(crm_secret, archive_secret);
+    assert_eq!(crm_secret.len(), "whsec_".len() + 44, "32 bytes in base64");
+    // Bad input: a clear problem, nothing stored.
+    for (body, says) in [
+        (
+            json!({"url": "ftp://example.org/", "events": ["issue.sent"]}),
+            "http",
+        ),
+        (json!({"url": crm.url("/x"), "events": []}), "at least one"),
+        (
+            json!({"url": crm.url("/x"), "events": ["subscriber.created"]}),
+            "unknown variant",
+        ),
+    ] {
+        let refused = api(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/webhooks",
+            &token,
+            Some(body),
+        )
+        .await;
+        assert_eq!(refused.status(), 422);
+        assert_eq!(
+            refused.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert!(refused.text().await.expect("body").contains(says));
+    }
+    let listed = api(&app, reqwest::Method::GET, "/api/v1/webhooks", &token, None).await;
+    let listed = listed.text().await.expect("body");
+    assert!(
+        !listed.contains(&crm_secret),
+        "the secret is shown once only"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed).expect("json")["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    // A reader signs up and confirms: subscriber.confirmed, to the CRM only.
+    let reader = sign_up_and_confirm(&app, "reader@example.org").await;
+    let got = crm.wait_delivered(1).await;
+    check_envelope(&crm_secret, &got[0]);
+    assert_eq!(got[0].path, "/iria");
+    assert_eq!(
+        got[0].json()["data"],
+        json!({"subscriber_id": reader, "email": "reader@example.org", "status": "confirmed"})
+    );
+    assert_eq!(got[0].kind(), "subscriber.confirmed");
+
+    // Two more, added by an editor with consent held; one will bounce, one will complain.
+    let mut ids = Vec::new();
+    for email in ["gone@example.org", "angry@example.org"] {
+        let added = api(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/subscribers",
+            &token,
+            Some(json!({"email": email, "consent": "held", "source": "conference"})),
+        )
+        .await;
+        assert_eq!(added.status(), 201);
+        ids.push(
+            added.json::<Value>().await.expect("json")["id"]
+                .as_i64()
+                .expect("id"),
+        );
+    }
+    crm.wait_delivered(3).await;
+
+    // An issue to the three of them: issue.sent, to both endpoints, with one event id.
+    let draft = api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/issues",
+        &token,
+        Some(json!({"subject": "Hormuz: the week's brief", "body": "Shipping resumed."})),
+    )
+    .await;
+    let issue = draft.json::<Value>().await.expect("json")["id"]
+        .as_i64()
+        .expect("id");
+    let sent = api(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/issues/{issue}/send"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(sent.status(), 200);
+    let on_archive = archive.wait_delivered(1).await;
+    check_envelope(&archive_secret, &on_archive[0]);
+    assert_eq!(on_archive[0].kind(), "issue.sent");
+    assert_eq!(
+        on_archive[0].json()["data"],
+        json!({"issue_id": issue, "kind": "announcement", "subject": "Hormuz: the week's brief", "recipients": 3})
+    );
+    let on_crm = crm.wait_delivered(4).await;
+    assert_eq!(on_crm[3].kind(), "issue.sent");
+    assert_eq!(
+        on_crm[3].header("webhook-id"),
+        on_archive[0].header("webhook-id")
+    );
+
+    // The reader leaves by the one-click link of the issue they received.
+    let mail = app.wait_for_mail_to("reader@example.org", 2).await;
+    let left = app
+        .client
+        .post(app.local(&one_click_link(&mail)))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(left.status(), 200);
+    let on_crm = crm.wait_delivered(5).await;
+    assert_eq!(on_crm[4].kind(), "subscriber.unsubscribed");
+    assert_eq!(on_crm[4].json()["data"]["status"], "unsubscribed");
+    assert_eq!(on_crm[4].json()["data"]["subscriber_id"], reader);
+
+    // A bounce report and a complaint, as the MTA posts them.
+    let dsn = "From: MAILER-DAEMON@mx.example.org\r\nTo: bounces@iria.test\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nThe mailbox is gone.\r\n\
+         --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n\
+         Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n";
+    let arf = "From: fbl@mailbox.example\r\nTo: abuse@iria.test\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"f\"\r\n\r\n\
+         --f\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\
+         --f\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: FBL/1.0\r\nVersion: 1\r\n\
+         Original-Rcpt-To: angry@example.org\r\n\r\n--f--\r\n";
+    for report in [dsn, arf] {
+        let posted = app
+            .client
+            .post(format!("{}/api/v1/bounces", app.address))
+            .bearer_auth(&token)
+            .body(report)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(posted.status(), 200);
+    }
+    let on_crm = crm.wait_delivered(7).await;
+    let last: Vec<(String, Value)> = on_crm[5..]
+        .iter()
+        .map(|h| (h.kind(), h.json()["data"].clone()))
+        .collect();
+    assert!(
+        last.contains(&(
+            "subscriber.bounced".into(),
+            json!({"subscriber_id": ids[0], "email": "gone@example.org", "status": "bounced"})
+        )),
+        "{last:?}"
+    );
+    assert!(
+        last.contains(&(
+            "subscriber.complained".into(),
+            json!({"subscriber_id": ids[1], "email": "angry@example.org", "status": "complained"})
+        )),
+        "{last:?}"
+    );
+
+    // Nothing more comes: each event once, every one signed, the archive only the issue.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let on_crm = crm.hooks();
+    assert_eq!(on_crm.len(), 7, "{on_crm:?}");
+    let kinds: Vec<String> = on_crm.iter().map(Hook::kind).collect();
+    for kind in all {
+        let n = kinds.iter().filter(|k| *k == kind).count();
+        assert_eq!(
+            n,
+            if kind == "subscriber.confirmed" { 3 } else { 1 },
+            "{kind}: {kinds:?}"
+        );
+    }
+    let mut event_ids: Vec<&str> = on_crm.iter().map(|h| h.header("webhook-id")).collect();
+    event_ids.sort();
+    event_ids.dedup();
+    assert_eq!(event_ids.len(), 7, "one id per event");
+    for hook in &on_crm {
+        check_envelope(&crm_secret, hook);
+    }
+    assert_eq!(
+        archive.hooks().len(),
+        1,
+        "the archive wants issue.sent only"
+    );
+
+    // The API shows each delivery: delivered at the first attempt, with the endpoint's 200.
+    let detail: Value = api(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/webhooks/{crm_id}"),
+        &token,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let attempts = detail["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 7);
+    for a in attempts {
+        assert_eq!(a["status"], "delivered", "{a}");
+        assert_eq!(a["http_status"], 200);
+        assert_eq!(a["attempts"], 1);
+        assert_eq!(a["next_attempt_at"], Value::Null);
+    }
+    assert_eq!(detail["events"], json!(all));
+    // Deleted: gone from the list, and its page with it.
+    let deleted = api(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/webhooks/{archive_id}"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status(), 204);
+    let gone = api(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/webhooks/{archive_id}"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(gone.status(), 404);
+}
+on_both_backends!(
+    events_reach_the_endpoints_that_want_them_signed,
+    super::events_reach_the_endpoints_that_want_them_signed
+);
+
+/// A port nothing listens on (a listener bound and closed again).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// The endpoint's deliveries as the API shows them.
+async fn attempts(app: &TestApp, token: &str, id: i64) -> Vec<Value> {
+    let detail: Value = api(
+        app,
+        reqwest::Method::GET,
+        &format!("/api/v1/webhooks/{id}"),
+        token,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    detail["attempts"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits (at most 20 s) until `ok` holds of the endpoint's deliveries.
+async fn wait_attempts(
+    app: &TestApp,
+    token: &str,
+    id: i64,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = attempts(app, token, id).await;
+        if ok(&got) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reached within 20 s: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_receiver_that_is_down_gets_each_event_once_it_is_back(backend: Backend) {
+    let Some(app) = app_with_fast_retries(backend).await else {
+        return;
+    };
+    let token = token(&app);
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let (id, secret) = add_endpoint(&app, &token, &url, &["subscriber.confirmed"]).await;
+    let people = ["first@example.org", "second@example.org"];
+    for email in people {
+        let added = api(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/subscribers",
+            &token,
+            Some(json!({"email": email, "consent": "held", "source": "conference"})),
+        )
+        .await;
+        assert_eq!(added.status(), 201);
+    }
+    // The port is closed: each event is tried, fails, and waits for its next attempt.
+    let failing = wait_attempts(&app, &token, id, |a| {
+        a.len() == 2 && a.iter().all(|a| a["attempts"].as_i64() >= Some(2))
+    })
+    .await;
+    for a in &failing {
+        assert!(
+            a["error"].as_str().is_some_and(|e| e.contains("connect")),
+            "{a}"
+        );
+        assert_eq!(a["http_status"], Value::Null);
+    }
+    // The console shows it too: the error, the attempt number and a next retry.
+    let console = log_in(&app, true).await;
+    let page = console.get(&format!("/admin/webhooks/{id}")).await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("body");
+    assert!(page.contains("could not connect"), "{page}");
+    assert!(page.contains("subscriber.confirmed"));
+
+    // Up, but answering 503: still not delivered, and the status is recorded.
+    let receiver = Receiver::start(port, 503).await;
+    wait_attempts(&app, &token, id, |a| {
+        a.iter()
+            .all(|a| a["http_status"] == 503 && a["status"] == "queued")
+    })
+    .await;
+    let page = console
+        .get(&format!("/admin/webhooks/{id}"))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("HTTP 503"), "{page}");
+    assert!(receiver.delivered().is_empty());
+
+    // Back for good: each event arrives once.
+    receiver.answer_with(200);
+    let got = receiver.wait_delivered(2).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let delivered = receiver.delivered();
+    assert_eq!(delivered.len(), 2, "exactly once each: {delivered:?}");
+    let emails: Vec<String> = got
+        .iter()
+        .map(|h| h.json()["data"]["email"].as_str().unwrap_or("").to_string())
+        .collect();
+    for email in people {
+        assert!(emails.contains(&email.to_string()), "{emails:?}");
+    }
+    for hook in &delivered {
+        check_envelope(&secret, hook);
+    }
+    // Every attempt of one event carried its one id, each attempt signed afresh.
+    for hook in receiver.hooks() {
+        let same: Vec<&Hook> = delivered
+            .iter()
+            .filter(|d| d.header("webhook-id") == hook.header("webhook-id"))
+            .collect();
+        assert_eq!(same.len(), 1, "{hook:?}");
+        assert_eq!(same[0].body, hook.body);
+        assert!(signed_with(&secret, &hook));
+    }
+    let done = attempts(&app, &token, id).await;
+    for a in &done {
+        assert_eq!(a["status"], "delivered", "{a}");
+        assert_eq!(a["http_status"], 200);
+        assert!(
+            a["attempts"].as_i64() >= Some(4),
+            "two refused, one 503, one 200: {a}"
+        );
+    }
+    // A delivered event keeps no body.
+    let bodies: Vec<Option<String>> = webhook_deliveries::table
+        .select(webhook_deliveries::payload)
+        .load(&mut app.conn())
+        .expect("payloads");
+    assert!(bodies.iter().all(Option::is_none), "{bodies:?}");
+}
+on_both_backends!(
+    a_receiver_that_is_down_gets_each_event_once_it_is_back,
+    super::a_receiver_that_is_down_gets_each_event_once_it_is_back
+);
+
+async fn an_erased_subscribers_queued_events_are_wiped_and_not_sent(backend: Backend) {
+    let Some(app) = app_with_fast_retries(backend).await else {
+        return;
+    };
+    let token = token(&app);
+    let port = closed_port();
+    let (id, _) = add_endpoint(
+        &app,
+        &token,
+        &format!("http://127.0.0.1:{port}/hooks"),
+        &["subscriber.confirmed", "subscriber.unsubscribed"],
+    )
+    .await;
+    let added = api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/subscribers",
+        &token,
+        Some(json!({"email": "private@example.org", "consent": "held", "source": "conference"})),
+    )
+    .await;
+    let subscriber = added.json::<Value>().await.expect("json")["id"]
+        .as_i64()
+        .expect("id");
+    wait_attempts(&app, &token, id, |a| {
+        a.len() == 1 && a[0]["attempts"].as_i64() >= Some(1)
+    })
+    .await;
+    let stored: Vec<Option<String>> = webhook_deliveries::table
+        .select(webhook_deliveries::payload)
+        .load(&mut app.conn())
+        .expect("payloads");
+    assert!(stored[0]
+        .as_deref()
+        .is_some_and(|p| p.contains("private@example.org")));
+    // Erased while the receiver is down: the queued event goes nowhere, its body is wiped.
+    let erased = api(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/subscribers/{subscriber}"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(erased.status(), 204);
+    let receiver = Receiver::start(port, 200).await;
+    let done = wait_attempts(&app, &token, id, |a| {
+        a.iter().all(|a| a["status"] == "skipped")
+    })
+    .await;
+    assert_eq!(done.len(), 1, "the erasure itself posts nothing: {done:?}");
+    assert_eq!(done[0]["error"], "the subscriber was erased");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(receiver.hooks().is_empty(), "{:?}", receiver.hooks());
+    let stored: Vec<Option<String>> = webhook_deliveries::table
+        .select(webhook_deliveries::payload)
+        .load(&mut app.conn())
+        .expect("payloads");
+    assert_eq!(stored, vec![None]);
+}
+on_both_backends!(
+    an_erased_subscribers_queued_events_are_wiped_and_not_sent,
+    super::an_erased_subscribers_queued_events_are_wiped_and_not_sent
+);
+
+/// The secret shown on the page after the form.
+fn secret_on(page: &str) -> String {
+    let at = page
+        .find("<code id=\"secret\">")
+        .expect("the secret is shown")
+        + "<code id=\"secret\">".len();
+    page[at..].split('<').next().expect("end").to_string()
+}
+
+async fn the_console_adds_an_endpoint_and_shows_its_deliveries(backend: Backend) {
+    let Some(app) = app_with_fast_retries(backend).await else {
+        return;
+    };
+    let console = log_in(&app, true).await;
+    let receiver = Receiver::start(0, 200).await;
+    let page = console.get("/admin/webhooks").await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("body");
+    assert!(
+        page.contains("href=\"/admin/webhooks\" aria-current=\"page\""),
+        "in the navigation"
+    );
+    assert!(page.contains("No endpoint yet."));
+    // Refused with the reason, nothing stored.
+    let url = receiver.url("/console");
+    for (pairs, says) in [
+        (
+            vec![("url", "ftp://example.org/"), ("events", "issue.sent")],
+            "only http:// and https://",
+        ),
+        (vec![("url", url.as_str())], "choose at least one event"),
+    ] {
+        let refused = console.post("/admin/webhooks", &pairs).await;
+        assert_eq!(refused.status(), 400);
+        assert!(refused.text().await.expect("body").contains(says));
+    }
+    let without_csrf = console
+        .post_raw(
+            "/admin/webhooks",
+            form(&[("url", &url), ("events", "issue.sent")]),
+        )
+        .await;
+    assert_eq!(without_csrf.status(), 403);
+    assert!(iria_news::stores::webhooks::list(&mut app.conn())
+        .expect("list")
+        .is_empty());
+
+    let made = console
+        .post(
+            "/admin/webhooks",
+            &[
+                ("url", &url),
+                ("description", "Our CRM"),
+                ("events", "subscriber.confirmed"),
+                ("events", "issue.sent"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status(), 200);
+    let made = made.text().await.expect("body");
+    let secret = secret_on(&made);
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let endpoints = iria_news::stores::webhooks::list(&mut app.conn()).expect("list");
+    assert_eq!(endpoints.len(), 1);
+    let id = endpoints[0].id;
+    assert_eq!(endpoints[0].created_by.as_deref(), Some("editor editor"));
+    let again = console
+        .get(&format!("/admin/webhooks/{id}"))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(!again.contains(&secret), "the secret is shown once");
+
+    // A reader confirms: the receiver gets it, signed with the secret the page showed.
+    sign_up_and_confirm(&app, "reader@example.org").await;
+    let got = receiver.wait_delivered(1).await;
+    check_envelope(&secret, &got[0]);
+    assert_eq!(got[0].kind(), "subscriber.confirmed");
+    let page = console
+        .get(&format!("/admin/webhooks/{id}"))
+        .await
+        .text()
+        .await
+        .expect("body");
+    let table = &page[page.find("id=\"attempts\"").expect("the attempts table")..];
+    for shown in [
+        "subscriber.confirmed",
+        "delivered",
+        "HTTP 200",
+        got[0].header("webhook-id"),
+    ] {
+        assert!(table.contains(shown), "{shown} not in {table}");
+    }
+
+    // Disabled: a second reader's confirmation is not posted to it.
+    let off = console
+        .post(
+            &format!("/admin/webhooks/{id}/enable"),
+            &[("enabled", "no")],
+        )
+        .await;
+    assert_eq!(off.status(), 303);
+    let page = console
+        .get(&format!("/admin/webhooks/{id}"))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("<dd id=\"state\">disabled</dd>"));
+    sign_up_and_confirm(&app, "second@example.org").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(receiver.hooks().len(), 1);
+    // Deleted: gone from the list.
+    let deleted = console
+        .post(&format!("/admin/webhooks/{id}/delete"), &[])
+        .await;
+    assert_eq!(deleted.status(), 303);
+    assert_eq!(
+        deleted.headers()["location"],
+        "/admin/webhooks?notice=deleted"
+    );
+    let list = console
+        .get("/admin/webhooks")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(!list.contains(&url));
+    assert_eq!(
+        console.get(&format!("/admin/webhooks/{id}")).await.status(),
+        404
+    );
+}
+on_both_backends!(
+    the_console_adds_an_endpoint_and_shows_its_deliveries,
+    super::the_console_adds_an_endpoint_and_shows_its_deliveries
+);
