@@ -315,6 +315,17 @@ fn one_click_link(mail: &crate::helpers::Received) -> String {
     header[start..].split('>').next().expect(">").to_string()
 }
 
+/// The preferences link in a message's text part.
+fn preferences_link(mail: &crate::helpers::Received) -> String {
+    let text = mail.text();
+    let at = text.find("/preferences/").expect("a preferences link");
+    let start = text[..at].rfind("http").expect("its start");
+    text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '>' && *c != ')')
+        .collect()
+}
+
 async fn events_reach_the_endpoints_that_want_them_signed(backend: Backend) {
     let Some(app) = app_with_fast_retries(backend).await else {
         return;
@@ -455,6 +466,32 @@ async fn events_reach_the_endpoints_that_want_them_signed(backend: Backend) {
     assert_eq!(on_crm[4].kind(), "subscriber.unsubscribed");
     assert_eq!(on_crm[4].json()["data"]["status"], "unsubscribed");
     assert_eq!(on_crm[4].json()["data"]["subscriber_id"], reader);
+    // Their copy of their data says which receiver got what about them.
+    let data: Value = app
+        .get(&format!("{}/data", app.local(&preferences_link(&mail))))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let shared: Vec<(String, String)> = data["shared_by_webhook"]
+        .as_array()
+        .expect("shared_by_webhook")
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap_or("").into(),
+                e["receiver"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shared,
+        [
+            ("subscriber.confirmed".into(), "127.0.0.1".into()),
+            ("subscriber.unsubscribed".into(), "127.0.0.1".into())
+        ],
+        "{data}"
+    );
 
     // A bounce report and a complaint, as the MTA posts them.
     let dsn = "From: MAILER-DAEMON@mx.example.org\r\nTo: bounces@iria.test\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n\

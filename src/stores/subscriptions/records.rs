@@ -101,7 +101,8 @@ pub fn update_preferences(
 }
 
 /// Everything stored about a subscriber, as JSON (GDPR Art. 15 and 20): the subscription, every
-/// consent record, and every message sent or queued to them.
+/// consent record, every message sent or queued to them, and the webhook events about them
+/// (to which receiver).
 pub fn export(
     conn: &mut DbConnection,
     subscriber_id: i64,
@@ -154,6 +155,7 @@ pub fn export(
         )
         .collect();
     let deliveries = delivery::history_of(conn, subscriber_id)?;
+    let webhook_events = webhooks::history_of(conn, subscriber_id)?;
     Ok(Some(json!({
         "subscriber": {
             "email": s.email,
@@ -167,6 +169,7 @@ pub fn export(
         },
         "consents": consents,
         "messages": deliveries,
+        "shared_by_webhook": webhook_events,
     })))
 }
 

@@ -222,6 +222,40 @@ pub fn forget_subscriber(conn: &mut DbConnection, subscriber_id: i64) -> QueryRe
     Ok(skipped)
 }
 
+/// The events about a subscriber posted or to be posted, for their copy of their data (GDPR
+/// Art. 15: who their data was disclosed to): which event, when, to which host, how it went.
+pub fn history_of(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+) -> QueryResult<Vec<serde_json::Value>> {
+    let rows: Vec<(String, NaiveDateTime, String, String)> = webhook_deliveries::table
+        .inner_join(webhook_endpoints::table)
+        .filter(webhook_deliveries::subscriber_id.eq(subscriber_id))
+        .order(webhook_deliveries::id)
+        .select((
+            webhook_deliveries::event_type,
+            webhook_deliveries::created_at,
+            webhook_deliveries::status,
+            webhook_endpoints::url,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(event, at, status, url)| {
+            // The host only: a path or query may hold the receiver's own secrets.
+            let host = url::Url::parse(&url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string));
+            json!({
+                "event": event,
+                "created_at": at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "receiver": host,
+                "status": status,
+            })
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

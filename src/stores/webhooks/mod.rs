@@ -15,7 +15,9 @@ pub use endpoints::{
     attempts_of, create, delete, find, list, set_enabled, Attempt, Endpoint, EndpointUrl,
     NewEndpoint, MAX_DESCRIPTION_CHARS, MAX_URL_CHARS,
 };
-pub use events::{emit, emit_subscriber, forget_subscriber, parse_events, Event, Status};
+pub use events::{
+    emit, emit_subscriber, forget_subscriber, history_of, parse_events, Event, Status,
+};
 pub use lease::{
     claim, record, release_expired_leases, release_owned, targets, Claimed, Outcome, Target,
 };
