@@ -4,7 +4,7 @@
 //! event once it is back, exactly once; an erased subscriber's queued events are wiped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,8 @@ pub struct Receiver {
     pub port: u16,
     hooks: Arc<Mutex<Vec<Hook>>>,
     status: Arc<AtomicU16>,
+    /// How long it takes to answer, in milliseconds.
+    delay: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -62,18 +64,25 @@ impl Receiver {
         let port = listener.local_addr().expect("addr").port();
         let hooks = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(status));
-        let (h, s) = (hooks.clone(), status.clone());
+        let delay = Arc::new(AtomicU64::new(0));
+        let (h, s, d) = (hooks.clone(), status.clone(), delay.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, h.clone(), s.clone()));
+                tokio::spawn(answer(stream, h.clone(), s.clone(), d.clone()));
             }
         });
         Self {
             port,
             hooks,
             status,
+            delay,
             task,
         }
+    }
+
+    /// Answers each request this long after reading it (it is recorded at once).
+    pub fn answer_after(&self, delay: Duration) {
+        self.delay.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -125,6 +134,7 @@ async fn answer(
     mut stream: tokio::net::TcpStream,
     hooks: Arc<Mutex<Vec<Hook>>>,
     status: Arc<AtomicU16>,
+    delay: Arc<AtomicU64>,
 ) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -166,6 +176,7 @@ async fn answer(
         body: String::from_utf8_lossy(&body).into_owned(),
         answered,
     });
+    tokio::time::sleep(Duration::from_millis(delay.load(Ordering::SeqCst))).await;
     let reply =
         format!("HTTP/1.1 {answered} Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     let _ = stream.write_all(reply.as_bytes()).await;
@@ -955,4 +966,77 @@ async fn the_console_adds_an_endpoint_and_shows_its_deliveries(backend: Backend)
 on_both_backends!(
     the_console_adds_an_endpoint_and_shows_its_deliveries,
     super::the_console_adds_an_endpoint_and_shows_its_deliveries
+);
+
+/// `iria-news worker` posts webhooks too, and SIGTERM lets the post in flight finish and be
+/// recorded before the process exits.
+async fn sigterm_lets_the_post_in_flight_finish(backend: Backend) {
+    use iria_news::stores::webhooks::{self, EndpointUrl, Event, NewEndpoint};
+    let Some(db) = crate::helpers::TestDb::create(backend) else {
+        return;
+    };
+    iria_news::foundation::db::migrate(&mut db.connect()).expect("migrate");
+    let receiver = Receiver::start(0, 200).await;
+    receiver.answer_after(Duration::from_secs(2));
+    let new = NewEndpoint {
+        url: EndpointUrl::parse(&receiver.url("/slow")).expect("url"),
+        events: vec![Event::IssueSent],
+        description: String::new(),
+        enabled: true,
+        created_by: "tests".into(),
+    };
+    let mut conn = db.connect();
+    let (endpoint, secret) = webhooks::create(&mut conn, &new).expect("endpoint");
+    let made =
+        webhooks::emit(&mut conn, Event::IssueSent, None, json!({"issue_id": 1})).expect("emit");
+    assert_eq!(made, 1);
+    let outbox = tempfile::tempdir().expect("dir");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_iria-news"));
+    cmd.arg("worker")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("IRIA_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd
+        .env("IRIA_DATABASE_URL", &db.url)
+        .env(
+            "IRIA_SMTP_URL",
+            format!("file://{}", outbox.path().display()),
+        )
+        .env("IRIA_SECRET_KEY", "test-secret-key-of-at-least-32-bytes!!")
+        .env("IRIA_DELIVERY_POLL_MS", "100")
+        .spawn()
+        .expect("start iria-news worker");
+    // The post is in flight (the receiver has it and takes 2 s to answer) when SIGTERM comes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.hooks().is_empty() {
+        assert!(Instant::now() < deadline, "the worker posted nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    let hooks = receiver.hooks();
+    assert_eq!(hooks.len(), 1);
+    assert!(signed_with(&secret, &hooks[0]));
+    let recorded = webhooks::attempts_of(&mut db.connect(), endpoint.id, 10).expect("attempts");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].status, "delivered", "recorded before the exit");
+    assert_eq!(recorded[0].last_status, Some(200));
+    assert_eq!(recorded[0].attempts, 1);
+}
+on_both_backends!(
+    sigterm_lets_the_post_in_flight_finish,
+    super::sigterm_lets_the_post_in_flight_finish
 );
