@@ -3,237 +3,19 @@
 //! test checks the signature itself, with hmac and sha2); a receiver that is down gets each
 //! event once it is back, exactly once; an erased subscriber's queued events are wiped.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+mod receiver;
+
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use diesel::prelude::*;
-use hmac::{Hmac, Mac};
 use iria_news::foundation::db::schema::webhook_deliveries;
 use serde_json::{json, Value};
-use sha2::Sha256;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use receiver::{check_envelope, signed_with, Hook, Receiver};
 
 use crate::console::log_in;
 use crate::helpers::{form, spawn_app_with, AppOptions, Backend, TestApp};
 use crate::on_both_backends;
-
-/// One request the receiver got, and the status it answered with.
-#[derive(Clone, Debug)]
-pub struct Hook {
-    pub path: String,
-    /// Names in lower case.
-    pub headers: HashMap<String, String>,
-    pub body: String,
-    pub answered: u16,
-}
-
-impl Hook {
-    pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(String::as_str).unwrap_or("")
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).expect("the body is JSON")
-    }
-
-    pub fn kind(&self) -> String {
-        self.json()["type"].as_str().unwrap_or("").to_string()
-    }
-}
-
-/// A webhook receiver: a small HTTP/1.1 server on a loopback port that records every request
-/// and answers each with the status it is set to.
-pub struct Receiver {
-    pub port: u16,
-    hooks: Arc<Mutex<Vec<Hook>>>,
-    status: Arc<AtomicU16>,
-    /// How long it takes to answer, in milliseconds.
-    delay: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    /// Listens on `port` (0: any free one), answering `status`.
-    pub async fn start(port: u16, status: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind the receiver");
-        let port = listener.local_addr().expect("addr").port();
-        let hooks = Arc::new(Mutex::new(Vec::new()));
-        let status = Arc::new(AtomicU16::new(status));
-        let delay = Arc::new(AtomicU64::new(0));
-        let (h, s, d) = (hooks.clone(), status.clone(), delay.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, h.clone(), s.clone(), d.clone()));
-            }
-        });
-        Self {
-            port,
-            hooks,
-            status,
-            delay,
-            task,
-        }
-    }
-
-    /// Answers each request this long after reading it (it is recorded at once).
-    pub fn answer_after(&self, delay: Duration) {
-        self.delay.store(delay.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub fn answer_with(&self, status: u16) {
-        self.status.store(status, Ordering::SeqCst);
-    }
-
-    pub fn hooks(&self) -> Vec<Hook> {
-        self.hooks.lock().expect("lock").clone()
-    }
-
-    /// The requests it answered with 2xx: the events delivered.
-    pub fn delivered(&self) -> Vec<Hook> {
-        self.hooks()
-            .into_iter()
-            .filter(|h| (200..300).contains(&h.answered))
-            .collect()
-    }
-
-    /// Waits (at most 20 s) until `n` events were delivered; returns them all.
-    pub async fn wait_delivered(&self, n: usize) -> Vec<Hook> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = self.delivered();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} event(s) delivered within 20 s, {n} expected: {got:?}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Reads one request (headers, then `Content-Length` bytes), records it and answers.
-async fn answer(
-    mut stream: tokio::net::TcpStream,
-    hooks: Arc<Mutex<Vec<Hook>>>,
-    status: Arc<AtomicU16>,
-    delay: Arc<AtomicU64>,
-) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let path = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .unwrap_or("")
-        .to_string();
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let answered = status.load(Ordering::SeqCst);
-    hooks.lock().expect("lock").push(Hook {
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        answered,
-    });
-    tokio::time::sleep(Duration::from_millis(delay.load(Ordering::SeqCst))).await;
-    let reply =
-        format!("HTTP/1.1 {answered} Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    let _ = stream.write_all(reply.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-/// Whether the hook's `webhook-signature` is the HMAC-SHA256 of `{id}.{timestamp}.{body}` keyed
-/// with `secret` (Standard Webhooks), computed here independently of the code under test.
-fn signed_with(secret: &str, hook: &Hook) -> bool {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let key = b64
-        .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
-        .expect("base64");
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("key");
-    mac.update(
-        format!(
-            "{}.{}.{}",
-            hook.header("webhook-id"),
-            hook.header("webhook-timestamp"),
-            hook.body
-        )
-        .as_bytes(),
-    );
-    let expected = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
-    hook.header("webhook-signature")
-        .split(' ')
-        .any(|s| s == expected)
-}
-
-/// A secret that is not the endpoint's, of the same form.
-fn another_secret() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    )
-}
-
-/// Checks what every delivered hook must be: a signed JSON POST whose body names the event it
-/// is, sent within the last minutes.
-fn check_envelope(secret: &str, hook: &Hook) {
-    assert!(signed_with(secret, hook), "bad signature: {hook:?}");
-    assert!(
-        !signed_with(&another_secret(), hook),
-        "another secret must not verify"
-    );
-    assert_eq!(hook.header("content-type"), "application/json");
-    let body = hook.json();
-    assert_eq!(body["id"], hook.header("webhook-id"), "{body}");
-    assert!(hook.header("webhook-id").starts_with("evt_"));
-    let sent: i64 = hook.header("webhook-timestamp").parse().expect("unix time");
-    assert!((chrono::Utc::now().timestamp() - sent).abs() < 300);
-    let created = body["created_at"].as_str().expect("created_at");
-    chrono::DateTime::parse_from_rfc3339(created).expect("RFC 3339");
-}
 
 fn token(app: &TestApp) -> String {
     iria_news::stores::api_tokens::create(&mut app.conn(), "tests").expect("token")
@@ -337,6 +119,67 @@ fn preferences_link(mail: &crate::helpers::Received) -> String {
         .collect()
 }
 
+/// Bad input to `POST /api/v1/webhooks`: a clear problem each time (what is stored is checked
+/// by the caller).
+async fn refuses_bad_endpoints(app: &TestApp, token: &str, url: &str) {
+    for (body, says) in [
+        (
+            json!({"url": "ftp://example.org/", "events": ["issue.sent"]}),
+            "http",
+        ),
+        (json!({"url": url, "events": []}), "at least one"),
+        (
+            json!({"url": url, "events": ["subscriber.created"]}),
+            "unknown variant",
+        ),
+    ] {
+        let refused = api(
+            app,
+            reqwest::Method::POST,
+            "/api/v1/webhooks",
+            token,
+            Some(body),
+        )
+        .await;
+        assert_eq!(refused.status(), 422);
+        assert_eq!(
+            refused.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert!(refused.text().await.expect("body").contains(says));
+    }
+}
+
+/// Posts a hard bounce (DSN) for one address and a complaint (ARF) for another, as an MTA's
+/// pipe does.
+async fn post_reports(app: &TestApp, token: &str, bounced: &str, complained: &str) {
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.example.org\r\nTo: bounces@iria.test\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nThe mailbox is gone.\r\n\
+         --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n\
+         Final-Recipient: rfc822; {bounced}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+    );
+    let arf = format!(
+        "From: fbl@mailbox.example\r\nTo: abuse@iria.test\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"f\"\r\n\r\n\
+         --f\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\
+         --f\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: FBL/1.0\r\nVersion: 1\r\n\
+         Original-Rcpt-To: {complained}\r\n\r\n--f--\r\n"
+    );
+    for report in [dsn, arf] {
+        let posted = app
+            .client
+            .post(format!("{}/api/v1/bounces", app.address))
+            .bearer_auth(token)
+            .body(report)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(posted.status(), 200);
+    }
+}
+
 async fn events_reach_the_endpoints_that_want_them_signed(backend: Backend) {
     let Some(app) = app_with_fast_retries(backend).await else {
         return;
@@ -356,33 +199,8 @@ async fn events_reach_the_endpoints_that_want_them_signed(backend: Backend) {
         add_endpoint(&app, &token, &archive.url("/issues"), &["issue.sent"]).await;
     assert_ne!(crm_secret, archive_secret);
     assert_eq!(crm_secret.len(), "whsec_".len() + 44, "32 bytes in base64");
-    // Bad input: a clear problem, nothing stored.
-    for (body, says) in [
-        (
-            json!({"url": "ftp://example.org/", "events": ["issue.sent"]}),
-            "http",
-        ),
-        (json!({"url": crm.url("/x"), "events": []}), "at least one"),
-        (
-            json!({"url": crm.url("/x"), "events": ["subscriber.created"]}),
-            "unknown variant",
-        ),
-    ] {
-        let refused = api(
-            &app,
-            reqwest::Method::POST,
-            "/api/v1/webhooks",
-            &token,
-            Some(body),
-        )
-        .await;
-        assert_eq!(refused.status(), 422);
-        assert_eq!(
-            refused.headers()["content-type"],
-            "application/problem+json"
-        );
-        assert!(refused.text().await.expect("body").contains(says));
-    }
+    // Bad input: a clear problem each time, and nothing stored (the list holds two).
+    refuses_bad_endpoints(&app, &token, &crm.url("/x")).await;
     let listed = api(&app, reqwest::Method::GET, "/api/v1/webhooks", &token, None).await;
     let listed = listed.text().await.expect("body");
     assert!(
@@ -505,27 +323,7 @@ async fn events_reach_the_endpoints_that_want_them_signed(backend: Backend) {
     );
 
     // A bounce report and a complaint, as the MTA posts them.
-    let dsn = "From: MAILER-DAEMON@mx.example.org\r\nTo: bounces@iria.test\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
-         --b\r\nContent-Type: text/plain\r\n\r\nThe mailbox is gone.\r\n\
-         --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n\
-         Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n";
-    let arf = "From: fbl@mailbox.example\r\nTo: abuse@iria.test\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=feedback-report; boundary=\"f\"\r\n\r\n\
-         --f\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\
-         --f\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: FBL/1.0\r\nVersion: 1\r\n\
-         Original-Rcpt-To: angry@example.org\r\n\r\n--f--\r\n";
-    for report in [dsn, arf] {
-        let posted = app
-            .client
-            .post(format!("{}/api/v1/bounces", app.address))
-            .bearer_auth(&token)
-            .body(report)
-            .send()
-            .await
-            .expect("POST");
-        assert_eq!(posted.status(), 200);
-    }
+    post_reports(&app, &token, "gone@example.org", "angry@example.org").await;
     let on_crm = crm.wait_delivered(7).await;
     let last: Vec<(String, Value)> = on_crm[5..]
         .iter()
