@@ -12,6 +12,7 @@ use crate::foundation::db::{self, DbConnection};
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
 )]
+#[schema(as = WebhookEvent)]
 pub enum Event {
     /// A subscriber followed their confirmation link (or was added with consent held).
     #[serde(rename = "subscriber.confirmed")]
