@@ -21,9 +21,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Web application and delivery worker in one process (the default); migrates first.
+    /// Web application, delivery worker and webhook worker in one process (the default); migrates first.
     Serve,
-    /// Delivery workers only; run several against one PostgreSQL to scale out.
+    /// Delivery and webhook workers only; run several against one PostgreSQL to scale out.
     Worker,
     /// Apply pending database migrations and exit.
     Migrate,

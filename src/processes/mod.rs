@@ -8,4 +8,5 @@ pub mod feed;
 pub mod mail;
 pub mod messages;
 pub mod throttle;
+pub mod webhooks;
 pub mod worker;

@@ -12,10 +12,11 @@ use crate::foundation::db::{self, Pool};
 use crate::processes::compose::{self, Announcement, Door};
 use crate::processes::mail::Mailer;
 use crate::processes::messages::dkim_config;
+use crate::processes::webhooks::WebhookWorker;
 use crate::processes::worker::Worker;
 use crate::processes::{digest, feed};
 use crate::startup::server::Application;
-use crate::startup::tasks::stop_signal;
+use crate::startup::tasks::{spawn_webhooks, stop_signal};
 use crate::stores::delivery::Progress;
 use crate::stores::issues::{Queued, PREFERENCES_MARK, UNSUBSCRIBE_MARK, VIEW_MARK};
 use crate::stores::{api_tokens, delivery, editors};
@@ -27,18 +28,27 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     app.run_until_stopped().await
 }
 
-/// `worker`: delivery only, until SIGTERM finishes what is in flight.
+/// `worker`: delivery and webhooks only, until SIGTERM finishes what is in flight.
 pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let pool = ready_pool(&settings, settings.db_pool_size)?;
     let worker = new_worker(&settings, &pool)?;
+    let webhooks = if settings.webhook_delivery {
+        Some(WebhookWorker::new(&settings, pool.clone())?)
+    } else {
+        None
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         stop_signal().await;
-        tracing::info!("stopping: finishing the deliveries in flight");
+        tracing::info!("stopping: finishing the deliveries and webhook posts in flight");
         let _ = stop.send(true);
     });
+    let webhooks = webhooks.map(|w| spawn_webhooks(w, stopped.clone()));
     worker.run(stopped).await;
+    if let Some(webhooks) = webhooks {
+        let _ = webhooks.await;
+    }
     Ok(())
 }
 

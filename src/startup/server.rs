@@ -18,15 +18,18 @@ use crate::http::middleware::{security_headers, RequestTelemetry};
 use crate::http::state::{AppState, MAX_BODY_BYTES};
 use crate::http::{admin, pages};
 use crate::processes::mail::Mailer;
+use crate::processes::webhooks::WebhookWorker;
 use crate::processes::worker::Worker;
 use crate::startup::routes::routes;
 use crate::startup::tasks;
 
-/// A running `serve`: the web server and the delivery worker of this process.
+/// A running `serve`: the web server, the delivery worker and the webhook worker of this
+/// process.
 pub struct Application {
     port: u16,
     server: Server,
     worker: Option<Worker>,
+    webhooks: Option<WebhookWorker>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -71,6 +74,11 @@ impl Application {
             .port();
         let server = http_server(state.clone(), settings.clone(), listener)?;
         tasks::spawn_background(&state, &settings);
+        let webhooks = if settings.webhook_delivery {
+            Some(WebhookWorker::new(&settings, pool.clone())?)
+        } else {
+            None
+        };
         let mut worker = Worker::new(settings, pool, mailer, wake, dkim);
         worker.metrics = metrics;
         let (shutdown, _) = watch::channel(false);
@@ -78,6 +86,7 @@ impl Application {
             port,
             server,
             worker: Some(worker),
+            webhooks,
             shutdown,
         })
     }
@@ -87,13 +96,18 @@ impl Application {
     }
 
     /// Serves until SIGINT or SIGTERM (or the server stops): then stops taking requests, lets the
-    /// ones in progress finish, and stops the delivery worker after its batch in hand.
+    /// ones in progress finish, and stops the delivery worker after its batch in hand and the
+    /// webhook worker after its posts in flight.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let worker = self
             .worker
             .take()
             .map(|w| tokio::spawn(w.run(self.shutdown.subscribe())));
+        let webhooks = self
+            .webhooks
+            .take()
+            .map(|w| tasks::spawn_webhooks(w, self.shutdown.subscribe()));
         let shutdown = self.shutdown;
         tokio::spawn(async move {
             tasks::stop_signal().await;
@@ -104,6 +118,9 @@ impl Application {
         let _ = shutdown.send(true);
         if let Some(worker) = worker {
             let _ = worker.await;
+        }
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
         }
         served.context("running the web server")
     }

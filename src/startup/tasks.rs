@@ -1,17 +1,18 @@
-//! The background tasks of `serve`: the digest scheduler, scheduled issues, the feed poller and
-//! the sign-up limiter's clean-up; and the signal that stops the process.
+//! The background tasks of `serve`: the digest scheduler, scheduled issues, the feed poller, the
+//! sign-up limiter's clean-up and the webhook worker; and the signal that stops the process.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
 use chrono::Utc;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::foundation::config::Settings;
 use crate::foundation::db::{self, Pool};
 use crate::foundation::schedule::Schedule;
 use crate::http::state::AppState;
+use crate::processes::webhooks::WebhookWorker;
 use crate::processes::{digest, feed};
 use crate::stores::issues;
 
@@ -117,6 +118,15 @@ pub async fn feed_forever(pool: Pool, url: String, every: Duration) {
             }
         }
     }
+}
+
+/// Starts a webhook worker (in `serve` and in `iria-news worker`); it stops when `shutdown`
+/// turns true, once its posts in flight are done.
+pub fn spawn_webhooks(
+    worker: WebhookWorker,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(worker.run(shutdown))
 }
 
 /// Resolves at the first SIGINT or SIGTERM.

@@ -9,4 +9,5 @@ pub mod digests;
 pub mod editors;
 pub mod issues;
 pub mod subscriptions;
+pub mod webhooks;
 pub mod welcome;

@@ -17,3 +17,4 @@ mod journey;
 mod openapi;
 mod preferences;
 mod signup;
+mod webhooks;

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::helpers::{spawn_app, Backend, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, AppOptions, Backend, TestApp};
 use crate::on_both_backends;
 
 fn token(app: &TestApp) -> String {
@@ -145,7 +145,12 @@ async fn schemathesis_finds_no_server_error_and_no_mismatch(backend: Backend) {
     let Some(st) = schemathesis() else {
         return;
     };
-    let Some(app) = spawn_app(backend).await else {
+    // The endpoints schemathesis makes name random hosts: nothing is posted to them.
+    let options = AppOptions {
+        env: vec![("IRIA_WEBHOOK_DELIVERY", "false".to_string())],
+        ..Default::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
         return;
     };
     let token = token(&app);
@@ -199,8 +204,9 @@ async fn schemathesis_finds_no_server_error_and_no_mismatch(backend: Backend) {
         "schemathesis found problems:\n{report}"
     );
     assert!(!report.contains("Server error"), "{report}");
+    // Every operation of the document was tested (the webhooks' four among them).
     assert!(
-        report.contains("16/16") || report.contains("Tested: 1"),
+        report.contains("20/20") && report.contains("Tested: 20"),
         "{report}"
     );
 }

@@ -60,6 +60,9 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("http_workers", Some("0"), "HTTP worker threads; 0 means one per CPU core"),
     // The site that embeds the sign-up form.
     ("allowed_origins", None, "comma-separated origins of the site that may embed the form (return_to, CORS)"),
+    // Webhooks.
+    ("webhook_retry_base_ms", Some("5000"), "first retry of a webhook post; doubles with each attempt, for up to 24 hours"),
+    ("webhook_delivery", Some("true"), "whether this process posts webhook events (false: other processes do)"),
 ];
 
 /// Where the database lives.
@@ -186,6 +189,10 @@ pub struct Settings {
     /// Origins of the site that embeds the sign-up form: where a sign-up may send the reader
     /// back to (`return_to`), and which pages may read its JSON answer (CORS). Empty: neither.
     pub allowed_origins: Vec<url::Origin>,
+    /// The wait before a webhook post's first retry; it doubles with each attempt (with jitter).
+    pub webhook_retry_base: Duration,
+    /// Whether this process posts webhook events; the events are recorded whatever this says.
+    pub webhook_delivery: bool,
 }
 
 /// DKIM signing, when all three settings are given.
@@ -316,6 +323,8 @@ impl Settings {
             delivery: parse_delivery(&v)?,
             http_workers: v.number("http_workers", 0u32)? as usize,
             allowed_origins: parse_allowed_origins(&v)?,
+            webhook_retry_base: Duration::from_millis(v.number("webhook_retry_base_ms", 1u64)?),
+            webhook_delivery: parse_bool(&v, "webhook_delivery")?,
         })
     }
 

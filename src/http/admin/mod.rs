@@ -17,6 +17,7 @@ pub mod routes;
 pub mod session;
 pub mod signup_form;
 pub mod subscribers;
+pub mod webhooks;
 pub mod welcome;
 
 use actix_session::{Session, SessionExt};

@@ -6,7 +6,8 @@ use actix_web::web;
 
 use super::session::{guard, session_middleware};
 use super::{
-    articles, auth, dashboard, digest, issues, signup_form, subscribers, welcome, MAX_FORM_BYTES,
+    articles, auth, dashboard, digest, issues, signup_form, subscribers, webhooks, welcome,
+    MAX_FORM_BYTES,
 };
 use crate::foundation::config::Settings;
 
@@ -56,6 +57,11 @@ route_table! {
     get "/signup-form" => signup_form::page,
     get "/welcome" => welcome::page,
     post "/welcome" => welcome::save,
+    get "/webhooks" => webhooks::list,
+    post "/webhooks" => webhooks::create,
+    get "/webhooks/{id}" => webhooks::page,
+    post "/webhooks/{id}/enable" => webhooks::enable,
+    post "/webhooks/{id}/delete" => webhooks::delete,
 }
 
 /// The `/admin` scope, with its session cookie and guard.

@@ -1,5 +1,5 @@
-//! The editors' JSON API under `/api/v1`: subscribers, articles, issues and the digest, behind
-//! bearer tokens.
+//! The editors' JSON API under `/api/v1`: subscribers, articles, issues, the digest and webhooks,
+//! behind bearer tokens.
 //!
 //! Every route is declared once in [`routes::ROUTES`] (which registers it and lets the tests walk
 //! the table) and described by [`openapi::ApiDoc`], served at `/api/v1/openapi.json`; a test
@@ -14,6 +14,7 @@ pub mod issues;
 pub mod openapi;
 pub mod routes;
 pub mod subscribers;
+pub mod webhooks;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};

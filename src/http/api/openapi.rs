@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
-use super::{articles, bounces, digest, issues, subscribers, Problem};
+use super::{articles, bounces, digest, issues, subscribers, webhooks, Problem};
 use crate::foundation::domain::SubscriberStatus;
 use crate::http::state::AppState;
 
@@ -25,13 +25,15 @@ impl utoipa::Modify for BearerAuth {
 /// The OpenAPI document of `/api/v1`.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "IRIA News API", version = "1", description = "Subscribers, articles, issues and the weekly digest of IRIA News. Every route but this document needs `Authorization: Bearer <token>`; errors are RFC 9457 problem details."),
+    info(title = "IRIA News API", version = "1", description = "Subscribers, articles, issues, the weekly digest and the webhooks of IRIA News. Every route but this document needs `Authorization: Bearer <token>`; errors are RFC 9457 problem details."),
     paths(
         subscribers::list_subscribers, subscribers::create_subscriber, subscribers::get_subscriber,
         subscribers::erase_subscriber, subscribers::unsubscribe_subscriber,
         articles::list_articles, articles::push_article, articles::get_article, articles::patch_article,
         issues::list_issues, issues::create_issue, issues::get_issue, issues::send_issue,
         digest::digest_preview, digest::digest_run, bounces::receive_bounce, openapi,
+        webhooks::list_webhooks, webhooks::create_webhook, webhooks::get_webhook,
+        webhooks::delete_webhook,
     ),
     components(schemas(Problem, SubscriberStatus)),
     modifiers(&BearerAuth),

@@ -5,7 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use super::{
-    articles, bounces, digest, issues, openapi, problem, subscribers, ApiError, TokenName,
+    articles, bounces, digest, issues, openapi, problem, subscribers, webhooks, ApiError, TokenName,
 };
 use crate::http::state::AppState;
 
@@ -44,6 +44,10 @@ route_table! {
     get "/digest/preview" => digest::digest_preview,
     post "/digest/run" => digest::digest_run,
     post "/bounces" => bounces::receive_bounce,
+    get "/webhooks" => webhooks::list_webhooks,
+    post "/webhooks" => webhooks::create_webhook,
+    get "/webhooks/{id}" => webhooks::get_webhook,
+    delete "/webhooks/{id}" => webhooks::delete_webhook,
 }
 
 /// Paths open without a token.

@@ -1,14 +1,15 @@
 //! Newsletter issues: an editor's announcement or a weekly digest, stored once composed
 //! (`processes::compose`) and queued to its audience in one statement. Only the per-recipient
-//! links differ between copies; they are filled in by `processes::messages::newsletter`. The
-//! only writer of `issues`.
+//! links differ between copies; they are filled in by `processes::messages::newsletter`. Queueing
+//! an issue records `issue.sent` for the webhooks in the same transaction. The only writer of
+//! `issues`.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::foundation::db::schema::issues;
 use crate::foundation::db::{self, DbConnection, DbError};
-use crate::stores::delivery;
+use crate::stores::{delivery, webhooks};
 
 /// Where each recipient's unsubscribe link goes in a composed issue.
 pub const UNSUBSCRIBE_MARK: &str = "%%IRIA_UNSUBSCRIBE_URL%%";
@@ -223,12 +224,34 @@ fn queue_to_audience(
     diesel::update(issues::table.find(issue_id))
         .set(issues::recipients.eq(recipients as i32))
         .execute(conn)?;
+    report_sent(conn, issue_id, recipients)?;
     Ok(recipients)
 }
 
+/// Tells the webhooks, in the queueing transaction, that an issue was handed to the delivery
+/// queue (`issue.sent`): "sent" means queued, one copy per recipient, not yet delivered.
+fn report_sent(conn: &mut DbConnection, issue_id: i64, recipients: usize) -> QueryResult<usize> {
+    let (kind, subject): (String, String) = issues::table
+        .find(issue_id)
+        .select((issues::kind, issues::subject))
+        .first(conn)?;
+    webhooks::emit(
+        conn,
+        webhooks::Event::IssueSent,
+        None,
+        serde_json::json!({
+            "issue_id": issue_id,
+            "kind": kind,
+            "subject": subject,
+            "recipients": recipients,
+        }),
+    )
+}
+
 /// Stores one audience's issue of a digest and queues it to the confirmed subscribers whose
-/// chosen topics are exactly `topics` (the digest was made for that choice). Called inside the
-/// digest's transaction; returns the issue and how many copies were queued.
+/// chosen topics are exactly `topics` (the digest was made for that choice), with `issue.sent`
+/// for the webhooks. Called inside the digest's transaction; returns the issue and how many
+/// copies were queued.
 pub fn create_digest_issue(
     conn: &mut DbConnection,
     composed: &Composed,
@@ -256,6 +279,7 @@ pub fn create_digest_issue(
     diesel::update(issues::table.find(issue_id))
         .set(issues::recipients.eq(recipients as i32))
         .execute(conn)?;
+    report_sent(conn, issue_id, recipients)?;
     Ok((issue_id, recipients))
 }
 

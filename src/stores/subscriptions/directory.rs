@@ -479,7 +479,8 @@ pub fn add(
 }
 
 /// A new subscriber whose consent the editors hold: confirmed at once, with a consent record
-/// saying where the consent comes from and who imported it.
+/// saying where the consent comes from and who imported it, and `subscriber.confirmed` for the
+/// webhooks.
 fn add_confirmed(
     conn: &mut DbConnection,
     email: &SubscriberEmail,
@@ -515,6 +516,11 @@ fn add_confirmed(
                 consents::confirmed_at.eq(Some(now)),
             ))
             .execute(conn)?;
+        crate::stores::webhooks::emit_subscriber(
+            conn,
+            crate::stores::webhooks::Event::SubscriberConfirmed,
+            id,
+        )?;
         Ok(())
     })
 }

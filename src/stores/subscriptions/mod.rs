@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use crate::foundation::db::schema::{confirmation_tokens, consents, subscribers};
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::{SubscriberEmail, SubscriberName, SubscriberStatus, Topics};
-use crate::stores::{delivery, welcome};
+use crate::stores::{delivery, webhooks, welcome};
 
 /// The version of the consent text shown beside the sign-up button; stored with each consent so
 /// that what a person agreed to can be shown later. Change it whenever that text changes.
@@ -310,8 +310,10 @@ type TokenRow = (
 );
 
 /// Follows a confirmation link: the token is spent, the consent gets its confirmation time and
-/// IP, the subscriber becomes `confirmed`, and the welcome email is queued (unless the editors
-/// turned it off, or the reader was welcomed before). Returns the subscriber's address.
+/// IP, the subscriber becomes `confirmed`, the welcome email is queued (unless the editors
+/// turned it off, or the reader was welcomed before), and the webhooks hear
+/// `subscriber.confirmed` (unless they were confirmed already), all in one transaction. Returns
+/// the subscriber's address.
 pub fn confirm(
     conn: &mut DbConnection,
     token: &tokens::ConfirmationToken,
@@ -353,6 +355,10 @@ pub fn confirm(
                 consents::confirmed_ip.eq(ip),
             ))
             .execute(conn)?;
+        let before: String = subscribers::table
+            .find(subscriber_id)
+            .select(subscribers::status)
+            .first(conn)?;
         // The name and topics confirmed are those of the sign-up whose link was followed.
         let (name, topics): (Option<String>, String) = consents::table
             .find(consent_id)
@@ -369,6 +375,9 @@ pub fn confirm(
             ))
             .execute(conn)?;
         revoke_tokens(conn, subscriber_id, now)?;
+        if before != SubscriberStatus::Confirmed.as_str() {
+            webhooks::emit_subscriber(conn, webhooks::Event::SubscriberConfirmed, subscriber_id)?;
+        }
         // After the subscriber's row was updated: on PostgreSQL its lock orders two
         // confirmations of one reader, so the welcome is queued once.
         if welcome::enabled(conn)? {
@@ -383,19 +392,34 @@ pub fn confirm(
 }
 
 /// Suppresses an address: `Bounced` (a hard bounce) or `Complained` (reported as spam). It is
-/// never mailed again unless it signs up afresh.
+/// never mailed again unless it signs up afresh. A subscriber whose status changes here is
+/// reported to the webhooks (`subscriber.bounced`, `subscriber.complained`) in the caller's
+/// transaction; one already in that status changes nothing and is not reported again.
 pub fn suppress(
     conn: &mut DbConnection,
     subscriber_id: i64,
     status: SubscriberStatus,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    diesel::update(subscribers::table.find(subscriber_id))
-        .set((
-            subscribers::status.eq(status.as_str()),
-            subscribers::updated_at.eq(now),
-        ))
-        .execute(conn)
+    let changed = diesel::update(
+        subscribers::table
+            .find(subscriber_id)
+            .filter(subscribers::status.ne(status.as_str())),
+    )
+    .set((
+        subscribers::status.eq(status.as_str()),
+        subscribers::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    let event = match status {
+        SubscriberStatus::Bounced => Some(webhooks::Event::SubscriberBounced),
+        SubscriberStatus::Complained => Some(webhooks::Event::SubscriberComplained),
+        _ => None,
+    };
+    if let (Some(event), true) = (event, changed > 0) {
+        webhooks::emit_subscriber(conn, event, subscriber_id)?;
+    }
+    Ok(changed)
 }
 
 /// Subscribers by status (for `/metrics` and the dashboard).

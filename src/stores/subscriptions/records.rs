@@ -10,7 +10,7 @@ use crate::foundation::db::schema::{confirmation_tokens, consents, subscribers};
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::SubscriberStatus;
 use crate::foundation::domain::{SubscriberName, Topics};
-use crate::stores::delivery;
+use crate::stores::{delivery, webhooks};
 
 /// A subscriber as the preferences page shows it.
 #[derive(Clone, Debug, Queryable, Selectable)]
@@ -51,7 +51,8 @@ pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<SubscriberRe
 /// Unsubscribes at once and skips whatever is still queued for the subscriber, in one
 /// transaction: from the moment this returns, no worker sends them anything more, not even the
 /// rest of a digest already being sent. `via` says how (kept for the editors). Unsubscribing twice changes nothing more.
-/// The consent records stay: they prove what was agreed and when.
+/// The consent records stay: they prove what was agreed and when. The webhooks hear of it
+/// (`subscriber.unsubscribed`) in the same transaction.
 pub fn unsubscribe(
     conn: &mut DbConnection,
     subscriber_id: i64,
@@ -72,6 +73,13 @@ pub fn unsubscribe(
         ))
         .execute(conn)?;
         delivery::skip_queued_for(conn, subscriber_id, "unsubscribed")?;
+        if changed > 0 {
+            webhooks::emit_subscriber(
+                conn,
+                webhooks::Event::SubscriberUnsubscribed,
+                subscriber_id,
+            )?;
+        }
         Ok(changed > 0)
     })
 }
@@ -93,7 +101,8 @@ pub fn update_preferences(
 }
 
 /// Everything stored about a subscriber, as JSON (GDPR Art. 15 and 20): the subscription, every
-/// consent record, and every message sent or queued to them.
+/// consent record, every message sent or queued to them, and the webhook events about them
+/// (to which receiver).
 pub fn export(
     conn: &mut DbConnection,
     subscriber_id: i64,
@@ -146,6 +155,7 @@ pub fn export(
         )
         .collect();
     let deliveries = delivery::history_of(conn, subscriber_id)?;
+    let webhook_events = webhooks::history_of(conn, subscriber_id)?;
     Ok(Some(json!({
         "subscriber": {
             "email": s.email,
@@ -159,6 +169,7 @@ pub fn export(
         },
         "consents": consents,
         "messages": deliveries,
+        "shared_by_webhook": webhook_events,
     })))
 }
 
@@ -178,7 +189,8 @@ pub fn erased_marker(subscriber_id: i64, email: &str) -> String {
 }
 
 /// Erases a subscriber's personal data (GDPR Art. 17): name, topics and consent records go, the
-/// address is replaced by its hash, queued messages are skipped and confirmation secrets wiped.
+/// address is replaced by its hash, queued messages and webhook events are skipped and
+/// confirmation secrets wiped.
 /// The row stays, unsubscribed, so the ledger keeps its counts and the address is never mailed
 /// again; signing up afresh makes a new subscriber.
 pub fn erase(conn: &mut DbConnection, subscriber_id: i64) -> Result<bool, DbError> {
@@ -197,6 +209,7 @@ pub fn erase(conn: &mut DbConnection, subscriber_id: i64) -> Result<bool, DbErro
         )
         .execute(conn)?;
         delivery::forget_subscriber(conn, subscriber_id)?;
+        webhooks::forget_subscriber(conn, subscriber_id)?;
         diesel::update(subscribers::table.find(subscriber_id))
             .set((
                 subscribers::email.eq(erased_marker(subscriber_id, &record.email)),
