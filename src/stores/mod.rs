@@ -1,6 +1,7 @@
 //! Stores: each module owns a group of tables and is the only code that writes them; the other
-//! layers call its functions. A store may call [`delivery`], the lowest store, to queue a message
-//! in the same transaction as its own change (a sign-up and its confirmation).
+//! layers call its functions. A store may call the three that record what a change sets off, in
+//! the same transaction as the change: [`delivery`] (a message to send), [`webhooks`] (an event
+//! to post) and [`welcome`] (whether the welcome email is on). Those three call no other store.
 
 pub mod api_tokens;
 pub mod articles;
