@@ -369,6 +369,13 @@ pub struct Summary {
     pub created_by: Option<String>,
 }
 
+impl Summary {
+    /// Still a draft (perhaps with a time to go out), not yet queued to its audience.
+    pub fn is_draft(&self) -> bool {
+        Status::parse(&self.status) == Some(Status::Draft)
+    }
+}
+
 /// The latest issues, newest first.
 pub fn latest(conn: &mut DbConnection, limit: i64, offset: i64) -> QueryResult<Vec<Summary>> {
     issues::table
