@@ -87,6 +87,10 @@ const LIBRARY_NAME: &str = "iria_news";
 const SCHEMA: &str = "foundation/db/schema.rs";
 /// The folder whose modules own tables.
 const STORES: &str = "stores/";
+/// The stores below the others: they record what a change sets off (a message to send, an event
+/// to post, whether the welcome email is on), so another store may call them inside its own
+/// transaction. They call no other store, so no two stores call each other.
+const LOW_STORES: &[&str] = &["stores/delivery", "stores/webhooks", "stores/welcome"];
 
 /// Lower bounds that keep the checks from passing on a scanner that sees nothing.
 const MIN_FILES: usize = 30;
@@ -147,6 +151,18 @@ fn imports_only_point_down_the_layers() {
         "Rule broken: imports must only point down the layers (lowest first: {}).\n\n{}",
         layer_summary(),
         problems.join("\n\n")
+    );
+}
+
+#[test]
+fn a_store_calls_only_the_low_stores() {
+    let calls = store_calls(&real_graph());
+    assert!(
+        calls.is_empty(),
+        "Rule broken: a store may call only {LOW_STORES:?}, and those call no other store.\n\n{}\n\
+         Fix: let a process (src/processes/) combine the two stores, in one transaction if need \
+         be, or move what both need into one of the low stores.",
+        calls.join("\n")
     );
 }
 
@@ -1071,6 +1087,20 @@ fn upward_edges(graph: &Graph) -> Vec<String> {
         .collect()
 }
 
+/// Calls from one store to another that the store rule does not allow: to a store that is not a
+/// low one, or from a low store to any other store.
+fn store_calls(graph: &Graph) -> Vec<String> {
+    (graph.all_edges())
+        .filter_map(|(from, to, names)| {
+            let (caller, callee) = (store_of(from)?, store_of(to)?);
+            let allowed = caller == callee
+                || (LOW_STORES.contains(&callee.as_str())
+                    && !LOW_STORES.contains(&caller.as_str()));
+            (!allowed).then(|| format!("  src/{from} -> src/{to} ({})", name_list(names)))
+        })
+        .collect()
+}
+
 /// The layer table in one line, for messages.
 fn layer_summary() -> String {
     (LAYERS.iter())
@@ -1494,6 +1524,27 @@ mod scanner {
             upward[0].contains("crate::http::state::AppState"),
             "{upward:?}"
         );
+    }
+
+    #[test]
+    fn stores_call_only_the_low_stores() {
+        let graph = build_graph(&sources(&[
+            (
+                "stores/issues/mod.rs",
+                "use crate::stores::{delivery, webhooks};",
+            ),
+            ("stores/delivery/mod.rs", "pub fn queue() {}"),
+            ("stores/webhooks.rs", "pub fn emit() {}"),
+            (
+                "stores/articles.rs",
+                "fn f() { crate::stores::issues::latest(); }",
+            ),
+            ("stores/welcome.rs", "use crate::stores::delivery::queue;"),
+        ]));
+        let calls = store_calls(&graph);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(calls[0].contains("src/stores/articles.rs -> src/stores/issues/mod.rs"));
+        assert!(calls[1].contains("src/stores/welcome.rs -> src/stores/delivery/mod.rs"));
     }
 
     #[test]
