@@ -34,6 +34,14 @@ impl SubscriberRecord {
         self.status == SubscriberStatus::Confirmed.as_str()
     }
 
+    /// Confirmed or still waiting for confirmation: an editor may unsubscribe them.
+    pub fn can_unsubscribe(&self) -> bool {
+        matches!(
+            SubscriberStatus::parse(&self.status),
+            Some(SubscriberStatus::Confirmed | SubscriberStatus::Pending)
+        )
+    }
+
     pub fn is_erased(&self) -> bool {
         self.erased_at.is_some()
     }

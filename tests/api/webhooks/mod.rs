@@ -76,6 +76,23 @@ async fn app_with_fast_retries(backend: Backend) -> Option<TestApp> {
 }
 
 /// Signs up through the form and follows the link of the confirmation email (and presses its
+/// Adds a subscriber through the API with consent held (as an editor does after a conference);
+/// the API answers 201 with their id.
+async fn add_with_consent(app: &TestApp, token: &str, email: &str) -> i64 {
+    let added = api(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/subscribers",
+        token,
+        Some(json!({"email": email, "consent": "held", "source": "conference"})),
+    )
+    .await;
+    assert_eq!(added.status(), 201);
+    added.json::<Value>().await.expect("json")["id"]
+        .as_i64()
+        .expect("id")
+}
+
 /// button, where the link leads to one).
 async fn sign_up_and_confirm(app: &TestApp, email: &str) -> i64 {
     app.sign_up(email).await;
@@ -228,20 +245,7 @@ async fn events_reach_the_endpoints_that_want_them_signed(backend: Backend) {
     // Two more, added by an editor with consent held; one will bounce, one will complain.
     let mut ids = Vec::new();
     for email in ["gone@example.org", "angry@example.org"] {
-        let added = api(
-            &app,
-            reqwest::Method::POST,
-            "/api/v1/subscribers",
-            &token,
-            Some(json!({"email": email, "consent": "held", "source": "conference"})),
-        )
-        .await;
-        assert_eq!(added.status(), 201);
-        ids.push(
-            added.json::<Value>().await.expect("json")["id"]
-                .as_i64()
-                .expect("id"),
-        );
+        ids.push(add_with_consent(&app, &token, email).await);
     }
     crm.wait_delivered(3).await;
 
@@ -469,15 +473,7 @@ async fn a_receiver_that_is_down_gets_each_event_once_it_is_back(backend: Backen
     let (id, secret) = add_endpoint(&app, &token, &url, &["subscriber.confirmed"]).await;
     let people = ["first@example.org", "second@example.org"];
     for email in people {
-        let added = api(
-            &app,
-            reqwest::Method::POST,
-            "/api/v1/subscribers",
-            &token,
-            Some(json!({"email": email, "consent": "held", "source": "conference"})),
-        )
-        .await;
-        assert_eq!(added.status(), 201);
+        add_with_consent(&app, &token, email).await;
     }
     // The port is closed: each event is tried, fails, and waits for its next attempt.
     let failing = wait_attempts(&app, &token, id, |a| {
@@ -575,17 +571,7 @@ async fn an_erased_subscribers_queued_events_are_wiped_and_not_sent(backend: Bac
         &["subscriber.confirmed", "subscriber.unsubscribed"],
     )
     .await;
-    let added = api(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/subscribers",
-        &token,
-        Some(json!({"email": "private@example.org", "consent": "held", "source": "conference"})),
-    )
-    .await;
-    let subscriber = added.json::<Value>().await.expect("json")["id"]
-        .as_i64()
-        .expect("id");
+    let subscriber = add_with_consent(&app, &token, "private@example.org").await;
     wait_attempts(&app, &token, id, |a| {
         a.len() == 1 && a[0]["attempts"].as_i64() >= Some(1)
     })
