@@ -6,5 +6,6 @@ pub mod domain;
 pub mod links;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod schedule;
 pub mod secrets;

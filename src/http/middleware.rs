@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::HttpMessage;
 use futures_util::future::LocalBoxFuture;
 use tracing::Instrument;
 
@@ -48,6 +49,36 @@ pub fn security_headers(settings: &Settings) -> actix_web::middleware::DefaultHe
         ));
     }
     headers
+}
+
+/// Marks a request that came as `HEAD` (it is routed as a `GET`): a handler that counts
+/// something, such as a tracked link, can tell and leave it uncounted.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadRequest;
+
+/// `HEAD` on every `GET` route, and `Cache-Control: no-store` on every response that does not say
+/// otherwise.
+///
+/// A `HEAD` request is routed as the `GET` it mirrors; the HTTP layer, which saw the request's
+/// own method, then sends the `GET`'s status and headers without its body. Responses default to
+/// `no-store` because most of what this server answers is personal (an API's list of subscribers,
+/// a reader's preferences, a console page); what may be cached (the stylesheet, the archive) says
+/// so itself.
+pub async fn head_and_no_store(
+    mut req: ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+        req.extensions_mut().insert(HeadRequest);
+    }
+    let mut response = next.call(req).await?;
+    if !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(response)
 }
 
 /// Gives every request an id (the caller's `X-Request-Id` when it is sane, else a new one),

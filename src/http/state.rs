@@ -28,7 +28,17 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// For the console's test copies, which go out at once, outside the ledger.
     pub mailer: Mailer,
+    /// The public digest preview, built at most once a minute whoever asks.
+    pub preview: PreviewCache,
 }
+
+/// How long a built digest preview is served before it is built again.
+pub const PREVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The last digest preview built (its HTML, or `None` when there was no digest to preview) and
+/// when. The lock is held while one request builds it, so that a crowd of requests builds it once.
+#[derive(Default)]
+pub struct PreviewCache(pub tokio::sync::Mutex<Option<(std::time::Instant, Option<String>)>>);
 
 impl AppState {
     /// The client's IP: the peer, or the first `X-Forwarded-For` hop when configured to trust a

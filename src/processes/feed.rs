@@ -7,6 +7,7 @@ use anyhow::Context;
 use feed_rs::model::Entry;
 
 use crate::foundation::db::{self, Pool};
+use crate::processes::fetch_guard;
 use crate::stores::articles::{self, plain_text, sanitize, shorten, Imported, NewArticle, Source};
 
 /// The longest summary kept.
@@ -126,7 +127,13 @@ fn image(entry: &Entry) -> Option<(String, Option<String>)> {
     entry.media.iter().find_map(|m| {
         let url = m.content.iter().find_map(|c| {
             let is_image = c.content_type.as_ref().is_none_or(|t| t.ty() == "image");
-            c.url.as_ref().filter(|_| is_image).map(|u| u.to_string())
+            // Only a web image: a `javascript:`, `data:` or `file:` URL would end in the digest.
+            let web = |u: &&url::Url| u.scheme() == "https" || u.scheme() == "http";
+            c.url
+                .as_ref()
+                .filter(|_| is_image)
+                .filter(web)
+                .map(|u| u.to_string())
         })?;
         let credit = m.credits.first().map(|c| shorten(c.entity.trim(), 200));
         Some((url, credit))
@@ -144,15 +151,31 @@ pub enum Fetched {
     },
 }
 
-/// GETs a feed, conditionally when an ETag or Last-Modified is known.
+/// The largest feed read; a longer body is refused as soon as it passes this size, without
+/// keeping the rest.
+pub const MAX_FEED_BYTES: usize = 20 * 1024 * 1024;
+
+/// GETs a feed, conditionally when an ETag or Last-Modified is known. The body is read as a
+/// stream and refused past [`MAX_FEED_BYTES`]; at most [`fetch_guard::MAX_REDIRECTS`] redirects are followed,
+/// and neither a redirect nor a host name may lead to a loopback, private, link-local or
+/// metadata address, unless the configured URL itself names one (a feed on the operator's own
+/// network), in which case only that host is let through.
 pub async fn fetch(
     url: &str,
     etag: Option<&str>,
     last_modified: Option<&str>,
 ) -> anyhow::Result<Fetched> {
+    let parsed = url::Url::parse(url).with_context(|| format!("{url} is not a URL"))?;
+    let configured_host = parsed.host_str().unwrap_or_default().to_string();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .user_agent(concat!("iria-news/", env!("CARGO_PKG_VERSION")))
+        // A proxy would resolve names where this process cannot check them.
+        .no_proxy()
+        .redirect(fetch_guard::redirects(configured_host.clone()))
+        .dns_resolver(std::sync::Arc::new(fetch_guard::Resolver {
+            configured_host,
+        }))
         .build()
         .context("setting up the HTTP client")?;
     let mut request = client.get(url);
@@ -162,10 +185,10 @@ pub async fn fetch(
     if let Some(lm) = last_modified {
         request = request.header(reqwest::header::IF_MODIFIED_SINCE, lm);
     }
-    let response = request
+    let mut response = request
         .send()
         .await
-        .with_context(|| format!("fetching {url}"))?;
+        .map_err(|e| anyhow::anyhow!("fetching {url}: {}", fetch_guard::explain(&e)))?;
     if response.status() == reqwest::StatusCode::NOT_MODIFIED {
         return Ok(Fetched::NotModified);
     }
@@ -181,15 +204,26 @@ pub async fn fetch(
     };
     let etag = header(reqwest::header::ETAG);
     let last_modified = header(reqwest::header::LAST_MODIFIED);
-    let bytes = response
-        .bytes()
+    let too_large = || anyhow::anyhow!("{url}: the feed is larger than 20 MB");
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_FEED_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .with_context(|| format!("reading {url}"))?;
-    if bytes.len() > 20 * 1024 * 1024 {
-        anyhow::bail!("{url}: the feed is larger than 20 MB");
+        .with_context(|| format!("reading {url}"))?
+    {
+        if bytes.len() + chunk.len() > MAX_FEED_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
     }
     Ok(Fetched::Body {
-        bytes: bytes.to_vec(),
+        bytes,
         etag,
         last_modified,
     })

@@ -5,6 +5,7 @@ pub mod bounces;
 pub mod compose;
 pub mod digest;
 pub mod feed;
+pub mod fetch_guard;
 pub mod mail;
 pub mod messages;
 pub mod throttle;

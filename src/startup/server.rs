@@ -14,7 +14,7 @@ use tokio::sync::{watch, Notify};
 use crate::foundation::config::Settings;
 use crate::foundation::db;
 use crate::foundation::metrics::Metrics;
-use crate::http::middleware::{security_headers, RequestTelemetry};
+use crate::http::middleware::{head_and_no_store, security_headers, RequestTelemetry};
 use crate::http::state::{AppState, MAX_BODY_BYTES};
 use crate::http::{admin, pages};
 use crate::processes::mail::Mailer;
@@ -67,6 +67,7 @@ impl Application {
             wake: wake.clone(),
             metrics: metrics.clone(),
             mailer: mailer.clone(),
+            preview: Default::default(),
         });
         let port = listener
             .local_addr()
@@ -140,6 +141,7 @@ fn http_server(
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES))
+            .wrap(actix_web::middleware::from_fn(head_and_no_store))
             .wrap(security_headers(&settings))
             .wrap(RequestTelemetry {
                 metrics: metrics.clone(),

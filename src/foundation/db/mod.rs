@@ -46,6 +46,7 @@ impl Manager {
         match &self.url {
             DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(DbConnection::Pg),
             DatabaseUrl::Sqlite(path) => {
+                private_file(path)?;
                 let path = path.to_string_lossy();
                 let mut conn = SqliteConnection::establish(&path)?;
                 // WAL lets readers go on while one writes; the busy timeout makes a second writer
@@ -59,6 +60,49 @@ impl Manager {
             }
         }
     }
+}
+
+/// Makes the SQLite file readable by its owner only (0600) before SQLite opens it: it holds
+/// every reader's address and consent record. SQLite gives its `-wal` and `-shm` files the
+/// database file's mode, so they follow. An existing file open to others is narrowed.
+fn private_file(path: &std::path::Path) -> ConnectionResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let fail =
+            |e: std::io::Error| ConnectionError::BadConnection(format!("{}: {e}", path.display()));
+        if path.as_os_str() == ":memory:" || path.to_string_lossy().starts_with("file:") {
+            return Ok(());
+        }
+        match std::fs::metadata(path) {
+            Ok(_) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut name = path.as_os_str().to_owned();
+                    name.push(suffix);
+                    let file = std::path::Path::new(&name);
+                    if let Ok(meta) = std::fs::metadata(file) {
+                        if meta.permissions().mode() & 0o077 != 0 {
+                            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                                .map_err(fail)?;
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(fail)?;
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 impl r2d2::ManageConnection for Manager {

@@ -30,7 +30,12 @@ pub struct NextQuery {
 fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
-            if n.starts_with("/admin") && !n.starts_with("/admin/login") && !n.contains("//") =>
+            // A path of visible ASCII only: a CR or LF (or any control) would not fit in the
+            // Location header, and a backslash can turn into a second slash in some browsers.
+            if n.starts_with("/admin")
+                && !n.starts_with("/admin/login")
+                && !n.contains("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
         {
             n.to_string()
         }

@@ -105,7 +105,7 @@ pub async fn page(
 
 /// `GET /admin/digest/preview`: the coming digest as a reader of all topics gets it.
 pub async fn preview(state: web::Data<AppState>) -> HttpResponse {
-    crate::http::public::archive::preview(state).await
+    crate::http::public::archive::fresh_preview(state).await
 }
 
 /// `POST /admin/digest/send`: the coming digest, now.

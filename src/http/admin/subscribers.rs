@@ -251,7 +251,7 @@ async fn read_upload(form: &mut Multipart) -> Result<Upload, UploadError> {
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(unreadable)?;
             if value.len() + chunk.len() > MAX_IMPORT_BYTES {
-                drain(&mut field, form).await;
+                drain(field, form).await;
                 return Err(UploadError::TooLarge);
             }
             value.extend_from_slice(&chunk);
@@ -272,8 +272,15 @@ pub async fn import(state: web::Data<AppState>, req: HttpRequest, mut form: Mult
     let refuse = |status: StatusCode, message: String| {
         Ok(import_page_with(&state, &req, status, None, Some(message)))
     };
+    // What is left of an oversized upload is not read: the connection closes after the answer.
+    let refuse_and_close = |status: StatusCode, message: String| {
+        let mut page = import_page_with(&state, &req, status, None, Some(message));
+        page.head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+        Ok(page)
+    };
     let too_large = || {
-        refuse(
+        refuse_and_close(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "The file is larger than {} MB; split it and import the parts.",
@@ -330,8 +337,10 @@ pub async fn import(state: web::Data<AppState>, req: HttpRequest, mut form: Mult
 }
 
 /// Reads what is left of an upload refused as too large, so that the client, still sending, gets
-/// the 413 rather than a reset connection; past 64 MB the connection is dropped instead.
-async fn drain(field: &mut actix_multipart::Field, form: &mut Multipart) {
+/// the 413 rather than a reset connection; past 64 MB the connection is dropped instead. The field
+/// is dropped once read: the form yields no next field while one is still held (waiting for it
+/// was how an oversized upload once went unanswered).
+async fn drain(mut field: actix_multipart::Field, form: &mut Multipart) {
     let mut left = 64usize * 1024 * 1024;
     while let Some(Ok(chunk)) = field.next().await {
         left = left.saturating_sub(chunk.len());
@@ -339,6 +348,7 @@ async fn drain(field: &mut actix_multipart::Field, form: &mut Multipart) {
             return;
         }
     }
+    drop(field);
     while let Some(Ok(mut next)) = form.next().await {
         while let Some(Ok(chunk)) = next.next().await {
             left = left.saturating_sub(chunk.len());

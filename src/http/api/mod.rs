@@ -31,6 +31,15 @@ pub fn problem(status: StatusCode, title: &str, detail: &str) -> HttpResponse {
     crate::http::pages::problem_details(status, title, detail, serde_json::Map::new())
 }
 
+/// The credentials of an `Authorization` header of the `Bearer` scheme, whose name is
+/// case-insensitive (RFC 9110 §11.1): `bearer`, `BEARER` and `Bearer` alike.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
+}
+
 /// Checks the `Authorization: Bearer …` header; `Err` is the 401 (or 503) to answer with.
 pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<String, HttpResponse> {
     let unauthorized = || {
@@ -50,8 +59,7 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<String,
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_credentials)
         .filter(|t| !t.is_empty() && t.len() <= 200)
         .map(str::to_string)
     else {

@@ -7,37 +7,81 @@ use askama::Template;
 use crate::foundation::db;
 use crate::foundation::links::ViewToken;
 use crate::http::pages::{self, MessagePage};
-use crate::http::state::AppState;
+use crate::http::state::{AppState, PREVIEW_TTL};
 use crate::processes::compose;
 use crate::processes::digest::{self, Item};
 use crate::stores::{digests, issues};
 
 /// `GET /digest/preview`: the digest that would go out now, as a reader of all topics gets it.
+/// Anyone may ask, so it is built at most once a [`PREVIEW_TTL`] and served from memory
+/// meanwhile: a crowd of requests costs one build, not one each. (The console's preview, behind
+/// the login, is always built afresh: [`fresh_preview`].)
 pub async fn preview(state: web::Data<AppState>) -> HttpResponse {
+    let mut cached = state.preview.0.lock().await;
+    if let Some((_, html)) = cached
+        .as_ref()
+        .filter(|(built, _)| built.elapsed() < PREVIEW_TTL)
+    {
+        return preview_page(&state, html.clone());
+    }
+    match build_preview(&state).await {
+        Ok(html) => {
+            *cached = Some((std::time::Instant::now(), html.clone()));
+            drop(cached);
+            preview_page(&state, html)
+        }
+        Err(page) => page,
+    }
+}
+
+/// The digest preview, built now.
+pub async fn fresh_preview(state: web::Data<AppState>) -> HttpResponse {
+    match build_preview(&state).await {
+        Ok(html) => preview_page(&state, html),
+        Err(page) => page,
+    }
+}
+
+/// The coming digest as a web copy (no reader's links in it, and none to itself), `None` when
+/// there is none; `Err` is the error page.
+async fn build_preview(state: &AppState) -> Result<Option<String>, HttpResponse> {
+    let site_name = &state.settings.site_name;
     let settings = state.settings.clone();
     let result = db::run(&state.pool, move |conn| {
         Ok(digest::preview(conn, &settings, db::now()))
     })
     .await;
-    let site_name = &state.settings.site_name;
     match result {
-        // As a web copy: no reader's links in it, and none to itself.
-        Ok(Ok(Some(composed))) => HttpResponse::Ok()
+        Ok(Ok(composed)) => Ok(composed.map(|c| compose::web_copy(&state.settings, &c.html))),
+        Ok(Err(e)) => Err(pages::internal_error(
+            site_name,
+            "digest preview failed",
+            &e,
+        )),
+        Err(e) if e.is_unavailable() => Err(pages::unavailable(site_name)),
+        Err(e) => Err(pages::internal_error(
+            site_name,
+            "digest preview failed",
+            &e,
+        )),
+    }
+}
+
+fn preview_page(state: &AppState, html: Option<String>) -> HttpResponse {
+    match html {
+        Some(html) => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body(compose::web_copy(&state.settings, &composed.html)),
-        Ok(Ok(None)) => pages::html(
+            .body(html),
+        None => pages::html(
             StatusCode::OK,
             &MessagePage {
-                site_name,
+                site_name: &state.settings.site_name,
                 title: "No digest to preview",
                 message: "There is no new article since the last digest, so none would go out now.",
                 offer_signup: false,
             },
         ),
-        Ok(Err(e)) => pages::internal_error(site_name, "digest preview failed", &e),
-        Err(e) if e.is_unavailable() => pages::unavailable(site_name),
-        Err(e) => pages::internal_error(site_name, "digest preview failed", &e),
     }
 }
 
