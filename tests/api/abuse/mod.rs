@@ -1,0 +1,3 @@
+//! Issue 12: the public surface, tried the way an attacker would.
+
+mod signup;
