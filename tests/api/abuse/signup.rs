@@ -553,7 +553,9 @@ on_both_backends!(
 );
 
 async fn forty_parallel_wrong_logins_check_at_most_five_passwords(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    // As many connections as production's default (PostgreSQL; SQLite takes at most 4), so that
+    // many attempts really run at once.
+    let Some(app) = app_with(backend, vec![("IRIA_DB_POOL_SIZE", "16".into())]).await else {
         return;
     };
     iria_news::stores::editors::create(&mut app.conn(), "editor", "correct horse battery")
@@ -605,6 +607,39 @@ async fn forty_parallel_wrong_logins_check_at_most_five_passwords(backend: Backe
 on_both_backends!(
     forty_parallel_wrong_logins_check_at_most_five_passwords,
     super::forty_parallel_wrong_logins_check_at_most_five_passwords
+);
+
+async fn thirty_parallel_wrong_logins_from_one_ip_check_at_most_twenty_passwords(backend: Backend) {
+    let Some(app) = app_with(backend, vec![("IRIA_DB_POOL_SIZE", "16".into())]).await else {
+        return;
+    };
+    let (cookie, csrf) = crate::console::login_form(&app).await;
+    // Thirty names, so no account reaches its own limit: only the address's (20) can stop them.
+    let attempt = |i: usize| {
+        app.client
+            .post(format!("{}/admin/login", app.address))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form(&[
+                ("csrf", csrf.as_str()),
+                ("name", &format!("guess{i}")),
+                ("password", "wrong guess"),
+            ]))
+            .send()
+    };
+    let answers = join_all((0..30).map(attempt)).await;
+    let statuses: Vec<u16> = answers
+        .into_iter()
+        .map(|a| a.expect("POST /admin/login").status().as_u16())
+        .collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let locked = statuses.iter().filter(|s| **s == 429).count();
+    assert!(checked <= 20, "{checked} passwords checked: {statuses:?}");
+    assert_eq!(checked + locked, 30, "{statuses:?}");
+}
+on_both_backends!(
+    thirty_parallel_wrong_logins_from_one_ip_check_at_most_twenty_passwords,
+    super::thirty_parallel_wrong_logins_from_one_ip_check_at_most_twenty_passwords
 );
 
 async fn a_right_password_takes_back_its_reserved_attempt(backend: Backend) {
