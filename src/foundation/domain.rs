@@ -36,11 +36,17 @@ impl SubscriberEmail {
         let Some((local, domain)) = raw.rsplit_once('@') else {
             return Err("An email address needs an @, as in name@example.org.".into());
         };
+        if is_ip_literal(domain) {
+            return Err(IP_LITERAL.into());
+        }
         let domain = idna::domain_to_ascii(domain)
             .map_err(|_| "The part after the @ is not a valid domain name.".to_string())?;
         let address = format!("{}@{}", local.to_lowercase(), domain);
         if !domain.contains('.') || domain.ends_with('.') {
             return Err("The part after the @ must be a full domain, as in example.org.".into());
+        }
+        if is_ip_literal(&domain) {
+            return Err(IP_LITERAL.into());
         }
         if address.len() > MAX_EMAIL_LEN || !address.validate_email() {
             return Err("That does not look like an email address; please check it.".into());
@@ -68,6 +74,60 @@ impl fmt::Display for SubscriberEmail {
     }
 }
 
+/// Why an address at an IP address is refused, for the person who typed it.
+const IP_LITERAL: &str =
+    "Please use an address at a domain name (as in name@example.org), not at an IP address.";
+
+/// Whether the part after the @ names a host by its IP address rather than by a domain: an
+/// address literal (`[127.0.0.1]`, `[IPv6:::1]`, RFC 5321 4.1.3) or a bare number such as
+/// `127.0.0.1` or `127.1` (no top-level domain is all digits, RFC 3696 2, so a last label of
+/// digits is an IPv4 address in one of its spellings). Mail to such a host goes around every
+/// check a domain gets (MX, reputation) and may reach machines on IRIA's own network.
+fn is_ip_literal(domain: &str) -> bool {
+    let domain = domain.trim_end_matches('.');
+    if domain.starts_with('[')
+        || domain.ends_with(']')
+        || domain.parse::<std::net::IpAddr>().is_ok()
+    {
+        return true;
+    }
+    let last = domain.rsplit('.').next().unwrap_or("");
+    let last = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .map_or(last.chars().all(|c| c.is_ascii_digit()), |hex| {
+            hex.chars().all(|c| c.is_ascii_hexdigit())
+        });
+    !domain.is_empty() && last
+}
+
+/// Characters that change how text around them is shown without being seen themselves:
+/// bidirectional controls (which can make a name read backwards, or hide an address inside it)
+/// and zero-width or otherwise invisible characters (which make two names that look the same
+/// differ, or hide text): Unicode's "format" characters (Cf) and the invisible fillers. The
+/// zero-width joiners have honest uses (an emoji sequence, the ZWNJ of Persian spelling), but a
+/// name shown in the console and in emails reads well without them, and allowing them would
+/// let a name hide text.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'                    // soft hyphen
+        | '\u{034F}'                  // combining grapheme joiner
+        | '\u{061C}'                  // Arabic letter mark
+        | '\u{115F}' | '\u{1160}'      // Hangul fillers
+        | '\u{17B4}' | '\u{17B5}'      // Khmer inherent vowels
+        | '\u{180B}'..='\u{180F}'     // Mongolian variation selectors, vowel separator
+        | '\u{200B}'..='\u{200F}'     // zero-width space, (non-)joiner, LRM, RLM
+        | '\u{202A}'..='\u{202E}'     // bidi embeddings and overrides
+        | '\u{2060}'..='\u{206F}'     // word joiner, invisible operators, bidi isolates
+        | '\u{3164}' | '\u{FFA0}'     // Hangul fillers
+        | '\u{FEFF}'                  // zero-width no-break space (BOM)
+        | '\u{FFF9}'..='\u{FFFB}'     // interlinear annotations
+        | '\u{1D173}'..='\u{1D17A}'   // musical formatting
+        | '\u{E0000}'..='\u{E007F}'   // tags
+    )
+}
+
 /// A subscriber's name: optional, at most [`MAX_NAME_CHARS`] characters, Unicode-normalised (NFC),
 /// with no line breaks or other control characters (so it can never start a mail header).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +145,13 @@ impl SubscriberName {
             .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
         {
             return Err("A name cannot contain line breaks or control characters.".into());
+        }
+        if name.chars().any(is_invisible_format) {
+            return Err(
+                "A name cannot contain invisible characters (such as zero-width spaces \
+                        or right-to-left overrides); please type it again."
+                    .into(),
+            );
         }
         if name.chars().count() > MAX_NAME_CHARS {
             return Err(format!(
@@ -234,6 +301,61 @@ mod tests {
         assert!(SubscriberName::parse("x\r\nBcc: y@z").is_err());
         assert!(SubscriberName::parse(&"n".repeat(257)).is_err());
         assert!(SubscriberName::parse(&"n".repeat(256)).is_ok());
+    }
+
+    #[test]
+    fn names_refuse_bidi_controls_and_invisible_characters() {
+        for bad in [
+            "Ada \u{202E}gnp.exe",
+            "\u{202A}Ada",
+            "\u{202B}Ada",
+            "\u{202C}Ada",
+            "\u{202D}Ada",
+            "Ada\u{2066}x\u{2069}",
+            "Ada\u{2067}",
+            "Ada\u{2068}",
+            "A\u{200B}da",
+            "A\u{200C}da",
+            "A\u{200D}da",
+            "A\u{200E}da",
+            "A\u{200F}da",
+            "A\u{2060}da",
+            "\u{FEFF}Ada",
+            "Ada\u{061C}",
+            "Ada\u{00AD}",
+            "Ada\u{E0041}",
+        ] {
+            let refused = SubscriberName::parse(bad).expect_err(&format!("{bad:?} was accepted"));
+            assert!(refused.contains("invisible"), "{bad:?}: {refused}");
+        }
+        // Letters of right-to-left scripts are fine: only the controls are refused.
+        assert!(SubscriberName::parse("مريم العربي").is_ok());
+        assert!(SubscriberName::parse("שרה כהן").is_ok());
+    }
+
+    #[test]
+    fn addresses_at_ip_addresses_are_refused() {
+        for bad in [
+            "user@[127.0.0.1]",
+            "user@127.0.0.1",
+            "user@[IPv6:::1]",
+            "user@[IPv6:2001:db8::1]",
+            "user@10.0.0.1",
+            "user@127.1",
+            "user@0x7f.0.0.1",
+            "user@192.168.0.1.",
+        ] {
+            let refused = SubscriberEmail::parse(bad).expect_err(&format!("{bad:?} was accepted"));
+            assert!(refused.contains("IP address"), "{bad:?}: {refused}");
+        }
+        // Digits inside a domain are fine, and so is a domain that looks like hex.
+        for good in [
+            "user@1und1.de",
+            "user@123.example.org",
+            "user@cafe.example.cafe",
+        ] {
+            assert!(SubscriberEmail::parse(good).is_ok(), "{good:?} was refused");
+        }
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::HttpRequest;
-use governor::DefaultKeyedRateLimiter;
 use tokio::sync::Notify;
 
 use crate::foundation::config::Settings;
@@ -20,9 +19,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub pool: Pool,
-    /// Sign-ups per client IP; kept in memory, so with several `serve` processes each counts its
-    /// own (the per-address limit is counted in the database and holds across processes).
-    pub signup_ip_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Wakes this process's delivery worker when a message was queued.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
@@ -41,21 +37,24 @@ pub const PREVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 pub struct PreviewCache(pub tokio::sync::Mutex<Option<(std::time::Instant, Option<String>)>>);
 
 impl AppState {
-    /// The client's IP: the peer, or the first `X-Forwarded-For` hop when configured to trust a
-    /// proxy in front.
+    /// The client's IP: the connection's peer, or, behind the proxies `IRIA_TRUSTED_PROXIES`
+    /// names, the first `X-Forwarded-For` address from the right that is not one of them (see
+    /// [`crate::foundation::config::TrustedProxies::client_ip`]).
     pub fn client_ip(&self, req: &HttpRequest) -> IpAddr {
         let peer = req
             .peer_addr()
             .map(|a| a.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if !self.settings.trust_forwarded_for {
+        let proxies = &self.settings.trusted_proxies;
+        if proxies.is_none() {
             return peer;
         }
-        req.headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(peer)
+        // A header that is not ASCII is unreadable: it stops the walk where it stands.
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .map(|v| v.to_str().unwrap_or("?"))
+            .collect();
+        proxies.client_ip(peer, &forwarded)
     }
 }

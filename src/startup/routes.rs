@@ -3,7 +3,7 @@
 
 use actix_web::web;
 
-use crate::http::public::{archive, links, ops, signup, view};
+use crate::http::public::{archive, confirm, links, ops, signup, view};
 use crate::http::{api, embedding};
 
 /// The routes outside `/admin` (the console is a scope of its own, see [`crate::http::admin`]).
@@ -17,7 +17,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(signup::subscribe))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(embedding::preflight)),
         )
-        .route("/subscriptions/confirm", web::get().to(signup::confirm))
+        .route(
+            "/subscriptions/confirm",
+            web::get().to(confirm::confirm_page),
+        )
+        .route("/subscriptions/confirm", web::post().to(confirm::confirm))
         .route(
             "/unsubscribe/{token}",
             web::get().to(links::unsubscribe_page),

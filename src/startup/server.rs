@@ -2,13 +2,11 @@
 //! and this process's delivery worker.
 
 use std::net::TcpListener;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use governor::{Quota, RateLimiter};
 use tokio::sync::{watch, Notify};
 
 use crate::foundation::config::Settings;
@@ -59,11 +57,9 @@ impl Application {
         let dkim = crate::processes::messages::dkim_config(&settings)?;
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::default());
-        let per_ip = NonZeroU32::new(settings.signup_per_ip_per_hour).unwrap_or(NonZeroU32::MIN);
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             pool: pool.clone(),
-            signup_ip_limiter: RateLimiter::keyed(Quota::per_hour(per_ip)),
             wake: wake.clone(),
             metrics: metrics.clone(),
             mailer: mailer.clone(),

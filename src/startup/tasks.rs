@@ -1,5 +1,5 @@
 //! The background tasks of `serve`: the digest scheduler, scheduled issues, the feed poller, the
-//! sign-up limiter's clean-up and the webhook worker; and the signal that stops the process.
+//! rate limits' clean-up and the webhook worker; and the signal that stops the process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,17 +14,23 @@ use crate::foundation::schedule::Schedule;
 use crate::http::state::AppState;
 use crate::processes::webhooks::WebhookWorker;
 use crate::processes::{digest, feed};
-use crate::stores::issues;
+use crate::stores::{issues, limits};
 
 /// Starts every background task of a `serve` process; each runs until the process stops.
 pub fn spawn_background(state: &web::Data<AppState>, settings: &Arc<Settings>) {
-    let limiter_state = state.clone();
-    // Forget clients that have not signed up for an hour, so the limiter's memory stays small.
+    // Forget rate-limit keys that are as good as new, so that their table stays small.
+    let pool = state.pool.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
-            limiter_state.signup_ip_limiter.retain_recent();
+            let forgotten = db::run(&pool, |conn| {
+                Ok(limits::forget_idle(conn, limits::now_ms())?)
+            })
+            .await;
+            if let Err(error) = forgotten {
+                tracing::warn!(%error, "forgetting idle rate-limit keys failed");
+            }
         }
     });
     tokio::spawn(digest_forever(

@@ -79,21 +79,29 @@ const DUMMY_HASH: &str =
 
 /// Whether `password` is the editor's. Unknown names take as long as known ones.
 pub fn verify(conn: &mut DbConnection, name: &str, password: &str) -> QueryResult<bool> {
-    let stored: Option<String> = editors::table
+    let stored = stored_hash(conn, name)?;
+    Ok(hash_matches(stored.as_deref(), password))
+}
+
+fn stored_hash(conn: &mut DbConnection, name: &str) -> QueryResult<Option<String>> {
+    editors::table
         .filter(editors::name.eq(name))
         .select(editors::password_hash)
         .first(conn)
-        .optional()?;
-    let known = stored.is_some();
-    let hash = stored.unwrap_or_else(|| DUMMY_HASH.to_string());
-    let matches = PasswordHash::new(&hash)
+        .optional()
+}
+
+/// Checks a password against a stored hash, or against [`DUMMY_HASH`] when there is none (an
+/// unknown name), so that both take as long; `false` for an unknown name whatever the password.
+fn hash_matches(stored: Option<&str>, password: &str) -> bool {
+    let matches = PasswordHash::new(stored.unwrap_or(DUMMY_HASH))
         .map(|parsed| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok()
         })
         .unwrap_or(false);
-    Ok(known && matches)
+    stored.is_some() && matches
 }
 
 fn hash(password: &str) -> Result<String, AccountError> {
@@ -143,23 +151,117 @@ fn recent_failures(
         .get_result(conn)
 }
 
-/// Checks a login. Failures are counted in the database (so every process sees them) per account
-/// name, known or not, and per client address; past the limits the attempt is refused unchecked
-/// until the window has passed. A success clears the account's count.
-pub fn log_in(conn: &mut DbConnection, name: &str, password: &str, ip: &str) -> QueryResult<Login> {
-    let now = db::now();
+/// Advisory lock classes (the first half of PostgreSQL's two-part lock key) of the two kinds of
+/// keys: every reservation locks its account's key, then its address's, so two reservations
+/// cannot wait for each other round a loop, even when two keys' hashes collide.
+const ACCOUNT_LOCK_CLASS: i32 = 725_415_002;
+const IP_LOCK_CLASS: i32 = 725_415_003;
+
+/// Reserves a login attempt before its password is checked: one failure row for the account and
+/// one for the address, written only if neither has reached its limit, so that at most the
+/// limit's number of passwords is ever checked, however many attempts arrive at once. Counting
+/// and writing are one transaction under a lock: on PostgreSQL an advisory lock on each key (a
+/// plain transaction would let several attempts count the same rows and all pass), on SQLite the
+/// write transaction, which holds the database's one write lock. `None` when the attempt is
+/// refused; else the ids of the two rows, which a right password takes back.
+fn reserve_attempt(
+    conn: &mut DbConnection,
+    account: &str,
+    ip: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<Option<Vec<i64>>> {
     let since = now - chrono::Duration::minutes(FAILURE_WINDOW_MINUTES);
-    let name = name.trim();
-    if recent_failures(conn, &account_key(name), since)? >= MAX_FAILURES_PER_ACCOUNT
-        || recent_failures(conn, &ip_key(ip), since)? >= MAX_FAILURES_PER_IP
-    {
-        return Ok(Login::Throttled);
+    db::write_transaction(conn, |conn| {
+        if let DbConnection::Pg(pg) = conn {
+            for (class, key) in [(ACCOUNT_LOCK_CLASS, account), (IP_LOCK_CLASS, ip)] {
+                diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                    .bind::<diesel::sql_types::Integer, _>(class)
+                    .bind::<diesel::sql_types::Text, _>(key)
+                    .execute(pg)?;
+            }
+        }
+        if recent_failures(conn, account, since)? >= MAX_FAILURES_PER_ACCOUNT
+            || recent_failures(conn, ip, since)? >= MAX_FAILURES_PER_IP
+        {
+            return Ok(None);
+        }
+        let mut ids = Vec::with_capacity(2);
+        for key in [account, ip] {
+            ids.push(
+                diesel::insert_into(login_failures::table)
+                    .values((
+                        login_failures::key.eq(key),
+                        login_failures::failed_at.eq(now),
+                    ))
+                    .returning(login_failures::id)
+                    .get_result(conn)?,
+            );
+        }
+        Ok(Some(ids))
+    })
+}
+
+/// A login attempt that was let through ([`begin_login`]): counted as a failure until
+/// [`finish_login`] hears that its password was right. Holds the account's hash, so that the
+/// slow part, checking the password ([`Attempt::password_matches`]), needs no database
+/// connection: a burst of attempts does not starve the pool.
+pub struct Attempt {
+    name: String,
+    account: String,
+    reserved: Vec<i64>,
+    hash: Option<String>,
+}
+
+impl Attempt {
+    /// Whether the password is the account's (argon2id; as slow for an unknown name).
+    pub fn password_matches(&self, password: &str) -> bool {
+        hash_matches(self.hash.as_deref(), password)
     }
-    if verify(conn, name, password)? {
-        diesel::delete(login_failures::table.filter(login_failures::key.eq(account_key(name))))
-            .execute(conn)?;
+}
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attempt").field("name", &self.name).finish()
+    }
+}
+
+/// Starts a login: `None` when the account or the address has had too many failures lately
+/// (nothing is checked then, and nothing counted); otherwise the attempt, already counted as a
+/// failure of both ([`reserve_attempt`]) so that at most the limit's number of passwords is ever
+/// checked, however many attempts arrive at once.
+pub fn begin_login(conn: &mut DbConnection, name: &str, ip: &str) -> QueryResult<Option<Attempt>> {
+    let now = db::now();
+    let name = name.trim();
+    let account = account_key(name);
+    let Some(reserved) = reserve_attempt(conn, &account, &ip_key(ip), now)? else {
+        return Ok(None);
+    };
+    Ok(Some(Attempt {
+        name: name.to_string(),
+        account,
+        reserved,
+        hash: stored_hash(conn, name)?,
+    }))
+}
+
+/// Ends a login whose password was checked: a right one takes its count back and clears the
+/// account's failures; a wrong one stays counted.
+pub fn finish_login(
+    conn: &mut DbConnection,
+    attempt: &Attempt,
+    password_matched: bool,
+) -> QueryResult<Login> {
+    if password_matched {
+        diesel::delete(
+            login_failures::table.filter(
+                login_failures::key
+                    .eq(&attempt.account)
+                    .or(login_failures::id.eq_any(&attempt.reserved)),
+            ),
+        )
+        .execute(conn)?;
         let editor = editors::table
-            .filter(editors::name.eq(name))
+            .filter(editors::name.eq(&attempt.name))
             .select((editors::id, editors::name, editors::session_version))
             .first::<(i64, String, i32)>(conn)?;
         return Ok(Login::Welcome(Editor {
@@ -168,20 +270,24 @@ pub fn log_in(conn: &mut DbConnection, name: &str, password: &str, ip: &str) -> 
             session_version: editor.2,
         }));
     }
-    for key in [account_key(name), ip_key(ip)] {
-        diesel::insert_into(login_failures::table)
-            .values((
-                login_failures::key.eq(key),
-                login_failures::failed_at.eq(now),
-            ))
-            .execute(conn)?;
-    }
     // Old failures are of no use: keep the table small.
-    diesel::delete(
-        login_failures::table.filter(login_failures::failed_at.lt(now - chrono::Duration::days(1))),
-    )
-    .execute(conn)?;
+    let old = db::now() - chrono::Duration::days(1);
+    diesel::delete(login_failures::table.filter(login_failures::failed_at.lt(old)))
+        .execute(conn)?;
     Ok(Login::Refused)
+}
+
+/// Checks a login on one connection ([`begin_login`], the password, [`finish_login`]).
+/// Failures are counted in the database (so every process sees them) per account name, known or
+/// not, and per client address; past the limits the attempt is refused unchecked until the
+/// window has passed. The console's handler runs the three steps itself, so as not to hold a
+/// connection while the password is checked.
+pub fn log_in(conn: &mut DbConnection, name: &str, password: &str, ip: &str) -> QueryResult<Login> {
+    let Some(attempt) = begin_login(conn, name, ip)? else {
+        return Ok(Login::Throttled);
+    };
+    let matched = attempt.password_matches(password);
+    finish_login(conn, &attempt, matched)
 }
 
 /// The editor a session names, if the account still exists and the session is not older than

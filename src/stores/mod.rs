@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod digests;
 pub mod editors;
 pub mod issues;
+pub mod limits;
 pub mod subscriptions;
 pub mod webhooks;
 pub mod welcome;

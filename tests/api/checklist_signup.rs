@@ -19,7 +19,7 @@ fn token_of(link: &str) -> String {
 
 async fn confirm_first_link(app: &TestApp, email: &str) {
     let mail = app.wait_for_mail_to(email, 1).await;
-    assert_eq!(app.get(&mail.confirmation_link()).await.status(), 200);
+    assert_eq!(app.confirm(&mail.confirmation_link()).await.status(), 200);
 }
 
 /// Checklist line 15: `POST /subscriptions` answers identically (status and body) for a new, pending, confirmed
@@ -150,7 +150,7 @@ async fn line_16_tokens_are_long_hashed_single_use_and_expiring(backend: Backend
     assert_ne!(other, token);
 
     // Single use.
-    assert_eq!(app.get(&link).await.status(), 200);
+    assert_eq!(app.confirm(&link).await.status(), 200);
     let again = app.get(&link).await;
     assert_eq!(again.status(), 410);
     assert!(
@@ -215,7 +215,7 @@ async fn line_17_pending_signup_replaces_token_and_unsubscribed_must_confirm_aga
         .confirmation_link();
     assert_ne!(first, second);
     assert_eq!(
-        app.get(&first).await.status(),
+        app.confirm(&first).await.status(),
         410,
         "the old link no longer works"
     );
@@ -223,7 +223,7 @@ async fn line_17_pending_signup_replaces_token_and_unsubscribed_must_confirm_aga
         app.subscriber("p@example.org").map(|s| s.0).as_deref(),
         Some("pending")
     );
-    assert_eq!(app.get(&second).await.status(), 200);
+    assert_eq!(app.confirm(&second).await.status(), 200);
     assert_eq!(
         app.subscriber("p@example.org"),
         Some(("confirmed".into(), Some("Second Try".into()), String::new()))
@@ -250,7 +250,7 @@ async fn line_17_pending_signup_replaces_token_and_unsubscribed_must_confirm_aga
         app.subscriber("p@example.org").map(|s| s.0).as_deref(),
         Some("unsubscribed")
     );
-    assert_eq!(app.get(&third).await.status(), 200);
+    assert_eq!(app.confirm(&third).await.status(), 200);
     assert_eq!(
         app.subscriber("p@example.org"),
         Some(("confirmed".into(), None, "Asia".into()))

@@ -303,13 +303,14 @@ async fn json_sign_up_answers_202_the_same_for_every_address(backend: Backend) {
         app.subscriber("new@example.org"),
         Some(("pending".into(), None, "Europe".into()))
     );
+    // The name waits with the consent until the address is confirmed.
     assert_eq!(
         app.subscriber("json@example.org"),
-        Some((
-            "pending".into(),
-            Some("Jay Son".into()),
-            "Asia,Defense".into()
-        ))
+        Some(("pending".into(), None, "Asia,Defense".into()))
+    );
+    assert_eq!(
+        app.consent_name("json@example.org").as_deref(),
+        Some("Jay Son")
     );
     assert_eq!(
         app.subscriber("known00000@example.org")

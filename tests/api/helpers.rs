@@ -400,6 +400,37 @@ impl TestApp {
         self.db.connect()
     }
 
+    /// Follows a confirmation link as a reader does: opens the page the link leads to (which
+    /// changes nothing), checks that it offers the one button that posts the link's token, and
+    /// presses it. Returns the button's answer, or the page's when the page is not the button's
+    /// (a used, superseded, expired or unknown link keeps its 4xx page).
+    pub async fn confirm(&self, link: &str) -> reqwest::Response {
+        let page = self.get(link).await;
+        if page.status() != 200 {
+            return page;
+        }
+        let token = link
+            .split("token=")
+            .nth(1)
+            .and_then(|t| t.split('&').next())
+            .expect("a token in the confirmation link")
+            .to_string();
+        let body = page.text().await.expect("the confirmation page");
+        assert!(
+            body.contains(r#"<form method="post" action="/subscriptions/confirm">"#)
+                && body.contains(&format!(r#"name="token" value="{token}""#))
+                && body.contains("Confirm my subscription"),
+            "the confirmation page offers one button posting the token: {body}"
+        );
+        self.client
+            .post(format!("{}/subscriptions/confirm", self.address))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form(&[("token", &token)]))
+            .send()
+            .await
+            .expect("POST /subscriptions/confirm")
+    }
+
     /// (status, name, topics) of the subscriber with this stored address.
     pub fn subscriber(&self, email: &str) -> Option<(String, Option<String>, String)> {
         subscribers::table
@@ -408,6 +439,18 @@ impl TestApp {
             .first(&mut self.conn())
             .optional()
             .expect("query subscriber")
+    }
+
+    /// The name given with the latest sign-up of this stored address (its consent record), which
+    /// becomes the subscriber's once the address is confirmed.
+    pub fn consent_name(&self, email: &str) -> Option<String> {
+        consents::table
+            .inner_join(subscribers::table)
+            .filter(subscribers::email.eq(email))
+            .order(consents::id.desc())
+            .select(consents::name)
+            .first::<Option<String>>(&mut self.conn())
+            .expect("a consent of this address")
     }
 
     pub fn subscriber_id(&self, email: &str) -> i64 {

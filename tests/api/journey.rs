@@ -133,7 +133,7 @@ async fn sign_up_and_confirm(app: &TestApp, email: &str) {
     let link = wait_for_subject(app, email, "Confirm your subscription")
         .await
         .confirmation_link();
-    assert_eq!(app.get(&link).await.status(), 200);
+    assert_eq!(app.confirm(&link).await.status(), 200);
 }
 
 /// The token of a message's List-Unsubscribe link: the reader's own.
@@ -361,8 +361,8 @@ async fn a_confirmed_reader_is_welcomed_once(backend: Backend) {
     let second = app
         .wait_for_mail_with_subject("ada@example.org", "Confirm", 2)
         .await;
-    assert_eq!(app.get(&second.confirmation_link()).await.status(), 200);
-    assert_eq!(app.get(&second.confirmation_link()).await.status(), 410);
+    assert_eq!(app.confirm(&second.confirmation_link()).await.status(), 200);
+    assert_eq!(app.confirm(&second.confirmation_link()).await.status(), 410);
     assert_eq!(ledger_count(&app, "ada@example.org", "welcome"), 1);
 
     // The editors' own text: previewed, saved, sent to the next reader.

@@ -120,6 +120,7 @@ async fn security_headers_on_every_page(backend: Backend) {
             Some("email=a%40example.org"),
         ),
         ("GET", "/subscriptions/confirm?token=x".into(), None),
+        ("POST", "/subscriptions/confirm".into(), Some("token=x")),
         ("GET", format!("/unsubscribe/{token}"), None),
         ("GET", format!("/preferences/{token}"), None),
         ("POST", format!("/preferences/{token}"), Some("name=A")),

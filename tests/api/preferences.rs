@@ -95,7 +95,7 @@ async fn download_my_data_holds_everything_including_consent(backend: Backend) {
     ]))
     .await;
     let mail = app.wait_for_mail_to("me@example.org", 1).await;
-    app.get(&mail.confirmation_link()).await;
+    app.confirm(&mail.confirmation_link()).await;
     let id = app.subscriber_id("me@example.org");
     let response = app.get(&format!("{}/data", link(&app, id))).await;
     assert_eq!(response.status(), 200);
@@ -128,7 +128,7 @@ async fn erase_my_data_keeps_only_a_hash_and_a_fresh_signup_works(backend: Backe
     ]))
     .await;
     let mail = app.wait_for_mail_to("gone@example.org", 1).await;
-    app.get(&mail.confirmation_link()).await;
+    app.confirm(&mail.confirmation_link()).await;
     let id = app.subscriber_id("gone@example.org");
     let erase_url = format!("{}{}/erase", app.address, link(&app, id));
     let unticked = app
@@ -183,7 +183,7 @@ async fn erase_my_data_keeps_only_a_hash_and_a_fresh_signup_works(backend: Backe
         app.subscriber("gone@example.org").map(|s| s.0).as_deref(),
         Some("pending")
     );
-    assert_eq!(app.get(&again.confirmation_link()).await.status(), 200);
+    assert_eq!(app.confirm(&again.confirmation_link()).await.status(), 200);
     assert_eq!(
         app.subscriber("gone@example.org").map(|s| s.0).as_deref(),
         Some("confirmed")

@@ -12,6 +12,16 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use url::Url;
 
+mod parse;
+pub mod proxies;
+
+use parse::{
+    bad, parse_allowed_origins, parse_base_url, parse_bool, parse_bounce_address, parse_feed_url,
+    parse_from, parse_listen, parse_secret_key, parse_topics, parse_unsubscribe_mailto, Values,
+};
+pub use parse::{env_name, ConfigError};
+pub use proxies::TrustedProxies;
+
 /// Every setting the program reads: (name without the `IRIA_` prefix, lower case, as written in
 /// the TOML file; the built-in default, if any; what it means). The configuration reference in
 /// the README is written from this table.
@@ -40,7 +50,8 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "comma-separated topics a subscriber can choose",
     ),
     ("confirmation_ttl_hours", Some("48"), "hours a confirmation link stays valid"),
-    ("trust_forwarded_for", Some("false"), "take the client IP from X-Forwarded-For (behind a proxy)"),
+    ("trusted_proxies", None, "proxies in front: a number of hops (1) or networks (10.0.0.0/8,127.0.0.1); the client IP is the first address from the right of X-Forwarded-For that is not one"),
+    ("trust_forwarded_for", Some("false"), "deprecated: true means trusted_proxies = 1"),
     ("db_pool_size", Some("16"), "database connections per process"),
     ("delivery_concurrency", Some("8"), "messages in flight at once per process (SMTP connections)"),
     ("delivery_batch_size", Some("64"), "deliveries a worker claims at a time"),
@@ -179,7 +190,8 @@ pub struct Settings {
     pub site_intro: String,
     pub topics: Vec<String>,
     pub confirmation_ttl: Duration,
-    pub trust_forwarded_for: bool,
+    /// The proxies in front, which say who the client is in `X-Forwarded-For`.
+    pub trusted_proxies: TrustedProxies,
     pub db_pool_size: u32,
     pub delivery: DeliverySettings,
     pub log_format: LogFormat,
@@ -218,11 +230,6 @@ pub struct DeliverySettings {
     /// The envelope sender with `{token}` where each delivery's VERP token goes.
     pub bounce_address: Option<String>,
 }
-
-/// A bad setting, said in one line.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct ConfigError(pub String);
 
 impl Settings {
     /// Reads the configuration the way the binary does: the TOML file named by `IRIA_CONFIG` (which
@@ -302,7 +309,7 @@ impl Settings {
             unsubscribe_mailto: parse_unsubscribe_mailto(&v)?,
             dkim: parse_dkim(&v)?,
             log_format: parse_log_format(&v)?,
-            trust_forwarded_for: parse_bool(&v, "trust_forwarded_for")?,
+            trusted_proxies: parse_trusted_proxies(&v)?,
             digest_schedule: v.required("digest_schedule")?.to_string(),
             timezone: v.required("timezone")?.to_string(),
             feed_poll: Duration::from_secs(v.number("feed_poll_minutes", 1u64)? * 60),
@@ -343,104 +350,16 @@ impl Settings {
     }
 }
 
-/// `database_url` → `IRIA_DATABASE_URL`.
-pub fn env_name(key: &str) -> String {
-    format!("IRIA_{}", key.to_ascii_uppercase())
-}
-
-/// The merged values of every source, read one setting at a time.
-struct Values<'a>(&'a BTreeMap<String, String>);
-
-impl<'a> Values<'a> {
-    /// A setting's value, trimmed; `None` when it is unset or blank.
-    fn get(&self, key: &str) -> Option<&'a str> {
-        self.0.get(key).map(|s| s.trim()).filter(|s| !s.is_empty())
+/// `IRIA_TRUSTED_PROXIES`, or the deprecated `IRIA_TRUST_FORWARDED_FOR=true`, which meant one
+/// proxy (it took the leftmost hop, which a client can write; it now means one hop, read from
+/// the right). When both are set, `IRIA_TRUSTED_PROXIES` counts.
+fn parse_trusted_proxies(v: &Values) -> Result<TrustedProxies, ConfigError> {
+    let legacy = parse_bool(v, "trust_forwarded_for")?;
+    match v.get("trusted_proxies") {
+        Some(raw) => TrustedProxies::parse(raw).map_err(|e| bad("trusted_proxies", e)),
+        None if legacy => Ok(TrustedProxies::Hops(1)),
+        None => Ok(TrustedProxies::None),
     }
-
-    fn required(&self, key: &str) -> Result<&'a str, ConfigError> {
-        self.get(key)
-            .ok_or_else(|| ConfigError(format!("{} is empty", env_name(key))))
-    }
-
-    /// A whole number of at least `min`.
-    fn number<T>(&self, key: &str, min: T) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + std::fmt::Display,
-    {
-        let raw = self.required(key)?;
-        let n: T = raw
-            .parse()
-            .map_err(|_| bad(key, format!("expected a whole number, got {raw:?}")))?;
-        if n < min {
-            return Err(bad(key, format!("must be at least {min}, got {raw}")));
-        }
-        Ok(n)
-    }
-}
-
-/// An error about one setting, named as in the environment.
-fn bad(key: &str, why: String) -> ConfigError {
-    ConfigError(format!("{}: {why}", env_name(key)))
-}
-
-fn parse_listen(v: &Values) -> Result<SocketAddr, ConfigError> {
-    let raw = v.required("listen")?;
-    let why = || format!("expected HOST:PORT such as 127.0.0.1:8080, got {raw:?}");
-    raw.parse().map_err(|_| bad("listen", why()))
-}
-
-fn parse_base_url(v: &Values) -> Result<Url, ConfigError> {
-    let raw = v.required("base_url")?;
-    Url::parse(raw.trim_end_matches('/'))
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| bad("base_url", format!("expected an http(s) URL, got {raw:?}")))
-}
-
-fn parse_from(v: &Values) -> Result<Mailbox, ConfigError> {
-    let raw = v.required("from")?;
-    raw.parse()
-        .map_err(|e| bad("from", format!("not a mail address ({e}): {raw:?}")))
-}
-
-fn parse_secret_key(v: &Values) -> Result<Option<Vec<u8>>, ConfigError> {
-    match v.get("secret_key") {
-        None => Ok(None),
-        Some(k) if k.len() < 32 => Err(bad(
-            "secret_key",
-            format!("must be at least 32 bytes, got {}", k.len()),
-        )),
-        Some(k) => Ok(Some(k.as_bytes().to_vec())),
-    }
-}
-
-fn parse_feed_url(v: &Values) -> Result<Option<Url>, ConfigError> {
-    v.get("feed_url")
-        .map(|raw| Url::parse(raw).map_err(|e| bad("feed_url", format!("{e}: {raw:?}"))))
-        .transpose()
-}
-
-fn parse_topics(v: &Values) -> Result<Vec<String>, ConfigError> {
-    let topics: Vec<String> = v
-        .required("topics")?
-        .split(',')
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
-    if topics.iter().any(|t| t.chars().count() > 64) {
-        return Err(bad("topics", "a topic is longer than 64 characters".into()));
-    }
-    Ok(topics)
-}
-
-fn parse_unsubscribe_mailto(v: &Values) -> Result<Option<String>, ConfigError> {
-    let Some(raw) = v.get("unsubscribe_mailto") else {
-        return Ok(None);
-    };
-    let address: lettre::Address = raw
-        .parse()
-        .map_err(|_| bad("unsubscribe_mailto", format!("not a mail address: {raw:?}")))?;
-    Ok(Some(address.to_string()))
 }
 
 /// The three DKIM settings, all or none.
@@ -470,14 +389,6 @@ fn parse_log_format(v: &Values) -> Result<LogFormat, ConfigError> {
     }
 }
 
-fn parse_bool(v: &Values, key: &str) -> Result<bool, ConfigError> {
-    match v.required(key)? {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        other => Err(bad(key, format!("expected true or false, got {other:?}"))),
-    }
-}
-
 fn parse_delivery(v: &Values) -> Result<DeliverySettings, ConfigError> {
     Ok(DeliverySettings {
         concurrency: v.number("delivery_concurrency", 1u32)? as usize,
@@ -491,61 +402,6 @@ fn parse_delivery(v: &Values) -> Result<DeliverySettings, ConfigError> {
         domain_rate_per_second: v.number("delivery_domain_rate_per_second", 0u32)?,
         bounce_address: parse_bounce_address(v)?,
     })
-}
-
-/// The VERP envelope sender: a mail address once `{token}` is filled in, and it must have one.
-fn parse_bounce_address(v: &Values) -> Result<Option<String>, ConfigError> {
-    let Some(raw) = v.get("bounce_address") else {
-        return Ok(None);
-    };
-    let probe = raw.replace("{token}", "d1-abc");
-    probe
-        .parse::<lettre::Address>()
-        .map_err(|_| bad("bounce_address", format!("not a mail address: {raw:?}")))?;
-    if !raw.contains("{token}") {
-        return Err(bad(
-            "bounce_address",
-            format!("must contain {{token}}: {raw:?}"),
-        ));
-    }
-    Ok(Some(raw.to_string()))
-}
-
-/// `IRIA_ALLOWED_ORIGINS`: each entry an origin, `scheme://host[:port]` (a lone trailing `/` is
-/// forgiven: it is what a browser's address bar shows), nothing more. A path would suggest that
-/// only part of a site is allowed, which an origin check cannot enforce, so it is refused.
-fn parse_allowed_origins(v: &Values) -> Result<Vec<url::Origin>, ConfigError> {
-    let Some(raw) = v.get("allowed_origins") else {
-        return Ok(Vec::new());
-    };
-    let mut origins = Vec::new();
-    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let why = || {
-            format!(
-                "expected origins such as https://www.ir-ia.com (scheme://host[:port], no path), \
-                 got {entry:?}"
-            )
-        };
-        let url = Url::parse(entry).map_err(|_| bad("allowed_origins", why()))?;
-        let bare = entry.strip_suffix('/').unwrap_or(entry);
-        let is_origin = matches!(url.scheme(), "http" | "https")
-            && url.host().is_some()
-            && url.username().is_empty()
-            && url.password().is_none()
-            && url.path() == "/"
-            && url.query().is_none()
-            && url.fragment().is_none()
-            && !bare.ends_with('/')
-            && !bare.contains(['?', '#']);
-        if !is_origin {
-            return Err(bad("allowed_origins", why()));
-        }
-        let origin = url.origin();
-        if !origins.contains(&origin) {
-            origins.push(origin);
-        }
-    }
-    Ok(origins)
 }
 
 #[cfg(test)]

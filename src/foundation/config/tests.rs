@@ -127,3 +127,27 @@ fn allowed_origins_are_origins_and_nothing_more() {
         assert!(!err.contains('\n'), "{err}");
     }
 }
+
+#[test]
+fn trusted_proxies_and_the_deprecated_trust_forwarded_for() {
+    let parse = |pairs: &[(&str, &str)]| Settings::from_sources(None, &env(pairs));
+    let none = parse(&[]).expect("defaults");
+    assert_eq!(none.trusted_proxies, TrustedProxies::None);
+    let legacy = parse(&[("IRIA_TRUST_FORWARDED_FOR", "true")]).expect("legacy");
+    assert_eq!(legacy.trusted_proxies, TrustedProxies::Hops(1));
+    let both = parse(&[
+        ("IRIA_TRUST_FORWARDED_FOR", "true"),
+        ("IRIA_TRUSTED_PROXIES", "10.0.0.0/8"),
+    ])
+    .expect("both");
+    assert_eq!(
+        both.trusted_proxies,
+        TrustedProxies::Networks(vec!["10.0.0.0/8".parse().expect("net")])
+    );
+    let err = parse(&[("IRIA_TRUSTED_PROXIES", "proxy.example.org")]).expect_err("a name");
+    assert!(
+        err.to_string()
+            .starts_with("configuration: IRIA_TRUSTED_PROXIES: expected"),
+        "{err}"
+    );
+}

@@ -224,3 +224,11 @@ diesel::table! {
 
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::allow_tables_to_appear_in_same_query!(webhook_endpoints, webhook_deliveries);
+
+diesel::table! {
+    /// Rate limits every process sees: a key's theoretical arrival time (GCRA), in ms since 1970.
+    rate_limits (key) {
+        key -> Text,
+        tat -> BigInt,
+    }
+}

@@ -83,10 +83,27 @@ pub async fn login(
     let ip = state.client_ip(&req).to_string();
     let next = safe_next(form.next.as_deref());
     let (name, password) = (form.name.clone(), form.password);
-    let outcome = query(&state, move |conn| {
-        Ok(editors::log_in(conn, &name, &password, &ip)?)
+    let attempt = query(&state, move |conn| {
+        Ok(editors::begin_login(conn, &name, &ip)?)
     })
     .await?;
+    let outcome = match attempt {
+        None => Login::Throttled,
+        Some(attempt) => {
+            // Argon2 is slow by design: the password is checked without holding a database
+            // connection, which every other request needs too.
+            let (attempt, matched) = web::block(move || {
+                let matched = attempt.password_matches(&password);
+                (attempt, matched)
+            })
+            .await
+            .map_err(|e| super::Fault::Internal(e.to_string()))?;
+            query(&state, move |conn| {
+                Ok(editors::finish_login(conn, &attempt, matched)?)
+            })
+            .await?
+        }
+    };
     let refuse = |status: StatusCode, message: &str| {
         let csrf = csrf_token(&session);
         html(

@@ -3,6 +3,7 @@
 //! readiness, metrics).
 
 pub mod archive;
+pub mod confirm;
 pub mod links;
 pub mod ops;
 pub mod signup;

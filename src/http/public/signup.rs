@@ -1,4 +1,4 @@
-//! The sign-up page, the form post and the confirmation link.
+//! The sign-up page and the form post (the confirmation link is `confirm.rs`).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,8 +14,8 @@ use crate::foundation::domain::{
 use crate::http::embedding::{self, Format};
 use crate::http::pages::{self, MessagePage};
 use crate::http::state::AppState;
-use crate::stores::subscriptions::tokens::ConfirmationToken;
-use crate::stores::subscriptions::{self, ConfirmError, NewSignup, SignupError};
+use crate::stores::limits;
+use crate::stores::subscriptions::{self, NewSignup, SignupError};
 
 /// The longest form source kept in the consent record.
 const MAX_SOURCE_CHARS: usize = 200;
@@ -378,9 +378,6 @@ pub async fn subscribe(
         );
     };
     let ip = state.client_ip(&req);
-    if state.signup_ip_limiter.check_key(&ip).is_err() {
-        return reply.too_many();
-    }
     let form = match kind {
         BodyKind::Form => SignupForm::from_urlencoded(&body),
         BodyKind::Json => match SignupForm::from_json(&body) {
@@ -409,19 +406,32 @@ pub async fn subscribe(
         source: clean_source(&form.source),
     };
     let per_address = state.settings.signup_per_address_per_hour;
+    let per_ip = state.settings.signup_per_ip_per_hour;
     let ttl = state.settings.confirmation_ttl;
     let result = db::run(&state.pool, move |conn| {
-        Ok(subscriptions::sign_up(conn, &signup, per_address, ttl))
+        // Sign-ups per client IP are counted in the database, so that every process sees them
+        // all (see `stores::limits`): one statement. `None`: over the limit.
+        let ip_key = format!("signup-ip:{}", signup.ip);
+        let hour = std::time::Duration::from_secs(3600);
+        if !limits::admit(conn, &ip_key, per_ip, hour, limits::now_ms())? {
+            return Ok(None);
+        }
+        Ok(Some(subscriptions::sign_up(
+            conn,
+            &signup,
+            per_address,
+            ttl,
+        )))
     })
     .await;
     match result {
-        Ok(Ok(())) => {
+        Ok(Some(Ok(()))) => {
             state.wake.notify_one();
             reply.accepted(return_to)
         }
-        Ok(Err(SignupError::TooManyForAddress)) => reply.too_many(),
-        Ok(Err(SignupError::Db(e))) | Err(e) if e.is_unavailable() => reply.unavailable(),
-        Ok(Err(SignupError::Db(e))) | Err(e) => reply.internal_error(&e),
+        Ok(None | Some(Err(SignupError::TooManyForAddress))) => reply.too_many(),
+        Ok(Some(Err(SignupError::Db(e)))) | Err(e) if e.is_unavailable() => reply.unavailable(),
+        Ok(Some(Err(SignupError::Db(e)))) | Err(e) => reply.internal_error(&e),
     }
 }
 
@@ -450,72 +460,4 @@ fn clean_source(raw: &str) -> String {
     } else {
         source
     }
-}
-
-/// `GET /subscriptions/confirm?token=…`.
-pub async fn confirm(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let site_name = &state.settings.site_name;
-    let raw = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned());
-    let Some(token) = raw.as_deref().and_then(ConfirmationToken::parse) else {
-        return pages::problem(
-            site_name,
-            StatusCode::BAD_REQUEST,
-            "That link is not complete",
-            "The confirmation link seems to be cut short. Please copy the whole link from the \
-             email into your browser, or sign up again below.",
-        );
-    };
-    let ip = state.client_ip(&req).to_string();
-    let result = db::run(&state.pool, move |conn| {
-        Ok(subscriptions::confirm(conn, &token, &ip))
-    })
-    .await;
-    let (status, title, message) = match result {
-        Ok(Ok(_email)) => {
-            // The welcome email was queued with the confirmation: off it goes.
-            state.wake.notify_one();
-            return pages::html(
-                StatusCode::OK,
-                &MessagePage {
-                    site_name,
-                    title: "You are subscribed",
-                    message: "Thank you for confirming. The next IRIA News digest will be in your \
-                              inbox. Every message has a link to leave at any time.",
-                    offer_signup: false,
-                },
-            );
-        }
-        Ok(Err(ConfirmError::Unknown)) => (
-            StatusCode::NOT_FOUND,
-            "We do not know this link",
-            "This confirmation link is not one we sent. Please sign up again below.",
-        ),
-        Ok(Err(ConfirmError::Used)) => (
-            StatusCode::GONE,
-            "This link has already been used",
-            "This confirmation link has been used already, so the subscription it asked for is \
-             confirmed. To sign up again, use the form below.",
-        ),
-        Ok(Err(ConfirmError::Superseded)) => (
-            StatusCode::GONE,
-            "A newer link has been sent",
-            "You signed up again after this email was sent, so only the link in the newest email \
-             works. Look for it in your inbox, or sign up again below.",
-        ),
-        Ok(Err(ConfirmError::Expired)) => (
-            StatusCode::GONE,
-            "This link has expired",
-            "Confirmation links work for a limited time. Please sign up again below and follow \
-             the new link.",
-        ),
-        Ok(Err(ConfirmError::Db(e))) | Err(e) if e.is_unavailable() => {
-            return pages::unavailable(site_name)
-        }
-        Ok(Err(ConfirmError::Db(e))) | Err(e) => {
-            return pages::internal_error(site_name, "confirmation failed", &e)
-        }
-    };
-    pages::problem(site_name, status, title, message)
 }

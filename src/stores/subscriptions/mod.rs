@@ -58,7 +58,11 @@ impl From<diesel::result::Error> for SignupError {
 /// - `confirmed`: the consent is recorded, and a note with the reader's preferences link is
 ///   queued (at most one a day).
 ///
-/// At most `per_address_per_hour` sign-ups of one address are taken per hour, whatever its state.
+/// At most `per_address_per_hour` sign-ups of one address are taken per hour, whatever its state,
+/// however many arrive at once: see the lock in `sign_up_once`.
+///
+/// The name given is kept with the consent and becomes the subscriber's only when the link is
+/// followed: a new subscriber's row has none until then.
 pub fn sign_up(
     conn: &mut DbConnection,
     signup: &NewSignup,
@@ -137,9 +141,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FirstSignUp<'_> {
             "WITH s AS (INSERT INTO subscribers (email, name, status, topics, created_at, updated_at) VALUES (",
         );
         out.push_bind_param::<Text, _>(s.email.as_str())?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.name)?;
-        out.push_sql(", 'pending', ");
+        // No name until the address is confirmed: the consent keeps it till then.
+        out.push_sql(", NULL, 'pending', ");
         out.push_bind_param::<Text, _>(&self.topics)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamp, _>(&self.now)?;
@@ -187,42 +190,7 @@ fn sign_up_once(
 ) -> Result<(), SignupError> {
     db::write_transaction(conn, |conn| {
         let now = db::now();
-        let existing: Option<(i64, String)> = subscribers::table
-            .filter(subscribers::email.eq(signup.email.as_str()))
-            .select((subscribers::id, subscribers::status))
-            .first(conn)
-            .optional()?;
-        let (subscriber_id, status) = match existing {
-            Some((id, status)) => {
-                let since = now - ChronoDuration::hours(1);
-                let recent: i64 = consents::table
-                    .filter(consents::subscriber_id.eq(id))
-                    .filter(consents::requested_at.gt(since))
-                    .count()
-                    .get_result(conn)?;
-                if recent >= i64::from(per_address_per_hour) {
-                    return Err(SignupError::TooManyForAddress);
-                }
-                (
-                    id,
-                    SubscriberStatus::parse(&status).unwrap_or(SubscriberStatus::Pending),
-                )
-            }
-            None => {
-                let id: i64 = diesel::insert_into(subscribers::table)
-                    .values((
-                        subscribers::email.eq(signup.email.as_str()),
-                        subscribers::name.eq(signup.name.as_ref().map(SubscriberName::as_str)),
-                        subscribers::status.eq(SubscriberStatus::Pending.as_str()),
-                        subscribers::topics.eq(signup.topics.to_stored()),
-                        subscribers::created_at.eq(now),
-                        subscribers::updated_at.eq(now),
-                    ))
-                    .returning(subscribers::id)
-                    .get_result(conn)?;
-                (id, SubscriberStatus::Pending)
-            }
-        };
+        let (subscriber_id, status) = find_or_add(conn, signup, per_address_per_hour, now)?;
         let consent_id: i64 = diesel::insert_into(consents::table)
             .values((
                 consents::subscriber_id.eq(subscriber_id),
@@ -257,6 +225,62 @@ fn sign_up_once(
         delivery::queue_confirmation(conn, subscriber_id, token.as_str(), now)?;
         Ok(())
     })
+}
+
+/// The subscriber with the sign-up's address, locked for the rest of the transaction, and its
+/// status; or a new pending one. Refuses a sign-up past the per-address limit.
+fn find_or_add(
+    conn: &mut DbConnection,
+    signup: &NewSignup,
+    per_address_per_hour: u32,
+    now: NaiveDateTime,
+) -> Result<(i64, SubscriberStatus), SignupError> {
+    let query = subscribers::table
+        .filter(subscribers::email.eq(signup.email.as_str()))
+        .select((subscribers::id, subscribers::status));
+    let existing: Option<(i64, String)> = match &mut *conn {
+        // The row stays locked until the transaction ends: sign-ups of one address queue
+        // here, and each counts the consents of those before it (under READ COMMITTED the
+        // count below is a statement after the wait, so it sees them). Without the lock,
+        // parallel sign-ups all counted the same rows and all passed the limit. SQLite's
+        // write transaction holds its one write lock from the start: nothing to add.
+        DbConnection::Pg(pg) => query.for_update().first(pg).optional()?,
+        DbConnection::Sqlite(lite) => query.first(lite).optional()?,
+    };
+    match existing {
+        Some((id, status)) => {
+            let since = now - ChronoDuration::hours(1);
+            let recent: i64 = consents::table
+                .filter(consents::subscriber_id.eq(id))
+                .filter(consents::requested_at.gt(since))
+                .count()
+                .get_result(conn)?;
+            if recent >= i64::from(per_address_per_hour) {
+                return Err(SignupError::TooManyForAddress);
+            }
+            Ok((
+                id,
+                SubscriberStatus::parse(&status).unwrap_or(SubscriberStatus::Pending),
+            ))
+        }
+        None => {
+            let id: i64 = diesel::insert_into(subscribers::table)
+                .values((
+                    subscribers::email.eq(signup.email.as_str()),
+                    // No name until the address is confirmed: the consent keeps it, and
+                    // `confirm` applies it. So nothing a stranger types reaches the
+                    // subscriber's row (or any message) before the address owner agrees.
+                    subscribers::name.eq(None::<&str>),
+                    subscribers::status.eq(SubscriberStatus::Pending.as_str()),
+                    subscribers::topics.eq(signup.topics.to_stored()),
+                    subscribers::created_at.eq(now),
+                    subscribers::updated_at.eq(now),
+                ))
+                .returning(subscribers::id)
+                .get_result(conn)?;
+            Ok((id, SubscriberStatus::Pending))
+        }
+    }
 }
 
 fn revoke_tokens(
@@ -309,9 +333,53 @@ type TokenRow = (
     Option<NaiveDateTime>,
 );
 
-/// Follows a confirmation link: the token is spent, the consent gets its confirmation time and
-/// IP, the subscriber becomes `confirmed`, the welcome email is queued (unless the editors
-/// turned it off, or the reader was welcomed before), and the webhooks hear
+/// The confirmation token's row, if it could confirm now: its id, subscriber and consent.
+/// Otherwise why not. Changes nothing.
+fn usable_token(
+    conn: &mut DbConnection,
+    token: &tokens::ConfirmationToken,
+    now: NaiveDateTime,
+) -> Result<(i64, i64, i64), ConfirmError> {
+    let row: Option<TokenRow> = confirmation_tokens::table
+        .filter(confirmation_tokens::token_hash.eq(token.hash()))
+        .select((
+            confirmation_tokens::id,
+            confirmation_tokens::subscriber_id,
+            confirmation_tokens::consent_id,
+            confirmation_tokens::expires_at,
+            confirmation_tokens::used_at,
+            confirmation_tokens::revoked_at,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some((token_id, subscriber_id, consent_id, expires_at, used_at, revoked_at)) = row else {
+        return Err(ConfirmError::Unknown);
+    };
+    if used_at.is_some() {
+        return Err(ConfirmError::Used);
+    }
+    if revoked_at.is_some() {
+        return Err(ConfirmError::Superseded);
+    }
+    if expires_at <= now {
+        return Err(ConfirmError::Expired);
+    }
+    Ok((token_id, subscriber_id, consent_id))
+}
+
+/// Whether a confirmation link would confirm if its button were pressed now, without using it:
+/// the page a link opens (which mail scanners fetch too) asks this, and changes nothing.
+pub fn check(
+    conn: &mut DbConnection,
+    token: &tokens::ConfirmationToken,
+) -> Result<(), ConfirmError> {
+    usable_token(conn, token, db::now()).map(|_| ())
+}
+
+/// Confirms with the token of a confirmation link (the button on the page the link opens): the
+/// token is spent, the consent gets its confirmation time and IP, the subscriber becomes
+/// `confirmed` and takes the name and topics of that consent, the welcome email is queued
+/// (unless the editors turned it off, or the reader was welcomed before), and the webhooks hear
 /// `subscriber.confirmed` (unless they were confirmed already), all in one transaction. Returns
 /// the subscriber's address.
 pub fn confirm(
@@ -321,31 +389,7 @@ pub fn confirm(
 ) -> Result<String, ConfirmError> {
     db::write_transaction(conn, |conn| {
         let now = db::now();
-        let row: Option<TokenRow> = confirmation_tokens::table
-            .filter(confirmation_tokens::token_hash.eq(token.hash()))
-            .select((
-                confirmation_tokens::id,
-                confirmation_tokens::subscriber_id,
-                confirmation_tokens::consent_id,
-                confirmation_tokens::expires_at,
-                confirmation_tokens::used_at,
-                confirmation_tokens::revoked_at,
-            ))
-            .first(conn)
-            .optional()?;
-        let Some((token_id, subscriber_id, consent_id, expires_at, used_at, revoked_at)) = row
-        else {
-            return Err(ConfirmError::Unknown);
-        };
-        if used_at.is_some() {
-            return Err(ConfirmError::Used);
-        }
-        if revoked_at.is_some() {
-            return Err(ConfirmError::Superseded);
-        }
-        if expires_at <= now {
-            return Err(ConfirmError::Expired);
-        }
+        let (token_id, subscriber_id, consent_id) = usable_token(conn, token, now)?;
         diesel::update(confirmation_tokens::table.find(token_id))
             .set(confirmation_tokens::used_at.eq(now))
             .execute(conn)?;

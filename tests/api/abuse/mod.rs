@@ -1,4 +1,5 @@
 //! Issue 12: the public surface an attacker cannot bend. One file per part of the issue.
 
 mod fetching;
+mod signup;
 mod surface;
