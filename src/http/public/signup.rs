@@ -410,8 +410,16 @@ pub async fn subscribe(
     };
     let per_address = state.settings.signup_per_address_per_hour;
     let ttl = state.settings.confirmation_ttl;
+    let settings = state.settings.clone();
     let result = db::run(&state.pool, move |conn| {
-        Ok(subscriptions::sign_up(conn, &signup, per_address, ttl))
+        let secret = settings.secret();
+        Ok(subscriptions::sign_up(
+            conn,
+            &signup,
+            per_address,
+            ttl,
+            secret,
+        ))
     })
     .await;
     match result {

@@ -1,0 +1,3 @@
+//! Issue 12: the public surface, turned against IRIA or its readers, and what now stops it.
+
+mod tokens;
