@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use chrono::NaiveDateTime;
 
 use crate::foundation::config::Settings;
-use crate::foundation::links::{RecipientToken, ViewToken};
+use crate::foundation::links::{Purpose, RecipientToken, ViewToken};
 use crate::processes::compose;
 use crate::stores::issues::{self, PREFERENCES_MARK, UNSUBSCRIBE_MARK, VIEW_MARK};
 use crate::stores::welcome::Welcome;
@@ -100,12 +100,12 @@ fn addressed(
         .message_id(Some(to.message_id.to_string())))
 }
 
-/// The confirmation email's HTML part.
+/// The confirmation email's HTML part. It carries nothing the person who filled in the form
+/// chose (no name): a bot must not be able to make us mail its text to any address.
 #[derive(Template)]
 #[template(path = "emails/confirmation.html")]
 struct ConfirmationHtml<'a> {
     site_name: &'a str,
-    name: Option<&'a str>,
     link: &'a str,
     ttl_hours: u64,
     home: &'a str,
@@ -116,12 +116,12 @@ struct ConfirmationHtml<'a> {
 #[template(path = "emails/confirmation.txt")]
 struct ConfirmationText<'a> {
     site_name: &'a str,
-    name: Option<&'a str>,
     link: &'a str,
     ttl_hours: u64,
 }
 
-/// The double opt-in email: one link that confirms the subscription.
+/// The double opt-in email: one link that confirms the subscription. Sent to the bare address:
+/// the name given with an unconfirmed sign-up is the submitter's text, not the reader's.
 pub fn confirmation(
     settings: &Settings,
     to: &Addressee,
@@ -133,7 +133,6 @@ pub fn confirmation(
     let home = settings.link("/");
     let html = ConfirmationHtml {
         site_name: &settings.site_name,
-        name: to.name,
         link: &link,
         ttl_hours,
         home: &home,
@@ -141,25 +140,85 @@ pub fn confirmation(
     .render()?;
     let text = ConfirmationText {
         site_name: &settings.site_name,
-        name: to.name,
         link: &link,
         ttl_hours,
     }
     .render()?;
-    let mut message = addressed(
-        settings,
-        to,
-        &format!("Confirm your subscription to {}", settings.site_name),
-    )?
-    .raw_header(HeaderValue::new(
-        HeaderName::new_from_ascii_str("Auto-Submitted"),
-        "auto-generated".into(),
-    ))
-    .multipart(
-        MultiPart::alternative()
-            .singlepart(SinglePart::plain(text))
-            .singlepart(SinglePart::html(html)),
-    )?;
+    let subject = format!("Confirm your subscription to {}", settings.site_name);
+    one_time_link_message(settings, to, &subject, text, html, dkim)
+}
+
+/// The data link's HTML part.
+#[derive(Template)]
+#[template(path = "emails/data_link.html")]
+struct DataLinkHtml<'a> {
+    site_name: &'a str,
+    link: &'a str,
+    minutes: i64,
+    home: &'a str,
+}
+
+/// The data link's text part.
+#[derive(Template)]
+#[template(path = "emails/data_link.txt")]
+struct DataLinkText<'a> {
+    site_name: &'a str,
+    link: &'a str,
+    minutes: i64,
+}
+
+/// The link a reader asked for on the preferences page, to download or erase their data (see
+/// [`crate::stores::subscriptions::data_links`]); to the bare address, like a confirmation.
+pub fn data_link(
+    settings: &Settings,
+    to: &Addressee,
+    token: &str,
+    dkim: Option<&lettre::message::dkim::DkimConfig>,
+) -> anyhow::Result<Message> {
+    let link = settings.link(&format!("/my-data/{token}"));
+    let minutes = crate::stores::subscriptions::data_links::VALID_MINUTES;
+    let home = settings.link("/");
+    let html = DataLinkHtml {
+        site_name: &settings.site_name,
+        link: &link,
+        minutes,
+        home: &home,
+    }
+    .render()?;
+    let text = DataLinkText {
+        site_name: &settings.site_name,
+        link: &link,
+        minutes,
+    }
+    .render()?;
+    let subject = format!(
+        "Your link to download or erase your {} data",
+        settings.site_name
+    );
+    one_time_link_message(settings, to, &subject, text, html, dkim)
+}
+
+/// A message carrying a one-time link: to the bare address (no display name), automatic, text
+/// and HTML; signed with DKIM when `dkim` is given.
+fn one_time_link_message(
+    settings: &Settings,
+    to: &Addressee,
+    subject: &str,
+    text: String,
+    html: String,
+    dkim: Option<&lettre::message::dkim::DkimConfig>,
+) -> anyhow::Result<Message> {
+    let bare = Addressee { name: None, ..*to };
+    let mut message = addressed(settings, &bare, subject)?
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".into(),
+        ))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::plain(text))
+                .singlepart(SinglePart::html(html)),
+        )?;
     if let Some(dkim) = dkim {
         message.sign(dkim);
     }
@@ -206,17 +265,21 @@ pub fn list_id(settings: &Settings) -> String {
 /// unsubscribe links cannot be left out:
 /// `List-Unsubscribe` with the https link (and a mailto when configured),
 /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click`, `List-Id`, `Auto-Submitted`, and the
-/// same token in the header and in both parts. Signed with DKIM when `dkim` is given.
+/// header's unsubscribe token in both parts' unsubscribe links. Signed with DKIM when `dkim` is given.
 pub fn newsletter(
     settings: &Settings,
     to: &Addressee,
     issue: &IssueContent,
     dkim: Option<&lettre::message::dkim::DkimConfig>,
 ) -> anyhow::Result<Message> {
-    let token = RecipientToken::new(to.subscriber_id, issue.id).sign(settings.secret());
+    // The header's token (which mailbox providers see) only unsubscribes; the body's preferences
+    // link has a token of its own. Neither reaches the reader's data.
+    let recipient = RecipientToken::new(to.subscriber_id, issue.id);
+    let token = recipient.sign(Purpose::Unsubscribe, settings.secret());
+    let preferences_token = recipient.sign(Purpose::Preferences, settings.secret());
     let links = Links {
         unsubscribe: settings.link(&format!("/unsubscribe/{token}")),
-        preferences: settings.link(&format!("/preferences/{token}")),
+        preferences: settings.link(&format!("/preferences/{preferences_token}")),
         view: view_url(settings, issue.id),
     };
     let unsubscribe_url = &links.unsubscribe;

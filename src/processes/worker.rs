@@ -9,7 +9,10 @@ use futures_util::stream::{self, StreamExt};
 use rand::Rng;
 use tokio::sync::{watch, Notify};
 
+mod build;
+
 use crate::stores::delivery::{self, Claimed, Kind, Outcome};
+use build::Content;
 use lettre::message::dkim::DkimConfig;
 
 use crate::foundation::config::Settings;
@@ -59,8 +62,8 @@ pub struct Worker {
 struct ClaimedBatch {
     deliveries: Vec<Claimed>,
     recipients: Vec<Recipient>,
-    /// Hashes of the batch's confirmation tokens that are still valid.
-    live: Vec<String>,
+    /// The tokens of the batch's one-time links that still work, by delivery.
+    links: HashMap<i64, String>,
     /// The batch's issues that were not in the cache.
     new_issues: Vec<IssueContent>,
     /// The welcome email as it stands now, when the batch has one to send.
@@ -203,7 +206,7 @@ impl Worker {
         let ClaimedBatch {
             deliveries,
             recipients,
-            live,
+            links,
             new_issues,
             welcome,
         } = self.claim(known).await?;
@@ -217,7 +220,7 @@ impl Worker {
                 deliveries,
                 Context {
                     recipients,
-                    live: &live,
+                    links: &links,
                     issue_map: &issue_map,
                     welcome: welcome.as_ref(),
                 },
@@ -257,12 +260,7 @@ impl Worker {
             let deliveries = delivery::claim(conn, &owner, now, now + lease, limit, &suffix)?;
             let ids: Vec<i64> = deliveries.iter().map(|c| c.subscriber_id).collect();
             let recipients = subscriptions::recipients(conn, &ids)?;
-            let tokens: Vec<&str> = deliveries
-                .iter()
-                .filter(|c| c.kind == Kind::Confirmation.as_str())
-                .filter_map(|c| c.payload.as_deref())
-                .collect();
-            let live = subscriptions::live_tokens(conn, &tokens)?;
+            let links = build::live_link_tokens(conn, settings.secret(), &deliveries)?;
             let mut wanted: Vec<i64> = deliveries
                 .iter()
                 .filter_map(|c| c.issue_id)
@@ -288,7 +286,7 @@ impl Worker {
             Ok(ClaimedBatch {
                 deliveries,
                 recipients,
-                live,
+                links,
                 new_issues,
                 welcome,
             })
@@ -327,11 +325,7 @@ impl Worker {
             .map(|c| {
                 let recipient = recipients.get(&c.subscriber_id);
                 let issue = c.issue_id.and_then(|i| context.issue_map.get(&i)).cloned();
-                let link_live = c
-                    .payload
-                    .as_deref()
-                    .and_then(subscriptions::tokens::ConfirmationToken::parse)
-                    .is_some_and(|t| context.live.contains(&t.hash()));
+                let link_token = context.links.get(&c.id).map(String::as_str);
                 async move {
                     // Stopping: what has not started goes back to the queue untouched.
                     if *self.stop.borrow() {
@@ -343,7 +337,7 @@ impl Worker {
                         return (c, Outcome::Released);
                     }
                     let content = Content {
-                        link_live,
+                        link_token,
                         issue: issue.as_deref(),
                         welcome,
                     };
@@ -370,7 +364,13 @@ impl Worker {
         // Building a message runs library code on stored data; a panic there must cost this one
         // delivery, not the worker.
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.build(claimed, recipient, content)
+            build::build(
+                &self.settings,
+                self.dkim.as_deref(),
+                claimed,
+                recipient,
+                content,
+            )
         }));
         let message = match built {
             Ok(Ok(m)) => m,
@@ -416,63 +416,6 @@ impl Worker {
         }
     }
 
-    /// The message for a claimed delivery, or the outcome when there is nothing to send.
-    fn build(
-        &self,
-        claimed: &Claimed,
-        recipient: &Recipient,
-        content: Content<'_>,
-    ) -> Result<lettre::Message, Outcome> {
-        let to = messages::Addressee {
-            delivery_id: claimed.id,
-            message_id: claimed.message_id.as_deref().unwrap_or_default(),
-            subscriber_id: recipient.id,
-            email: &recipient.email,
-            name: recipient.name.as_deref(),
-        };
-        let dkim = self.dkim.as_deref();
-        let kind = claimed.kind.as_str();
-        if kind == Kind::Confirmation.as_str() {
-            if !content.link_live {
-                let reason = "confirmation link used, superseded or expired".into();
-                return Err(Outcome::Skipped { reason });
-            }
-            let token = claimed.payload.as_deref().unwrap_or_default();
-            return messages::confirmation(&self.settings, &to, token, dkim).map_err(unbuilt);
-        }
-        // Everything else goes to confirmed readers only: one who left after it was queued
-        // gets nothing more.
-        if recipient.status != SubscriberStatus::Confirmed.as_str() {
-            return Err(Outcome::Skipped {
-                reason: format!("subscriber is {}", recipient.status),
-            });
-        }
-        let built = match kind {
-            "issue" => {
-                let Some(issue) = content.issue else {
-                    return Err(Outcome::Failed {
-                        error: "the issue is no longer on file".into(),
-                    });
-                };
-                messages::newsletter(&self.settings, &to, issue, dkim)
-            }
-            "welcome" => match content.welcome {
-                Some(w) if w.enabled => messages::welcome(&self.settings, &to, w, dkim),
-                _ => {
-                    let reason = "the welcome email was turned off".into();
-                    return Err(Outcome::Skipped { reason });
-                }
-            },
-            "already_subscribed" => messages::already_subscribed(&self.settings, &to, dkim),
-            other => {
-                return Err(Outcome::Failed {
-                    error: format!("no sender for deliveries of kind {other:?}"),
-                });
-            }
-        };
-        built.map_err(unbuilt)
-    }
-
     /// Decides what a failed send becomes: 5xx ends it (a 5.1.x bounce suppresses the address),
     /// anything else is retried with exponential backoff and jitter until the attempts run out.
     fn after_failure(&self, claimed: &Claimed, e: SendError) -> Outcome {
@@ -502,26 +445,10 @@ impl Worker {
 /// What a batch's messages are made of, read at the claim.
 struct Context<'a> {
     recipients: Vec<Recipient>,
-    /// Hashes of the batch's confirmation tokens that are still valid.
-    live: &'a [String],
+    /// The tokens of the batch's one-time links that still work, by delivery.
+    links: &'a HashMap<i64, String>,
     issue_map: &'a HashMap<i64, Arc<IssueContent>>,
     welcome: Option<&'a Welcome>,
-}
-
-/// What one delivery's message is made of.
-#[derive(Clone, Copy)]
-struct Content<'a> {
-    /// A confirmation's link still confirms.
-    link_live: bool,
-    issue: Option<&'a IssueContent>,
-    welcome: Option<&'a Welcome>,
-}
-
-/// A message that could not be written: that delivery fails, for good.
-fn unbuilt(e: anyhow::Error) -> Outcome {
-    Outcome::Failed {
-        error: format!("could not build the message: {e}"),
-    }
 }
 
 /// A monotonic instant as a ledger time.

@@ -57,6 +57,7 @@ pub fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let pool = db::pool(&settings.database_url, 1);
     let mut conn = pool.get().context("connecting to the database")?;
     let applied = db::migrate(&mut conn)?;
+    crate::startup::server::upgrade_data(&mut conn, settings)?;
     println!("applied {applied} migration(s); the database is up to date");
     Ok(())
 }
@@ -281,6 +282,7 @@ fn ready_pool(settings: &Settings, size: u32) -> anyhow::Result<Pool> {
     let pool = db::pool(&settings.database_url, size);
     let mut conn = pool.get().context("connecting to the database")?;
     db::migrate(&mut conn)?;
+    crate::startup::server::upgrade_data(&mut conn, settings)?;
     Ok(pool)
 }
 

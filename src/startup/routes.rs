@@ -3,7 +3,7 @@
 
 use actix_web::web;
 
-use crate::http::public::{archive, confirm, links, ops, signup, view};
+use crate::http::public::{archive, confirm, data_links, links, ops, signup, view};
 use crate::http::{api, embedding};
 
 /// The routes outside `/admin` (the console is a scope of its own, see [`crate::http::admin`]).
@@ -37,9 +37,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route(
             "/preferences/{token}/data",
-            web::get().to(links::download_data),
+            web::get().to(links::data_needs_fresh_link),
         )
-        .route("/preferences/{token}/erase", web::post().to(links::erase))
+        .route(
+            "/preferences/{token}/erase",
+            web::post().to(links::data_needs_fresh_link),
+        )
+        .route(
+            "/preferences/{token}/data-link",
+            web::post().to(links::request_data_link),
+        )
+        .route("/my-data/{token}", web::get().to(data_links::page))
+        .route(
+            "/my-data/{token}/download",
+            web::post().to(data_links::download),
+        )
+        .route("/my-data/{token}/erase", web::post().to(data_links::erase))
         .route("/digest/preview", web::get().to(archive::preview))
         .route("/archive", web::get().to(archive::archive))
         .route("/archive/feed.atom", web::get().to(archive::atom))

@@ -52,6 +52,7 @@ impl Application {
             if applied > 0 {
                 tracing::info!(applied, "applied database migrations");
             }
+            upgrade_data(&mut conn, &settings)?;
         }
         let mailer = Mailer::from_settings(&settings)?;
         let dkim = crate::processes::messages::dkim_config(&settings)?;
@@ -152,4 +153,16 @@ fn http_server(
         server = server.workers(http_workers);
     }
     Ok(server.listen(listener)?.run())
+}
+
+/// What a migration cannot do because it needs the secret key, after the migrations: erasure
+/// markers of the first versions (a plain SHA-256 of the address) become keyed ones.
+pub fn upgrade_data(conn: &mut db::DbConnection, settings: &Settings) -> anyhow::Result<()> {
+    let converted =
+        crate::stores::subscriptions::records::upgrade_erased_markers(conn, settings.secret())
+            .context("converting the erasure markers to keyed ones")?;
+    if converted > 0 {
+        tracing::info!(converted, "erasure markers converted to keyed hashes");
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use iria_news::foundation::db::schema::subscribers;
-use iria_news::foundation::links::{today, RecipientToken};
+use iria_news::foundation::links::{today, Purpose, RecipientToken};
 use mail_parser::{HeaderName, MimeHeaders};
 
 use crate::helpers::{spawn_app_with, AppOptions, Backend, Received, TestApp};
@@ -573,7 +573,7 @@ async fn line_12_forged_truncated_altered_tokens_get_4xx_and_change_nothing(back
     };
     let people = app.add_confirmed("reader", 2);
     let secret = app.settings.secret().to_vec();
-    let good = RecipientToken::new(people[0].0, 1).sign(&secret);
+    let good = RecipientToken::new(people[0].0, 1).sign(Purpose::Unsubscribe, &secret);
     use base64::Engine;
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut moved = engine.decode(&good).expect("decode");
@@ -582,7 +582,10 @@ async fn line_12_forged_truncated_altered_tokens_get_4xx_and_change_nothing(back
     let mut flipped = good.clone().into_bytes();
     flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
     let bad = vec![
-        RecipientToken::new(people[0].0, 1).sign(b"a forged key that is not the server's"),
+        RecipientToken::new(people[0].0, 1).sign(
+            Purpose::Unsubscribe,
+            b"a forged key that is not the server's",
+        ),
         good[..good.len() - 5].to_string(),
         String::from_utf8(flipped).expect("ascii"),
         engine.encode(&moved),
@@ -593,7 +596,7 @@ async fn line_12_forged_truncated_altered_tokens_get_4xx_and_change_nothing(back
             issued_day: today() - 1000,
             ..RecipientToken::new(people[0].0, 1)
         }
-        .sign(&secret),
+        .sign(Purpose::Unsubscribe, &secret),
     ];
     for token in bad {
         for method in ["GET", "POST"] {
@@ -638,7 +641,7 @@ async fn line_13_unsubscribe_tokens_work_for_at_least_60_days(backend: Backend) 
         issued_day: today() - 61,
         ..RecipientToken::new(people[0].0, 1)
     }
-    .sign(&secret);
+    .sign(Purpose::Unsubscribe, &secret);
     let response = app
         .client
         .post(format!("{}/unsubscribe/{old}", app.address))
@@ -678,7 +681,7 @@ async fn line_14_unsubscribed_during_a_send_gets_nothing_more(backend: Backend) 
     let secret = app.settings.secret().to_vec();
     let leaving = [&people[999], &people[998]];
     for (id, _) in leaving {
-        let token = RecipientToken::new(*id, queued.issue_id).sign(&secret);
+        let token = RecipientToken::new(*id, queued.issue_id).sign(Purpose::Unsubscribe, &secret);
         let response = app
             .client
             .post(format!("{}/unsubscribe/{token}", app.address))

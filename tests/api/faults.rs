@@ -157,9 +157,17 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing(backend: Backend) {
         // Kept with the consent until the address is confirmed.
         assert_eq!(app.consent_name(stored_email).as_deref(), Some(name));
     }
-    // The punycode address receives its confirmation; once confirmed, the name is intact.
+    // The punycode address receives its confirmation, to the bare address (the name is the
+    // submitter's text until confirmed); once confirmed, the name is intact.
     let mail = app.wait_for_mail_to("leser@xn--bcher-kva.example", 1).await;
     assert_eq!(mail.to(), "leser@xn--bcher-kva.example");
+    let parsed = mail.parsed();
+    let to_name = parsed
+        .to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.name())
+        .map(|n| n.to_string());
+    assert_eq!(to_name, None);
     assert_eq!(app.confirm(&mail.confirmation_link()).await.status(), 200);
     assert_eq!(
         app.subscriber("leser@xn--bcher-kva.example")

@@ -624,3 +624,40 @@ impl TestApp {
         }
     }
 }
+
+impl TestApp {
+    /// Presses "Email me a link to download or erase my data" on the preferences page at
+    /// `preferences` (a path or a link) and returns the one-time link mailed to `email`, pointed
+    /// at this test's server.
+    pub async fn data_link(&self, preferences: &str, email: &str) -> String {
+        let subject = "download or erase";
+        let before = self
+            .received_by(email)
+            .iter()
+            .filter(|m| m.parsed().subject().unwrap_or_default().contains(subject))
+            .count();
+        let path = self.local(preferences).replacen(&self.address, "", 1);
+        let pressed = self
+            .client
+            .post(format!("{}{path}/data-link", self.address))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("")
+            .send()
+            .await
+            .expect("POST data-link");
+        assert_eq!(pressed.status(), 200, "asking for a data link");
+        let mail = self
+            .wait_for_mail_with_subject(email, subject, before + 1)
+            .await;
+        let text = mail.text();
+        let at = text
+            .find("/my-data/")
+            .expect("a data link in the text part");
+        let start = text[..at].rfind("http").expect("the link's start");
+        let link: String = text[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        self.local(&link)
+    }
+}

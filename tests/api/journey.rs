@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use iria_news::foundation::db::schema::{deliveries, digests};
-use iria_news::foundation::links::RecipientToken;
+use iria_news::foundation::links::{Purpose, RecipientToken};
 use iria_news::stores::articles::{self, NewArticle, Source};
 
 use crate::console::log_in;
@@ -145,6 +145,15 @@ fn recipient_token(m: &Received) -> String {
         .to_string();
     let start = header.find("/unsubscribe/").expect("an unsubscribe link") + "/unsubscribe/".len();
     header[start..].chars().take_while(|c| *c != '>').collect()
+}
+
+/// The token of the preferences link in a message's text part.
+fn preferences_token(text: &str) -> String {
+    let start = text.find("/preferences/").expect("a preferences link") + "/preferences/".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
 }
 
 /// How many messages of a kind the ledger holds for an address.
@@ -344,13 +353,24 @@ async fn a_confirmed_reader_is_welcomed_once(backend: Backend) {
         Some("List-Unsubscribe=One-Click")
     );
     let token = recipient_token(&welcome);
-    let named = RecipientToken::verify(&token, app.settings.secret()).expect("a valid token");
+    let named = RecipientToken::verify(&token, Purpose::Unsubscribe, app.settings.secret())
+        .expect("a valid token");
     assert_eq!(named.subscriber_id, app.subscriber_id("ada@example.org"));
-    assert!(text.contains(&format!("/preferences/{token}")), "{text}");
     assert!(welcome.html().contains(&format!("/unsubscribe/{token}")));
+    // The body's preferences link has a token of its own (the header's only unsubscribes).
+    let preferences = preferences_token(&text);
+    let named = RecipientToken::verify(&preferences, Purpose::Preferences, app.settings.secret())
+        .expect("a valid preferences token");
+    assert_eq!(named.subscriber_id, app.subscriber_id("ada@example.org"));
+    assert_eq!(
+        app.get(&format!("/preferences/{preferences}"))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(
         app.get(&format!("/preferences/{token}")).await.status(),
-        200
+        403
     );
 
     // Leaving and confirming again: still one welcome.
@@ -459,13 +479,19 @@ async fn signing_up_again_sends_the_preferences_link_once_a_day(backend: Backend
 
     let note = wait_for_subject(&app, &reader, "already subscribed").await;
     let token = recipient_token(&note);
-    let named = RecipientToken::verify(&token, app.settings.secret()).expect("a valid token");
+    let named = RecipientToken::verify(&token, Purpose::Unsubscribe, app.settings.secret())
+        .expect("a valid token");
     assert_eq!(named.subscriber_id, app.subscriber_id(&reader));
     let text = note.text();
-    assert!(text.contains(&format!("/preferences/{token}")), "{text}");
+    let preferences = preferences_token(&text);
+    let named = RecipientToken::verify(&preferences, Purpose::Preferences, app.settings.secret())
+        .expect("a valid preferences token");
+    assert_eq!(named.subscriber_id, app.subscriber_id(&reader));
     assert!(text.contains("Unsubscribe"), "{text}");
     assert_eq!(
-        app.get(&format!("/preferences/{token}")).await.status(),
+        app.get(&format!("/preferences/{preferences}"))
+            .await
+            .status(),
         200
     );
 

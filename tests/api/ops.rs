@@ -109,8 +109,10 @@ async fn security_headers_on_every_page(backend: Backend) {
         return;
     };
     let people = app.add_confirmed("reader", 1);
-    let token = iria_news::foundation::links::RecipientToken::new(people[0].0, 0)
-        .sign(app.settings.secret());
+    let token = iria_news::foundation::links::RecipientToken::new(people[0].0, 0).sign(
+        iria_news::foundation::links::Purpose::Preferences,
+        app.settings.secret(),
+    );
     let urlencoded = "application/x-www-form-urlencoded";
     let requests: Vec<(&str, String, Option<&str>)> = vec![
         ("GET", "/".into(), None),
@@ -126,6 +128,10 @@ async fn security_headers_on_every_page(backend: Backend) {
         ("POST", format!("/preferences/{token}"), Some("name=A")),
         ("GET", format!("/preferences/{token}/data"), None),
         ("POST", format!("/preferences/{token}/erase"), Some("")),
+        ("POST", format!("/preferences/{token}/data-link"), Some("")),
+        ("GET", "/my-data/x".into(), None),
+        ("POST", "/my-data/x/download".into(), Some("")),
+        ("POST", "/my-data/x/erase".into(), Some("confirm=yes")),
         ("GET", "/digest/preview".into(), None),
         ("GET", "/archive".into(), None),
         ("GET", "/archive/feed.atom".into(), None),

@@ -1,6 +1,7 @@
-//! The preferences page reached from every message: name and topics, download and erasure.
+//! The preferences page reached from every message: name and topics, and the one-time link it
+//! mails for download and erasure.
 
-use iria_news::foundation::links::RecipientToken;
+use iria_news::foundation::links::{Purpose, RecipientToken};
 
 use crate::helpers::{form, spawn_app, Backend, TestApp};
 use crate::on_both_backends;
@@ -8,7 +9,7 @@ use crate::on_both_backends;
 fn link(app: &TestApp, id: i64) -> String {
     format!(
         "/preferences/{}",
-        RecipientToken::new(id, 0).sign(app.settings.secret())
+        RecipientToken::new(id, 0).sign(Purpose::Preferences, app.settings.secret())
     )
 }
 
@@ -97,7 +98,13 @@ async fn download_my_data_holds_everything_including_consent(backend: Backend) {
     let mail = app.wait_for_mail_to("me@example.org", 1).await;
     app.confirm(&mail.confirmation_link()).await;
     let id = app.subscriber_id("me@example.org");
-    let response = app.get(&format!("{}/data", link(&app, id))).await;
+    let data_link = app.data_link(&link(&app, id), "me@example.org").await;
+    let response = app
+        .client
+        .post(format!("{data_link}/download"))
+        .send()
+        .await
+        .expect("POST download");
     assert_eq!(response.status(), 200);
     assert!(response
         .headers()
@@ -130,7 +137,10 @@ async fn erase_my_data_keeps_only_a_hash_and_a_fresh_signup_works(backend: Backe
     let mail = app.wait_for_mail_to("gone@example.org", 1).await;
     app.confirm(&mail.confirmation_link()).await;
     let id = app.subscriber_id("gone@example.org");
-    let erase_url = format!("{}{}/erase", app.address, link(&app, id));
+    let erase_url = format!(
+        "{}/erase",
+        app.data_link(&link(&app, id), "gone@example.org").await
+    );
     let unticked = app
         .client
         .post(&erase_url)
@@ -159,7 +169,11 @@ async fn erase_my_data_keeps_only_a_hash_and_a_fresh_signup_works(backend: Backe
         None,
         "the address is gone"
     );
-    let marker = iria_news::stores::subscriptions::records::erased_marker(id, "gone@example.org");
+    let marker = iria_news::stores::subscriptions::records::erased_marker(
+        app.settings.secret(),
+        id,
+        "gone@example.org",
+    );
     let (status, name, topics) = app.subscriber(&marker).expect("the hash is kept");
     assert_eq!(
         (status.as_str(), name, topics.as_str()),

@@ -47,6 +47,8 @@ async fn confirmation_arrives_and_its_link_confirms(backend: Backend) {
         .and_then(|a| a.first())
         .and_then(|a| a.name())
         .map(|n| n.to_string());
+    // The name is the submitter's text until confirmed: the confirmation goes to the bare
+    // address (issue 12); names in headers are checked on issues (compliance).
     assert_eq!(
         to_name, None,
         "the confirmation carries no name a stranger could have typed"

@@ -66,6 +66,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    data_links (id) {
+        id -> BigInt,
+        subscriber_id -> BigInt,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(consents -> subscribers (subscriber_id));
 diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
 diesel::joinable!(deliveries -> subscribers (subscriber_id));
@@ -125,6 +136,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     subscribers,
     consents,
     confirmation_tokens,
+    data_links,
     deliveries,
     issues,
     api_tokens,

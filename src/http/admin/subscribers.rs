@@ -187,7 +187,11 @@ pub async fn unsubscribe(
 /// `POST /admin/subscribers/{id}/erase`.
 pub async fn erase(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = path_id(&path)?;
-    query(&state, move |conn| records::erase(conn, id)).await?;
+    let settings = state.settings.clone();
+    query(&state, move |conn| {
+        records::erase(conn, id, settings.secret())
+    })
+    .await?;
     Ok(see_other(&format!("/admin/subscribers/{id}?notice=erased")))
 }
 

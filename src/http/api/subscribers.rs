@@ -294,7 +294,12 @@ pub async fn unsubscribe_subscriber(
     responses((status = 204, description = "Erased"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn erase_subscriber(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = id_of(&path)?;
-    if run(&state, move |conn| records::erase(conn, id)).await? {
+    let settings = state.settings.clone();
+    if run(&state, move |conn| {
+        records::erase(conn, id, settings.secret())
+    })
+    .await?
+    {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)

@@ -1,19 +1,24 @@
 //! The pages behind the links in every message: unsubscribe (RFC 8058 one-click and a page with
-//! a button) and preferences (name, topics, download, erase).
+//! a button) and preferences (name, topics, and a button that mails a one-time link to download
+//! or erase one's data, see [`super::data_links`]).
+//!
+//! Each link opens only what its token's purpose allows ([`Purpose`]): the header's unsubscribe
+//! token unsubscribes and nothing else; no link in a message downloads or erases data.
 //!
 //! None of them sets a cookie or redirects: a mail provider's one-click POST must get its 200
 //! straight away, and a link scanner's GET must change nothing.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
 use super::signup::FieldError;
 use crate::foundation::db::{self, DbError};
 use crate::foundation::domain::{SubscriberName, Topics, MAX_NAME_CHARS};
-use crate::foundation::links::{RecipientToken, TokenError};
+use crate::foundation::links::{Purpose, RecipientToken, TokenError};
 use crate::http::pages::{self, MessagePage};
 use crate::http::state::AppState;
+use crate::stores::subscriptions::data_links::{self, RequestError};
 use crate::stores::subscriptions::records::{self, SubscriberRecord};
 
 /// The token in the path, checked, and the subscriber it names.
@@ -22,10 +27,11 @@ enum Resolved {
     Page(HttpResponse),
 }
 
-async fn resolve(state: &AppState, raw: &str) -> Resolved {
+/// The token in the path checked for `purpose`, and the subscriber it names.
+async fn resolve(state: &AppState, raw: &str, purpose: Purpose) -> Resolved {
     let site_name = &state.settings.site_name;
     let token =
-        match RecipientToken::verify(raw, state.settings.secret()) {
+        match RecipientToken::verify(raw, purpose, state.settings.secret()) {
             Ok(t) => t,
             Err(TokenError::Invalid) => {
                 return Resolved::Page(pages::problem(
@@ -42,6 +48,13 @@ async fn resolve(state: &AppState, raw: &str) -> Resolved {
                 "This link is too old",
                 "Links in our emails work for a long time, but this one has expired. Please use \
                  the link at the bottom of a newer email.",
+            )),
+            Err(TokenError::WrongPurpose) => return Resolved::Page(pages::problem(
+                site_name,
+                StatusCode::FORBIDDEN,
+                "This link cannot open this page",
+                "An unsubscribe link only unsubscribes. To change your name or topics, use the \
+                 \"Manage preferences\" link at the bottom of one of our emails.",
             )),
         };
     let id = token.subscriber_id;
@@ -78,24 +91,30 @@ struct UnsubscribePage<'a> {
     site_name: &'a str,
     email: &'a str,
     token: &'a str,
+    /// The token opens the preferences page too (a preferences link, or one from before
+    /// purposes): the page may offer it.
+    opens_preferences: bool,
 }
 
 /// `GET /unsubscribe/{token}`: a page with a button. Changes nothing: link scanners fetch it.
 pub async fn unsubscribe_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
     let raw = path.into_inner();
-    let (_, record) = match resolve(&state, &raw).await {
+    let (_, record) = match resolve(&state, &raw, Purpose::Unsubscribe).await {
         Resolved::Found(t, r) => (t, r),
         Resolved::Page(p) => return p,
     };
     if !record.is_subscribed() {
         return unsubscribed_page(&state.settings.site_name);
     }
+    let opens_preferences =
+        RecipientToken::verify(&raw, Purpose::Preferences, state.settings.secret()).is_ok();
     pages::html(
         StatusCode::OK,
         &UnsubscribePage {
             site_name: &state.settings.site_name,
             email: &record.email,
             token: &raw,
+            opens_preferences,
         },
     )
 }
@@ -123,7 +142,7 @@ pub async fn unsubscribe(
     _body: web::Bytes,
 ) -> HttpResponse {
     let raw = path.into_inner();
-    let (token, record) = match resolve(&state, &raw).await {
+    let (token, record) = match resolve(&state, &raw, Purpose::Unsubscribe).await {
         Resolved::Found(t, r) => (t, r),
         Resolved::Page(p) => return p,
     };
@@ -173,7 +192,7 @@ impl PreferencesPage<'_> {
 /// `GET /preferences/{token}`.
 pub async fn preferences_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
     let raw = path.into_inner();
-    let record = match resolve(&state, &raw).await {
+    let record = match resolve(&state, &raw, Purpose::Preferences).await {
         Resolved::Found(_, r) => r,
         Resolved::Page(p) => return p,
     };
@@ -226,7 +245,7 @@ pub async fn save_preferences(
     body: web::Bytes,
 ) -> HttpResponse {
     let raw = path.into_inner();
-    let record = match resolve(&state, &raw).await {
+    let record = match resolve(&state, &raw, Purpose::Preferences).await {
         Resolved::Found(_, r) => r,
         Resolved::Page(p) => return p,
     };
@@ -289,62 +308,76 @@ pub async fn save_preferences(
     )
 }
 
-/// `GET /preferences/{token}/data`: everything stored about the subscriber, as a JSON download.
-pub async fn download_data(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
-    let raw = path.into_inner();
-    let record = match resolve(&state, &raw).await {
-        Resolved::Found(_, r) => r,
-        Resolved::Page(p) => return p,
-    };
-    let id = record.id;
-    match db::run(&state.pool, move |conn| Ok(records::export(conn, id)?)).await {
-        Ok(Some(data)) => HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, "application/json"))
-            .insert_header((
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"iria-news-my-data.json\"",
-            ))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body(serde_json::to_string_pretty(&data).unwrap_or_default()),
-        Ok(None) => pages::not_found_page(&state.settings.site_name),
-        Err(e) => db_failure(&state.settings.site_name, e),
-    }
-}
-
-/// `POST /preferences/{token}/erase`: erases the subscriber's personal data; the form's
-/// confirmation box must be ticked.
-pub async fn erase(
+/// `GET /preferences/{token}/data` and `POST /preferences/{token}/erase`, where the links of
+/// earlier versions downloaded and erased a reader's data: no link in a message does that any
+/// more (the header's token is seen by mailbox providers, and issues get forwarded). The page
+/// says how: a fresh link mailed to the address. Nothing changes.
+pub async fn data_needs_fresh_link(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Bytes,
+) -> HttpResponse {
+    let raw = path.into_inner();
+    if let Resolved::Page(p) = resolve(&state, &raw, Purpose::Preferences).await {
+        return p;
+    }
+    pages::problem(
+        &state.settings.site_name,
+        StatusCode::FORBIDDEN,
+        "This needs a fresh link",
+        "To download or erase your data, open your preferences page and press \"Email me a link \
+         to download or erase my data\": we send a link to your address that works once, for an \
+         hour.",
+    )
+}
+
+/// `POST /preferences/{token}/data-link`: mails the reader a one-time link to download or erase
+/// their data (see [`data_links`]); at most a few an hour, then 429.
+pub async fn request_data_link(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
 ) -> HttpResponse {
     let raw = path.into_inner();
     let site_name = &state.settings.site_name;
-    let record = match resolve(&state, &raw).await {
+    let record = match resolve(&state, &raw, Purpose::Preferences).await {
         Resolved::Found(_, r) => r,
         Resolved::Page(p) => return p,
     };
-    let confirmed = url::form_urlencoded::parse(&body).any(|(k, v)| k == "confirm" && v == "yes");
-    if !confirmed {
-        return pages::problem(
+    let (id, settings) = (record.id, state.settings.clone());
+    let result = db::run(&state.pool, move |conn| {
+        Ok(data_links::request(conn, id, settings.secret()))
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {
+            state.wake.notify_one();
+            let message = format!(
+                "We have sent a link to {}. It works once, for {} minutes: open it to download \
+                 your data or to erase it.",
+                record.email,
+                data_links::VALID_MINUTES
+            );
+            pages::html(
+                StatusCode::OK,
+                &MessagePage {
+                    site_name,
+                    title: "Check your inbox",
+                    message: &message,
+                    offer_signup: false,
+                },
+            )
+        }
+        Ok(Err(RequestError::TooMany)) => pages::problem(
             site_name,
-            StatusCode::BAD_REQUEST,
-            "Nothing was erased",
-            "To erase your data, tick the box that says you understand, then press the button.",
-        );
-    }
-    let id = record.id;
-    match db::run(&state.pool, move |conn| records::erase(conn, id)).await {
-        Ok(_) => pages::html(
-            StatusCode::OK,
-            &MessagePage {
-                site_name,
-                title: "Your data is erased",
-                message: "We have deleted your name, topics and sign-up records, and keep only a \
-                          one-way hash of your address so that it is never mailed again.",
-                offer_signup: false,
-            },
+            StatusCode::TOO_MANY_REQUESTS,
+            "We sent you several links already",
+            "Please use the newest link we sent in the last hour, or ask again later.",
         ),
-        Err(e) => db_failure(site_name, e),
+        Ok(Err(RequestError::Gone)) => pages::problem(
+            site_name,
+            StatusCode::GONE,
+            "This subscription was erased",
+            "There is no data left to download or erase.",
+        ),
+        Ok(Err(RequestError::Db(e))) | Err(e) => db_failure(site_name, e),
     }
 }

@@ -408,6 +408,7 @@ pub async fn subscribe(
     let per_address = state.settings.signup_per_address_per_hour;
     let per_ip = state.settings.signup_per_ip_per_hour;
     let ttl = state.settings.confirmation_ttl;
+    let settings = state.settings.clone();
     let result = db::run(&state.pool, move |conn| {
         // Sign-ups per client IP are counted in the database, so that every process sees them
         // all (see `stores::limits`): one statement. `None`: over the limit.
@@ -416,11 +417,13 @@ pub async fn subscribe(
         if !limits::admit(conn, &ip_key, per_ip, hour, limits::now_ms())? {
             return Ok(None);
         }
+        let secret = settings.secret();
         Ok(Some(subscriptions::sign_up(
             conn,
             &signup,
             per_address,
             ttl,
+            secret,
         )))
     })
     .await;

@@ -15,6 +15,9 @@ pub enum Kind {
     Welcome,
     /// To a confirmed address that signed up again: its preferences link, instead of nothing.
     AlreadySubscribed,
+    /// A reader asked, from the preferences page, for a link to download or erase their data:
+    /// the link, valid an hour, once.
+    DataLink,
 }
 
 impl Kind {
@@ -24,6 +27,7 @@ impl Kind {
             Kind::Issue => "issue",
             Kind::Welcome => "welcome",
             Kind::AlreadySubscribed => "already_subscribed",
+            Kind::DataLink => "data_link",
         }
     }
 }

@@ -12,22 +12,45 @@ use super::kinds::{Kind, Status, PRIORITY_BULK, PRIORITY_CONFIRMATION};
 use crate::foundation::db::schema::deliveries;
 use crate::foundation::db::{self, DbConnection};
 
-/// Queues the confirmation email of a sign-up. `token` is the only copy of the link's secret
-/// outside the email; it is wiped from the row once the delivery has ended.
+/// Queues the confirmation email of a sign-up. `payload` is the nonce the worker derives the
+/// link's token from with the secret key (never the token itself); it is wiped from the row once
+/// the delivery has ended.
 pub fn queue_confirmation(
     conn: &mut DbConnection,
     subscriber_id: i64,
-    token: &str,
+    payload: &str,
+    now: NaiveDateTime,
+) -> QueryResult<i64> {
+    queue_one_time_link(conn, Kind::Confirmation, subscriber_id, payload, now)
+}
+
+/// Queues a reader's data link (download or erase, asked for on the preferences page). As for a
+/// confirmation, `payload` is a nonce, not the link's token.
+pub fn queue_data_link(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+    payload: &str,
+    now: NaiveDateTime,
+) -> QueryResult<i64> {
+    queue_one_time_link(conn, Kind::DataLink, subscriber_id, payload, now)
+}
+
+/// A message carrying a one-time link, ahead of bulk sends: the reader is waiting for it.
+fn queue_one_time_link(
+    conn: &mut DbConnection,
+    kind: Kind,
+    subscriber_id: i64,
+    payload: &str,
     now: NaiveDateTime,
 ) -> QueryResult<i64> {
     diesel::insert_into(deliveries::table)
         .values((
-            deliveries::kind.eq(Kind::Confirmation.as_str()),
+            deliveries::kind.eq(kind.as_str()),
             deliveries::subscriber_id.eq(subscriber_id),
             deliveries::priority.eq(PRIORITY_CONFIRMATION),
             deliveries::status.eq(Status::Queued.as_str()),
             deliveries::next_attempt_at.eq(now),
-            deliveries::payload.eq(token),
+            deliveries::payload.eq(payload),
             deliveries::created_at.eq(now),
         ))
         .returning(deliveries::id)
@@ -106,7 +129,7 @@ fn queue_notice(
 pub fn push_confirmation_insert<'b>(
     out: &mut AstPass<'_, 'b, Pg>,
     subscribers_cte: &'static str,
-    token: &'b str,
+    payload: &'b str,
     now: &'b NaiveDateTime,
 ) -> QueryResult<()> {
     out.push_sql(
@@ -121,7 +144,7 @@ pub fn push_confirmation_insert<'b>(
     out.push_sql(", ");
     out.push_bind_param::<Timestamp, _>(now)?;
     out.push_sql(", ");
-    out.push_bind_param::<Text, _>(token)?;
+    out.push_bind_param::<Text, _>(payload)?;
     out.push_sql(", ");
     out.push_bind_param::<Timestamp, _>(now)?;
     out.push_sql(" FROM ");

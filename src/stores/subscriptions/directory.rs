@@ -460,12 +460,11 @@ pub fn add(
             user_agent: format!("imported by editor {}", options.editor),
             source,
         };
-        super::sign_up(conn, &signup, u32::MAX, settings.confirmation_ttl).map_err(
-            |e| match e {
-                super::SignupError::Db(e) => e,
-                other => DbError::Other(other.to_string()),
-            },
-        )?;
+        let ttl = settings.confirmation_ttl;
+        super::sign_up(conn, &signup, u32::MAX, ttl, settings.secret()).map_err(|e| match e {
+            super::SignupError::Db(e) => e,
+            other => DbError::Other(other.to_string()),
+        })?;
     }
     let id: i64 = subscribers::table
         .filter(subscribers::email.eq(email.as_str()))

@@ -4,6 +4,7 @@
 //! all in one transaction: either the person is on file with a message on its way, or nothing
 //! happened. The email itself is sent later by the delivery worker, never inside the request.
 
+pub mod data_links;
 pub mod directory;
 pub mod records;
 pub mod tokens;
@@ -63,24 +64,28 @@ impl From<diesel::result::Error> for SignupError {
 ///
 /// The name given is kept with the consent and becomes the subscriber's only when the link is
 /// followed: a new subscriber's row has none until then.
+///
+/// `secret` (`IRIA_SECRET_KEY`) derives the link's token from the nonce queued with the email
+/// (see [`tokens`]): neither table holds the token itself.
 pub fn sign_up(
     conn: &mut DbConnection,
     signup: &NewSignup,
     per_address_per_hour: u32,
     token_ttl: std::time::Duration,
+    secret: &[u8],
 ) -> Result<(), SignupError> {
     if let DbConnection::Pg(pg) = conn {
-        if first_sign_up_on_postgres(pg, signup, token_ttl)? {
+        if first_sign_up_on_postgres(pg, signup, token_ttl, secret)? {
             return Ok(());
         }
     }
     // Two first sign-ups of one address at the same moment: the second insert meets the unique
     // index; trying again finds the row the other one made.
-    match sign_up_once(conn, signup, per_address_per_hour, token_ttl) {
+    match sign_up_once(conn, signup, per_address_per_hour, token_ttl, secret) {
         Err(SignupError::Db(DbError::Query(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
-        )))) => sign_up_once(conn, signup, per_address_per_hour, token_ttl),
+        )))) => sign_up_once(conn, signup, per_address_per_hour, token_ttl, secret),
         other => other,
     }
 }
@@ -96,15 +101,16 @@ fn first_sign_up_on_postgres(
     pg: &mut diesel::PgConnection,
     signup: &NewSignup,
     token_ttl: std::time::Duration,
+    secret: &[u8],
 ) -> Result<bool, SignupError> {
     let now = db::now();
-    let token = tokens::ConfirmationToken::generate();
+    let (payload, token) = tokens::ConfirmationToken::issue(secret);
     let queued = FirstSignUp {
         signup,
         now,
         expires_at: now + to_chrono(token_ttl),
         token_hash: token.hash(),
-        token: token.as_str(),
+        payload: &payload,
         name: signup.name.as_ref().map(SubscriberName::as_str),
         topics: signup.topics.to_stored(),
     }
@@ -120,7 +126,8 @@ struct FirstSignUp<'a> {
     now: NaiveDateTime,
     expires_at: NaiveDateTime,
     token_hash: String,
-    token: &'a str,
+    /// The nonce queued with the email, from which the worker derives the link's token.
+    payload: &'a str,
     name: Option<&'a str>,
     topics: String,
 }
@@ -176,7 +183,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FirstSignUp<'_> {
         out.push_bind_param::<Timestamp, _>(&self.expires_at)?;
         out.push_sql(" FROM c) ");
         // The ledger writes its own row: the statement's last part is the ledger's.
-        delivery::push_confirmation_insert(&mut out, "s", self.token, &self.now)
+        delivery::push_confirmation_insert(&mut out, "s", self.payload, &self.now)
     }
 }
 
@@ -187,6 +194,7 @@ fn sign_up_once(
     signup: &NewSignup,
     per_address_per_hour: u32,
     token_ttl: std::time::Duration,
+    secret: &[u8],
 ) -> Result<(), SignupError> {
     db::write_transaction(conn, |conn| {
         let now = db::now();
@@ -212,7 +220,7 @@ fn sign_up_once(
             return Ok(());
         }
         revoke_tokens(conn, subscriber_id, now)?;
-        let token = tokens::ConfirmationToken::generate();
+        let (payload, token) = tokens::ConfirmationToken::issue(secret);
         diesel::insert_into(confirmation_tokens::table)
             .values((
                 confirmation_tokens::subscriber_id.eq(subscriber_id),
@@ -222,7 +230,7 @@ fn sign_up_once(
                 confirmation_tokens::expires_at.eq(now + to_chrono(token_ttl)),
             ))
             .execute(conn)?;
-        delivery::queue_confirmation(conn, subscriber_id, token.as_str(), now)?;
+        delivery::queue_confirmation(conn, subscriber_id, &payload, now)?;
         Ok(())
     })
 }

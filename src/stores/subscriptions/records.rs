@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::foundation::db::schema::{confirmation_tokens, consents, subscribers};
+use crate::foundation::db::schema::{confirmation_tokens, consents, data_links, subscribers};
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::SubscriberStatus;
 use crate::foundation::domain::{SubscriberName, Topics};
@@ -186,22 +186,63 @@ fn iso(t: NaiveDateTime) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The stored form of an erased address: its SHA-256, so the address can be recognised (and
-/// kept from being mailed) but not read back; with the row's id, so that an address signed up
-/// again and erased again does not meet its first erasure.
-pub fn erased_marker(subscriber_id: i64, email: &str) -> String {
-    format!(
-        "erased:{subscriber_id}:{}",
-        hex::encode(Sha256::digest(email.as_bytes()))
+/// The stored form of an erased address: `erased:{id}:k{hmac}`, an HMAC-SHA256 with the secret
+/// key of the address's SHA-256. Whoever has the key and the address can recognise it (and keep it
+/// from being mailed); a copy of the database cannot be turned back into addresses by hashing a
+/// list of them, as a plain hash could. With the row's id, so that an address signed up again and
+/// erased again does not meet its first erasure. The HMAC is over the address's SHA-256 so that
+/// markers made before the key was used (`erased:{id}:{sha256}`) can be converted without the
+/// address: see [`upgrade_erased_markers`].
+pub fn erased_marker(secret: &[u8], subscriber_id: i64, email: &str) -> String {
+    marker_of_digest(
+        secret,
+        subscriber_id,
+        &hex::encode(Sha256::digest(email.as_bytes())),
     )
 }
 
+const MARKER_PREFIX: &str = "erased:";
+
+fn marker_of_digest(secret: &[u8], subscriber_id: i64, sha256_hex: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(b"iria-news erased address\n");
+    mac.update(sha256_hex.as_bytes());
+    let tag = hex::encode(mac.finalize().into_bytes());
+    format!("{MARKER_PREFIX}{subscriber_id}:k{tag}")
+}
+
+/// Converts the erasure markers of the first versions, `erased:{id}:{sha256 of the address}`
+/// (which anyone can test an address against), to keyed ones. Runs at start-up after the
+/// migrations; a marker already converted is left alone, so running it again changes nothing.
+/// Returns how many were converted.
+pub fn upgrade_erased_markers(conn: &mut DbConnection, secret: &[u8]) -> QueryResult<usize> {
+    let old: Vec<(i64, String)> = subscribers::table
+        .filter(subscribers::erased_at.is_not_null())
+        .filter(subscribers::email.like(format!("{MARKER_PREFIX}%")))
+        .filter(subscribers::email.not_like(format!("{MARKER_PREFIX}%:k%")))
+        .select((subscribers::id, subscribers::email))
+        .load(conn)?;
+    let mut converted = 0;
+    for (id, email) in old {
+        let digest = email.rsplit(':').next().unwrap_or_default();
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        converted += diesel::update(subscribers::table.find(id))
+            .set(subscribers::email.eq(marker_of_digest(secret, id, digest)))
+            .execute(conn)?;
+    }
+    Ok(converted)
+}
+
 /// Erases a subscriber's personal data (GDPR Art. 17): name, topics and consent records go, the
-/// address is replaced by its hash, queued messages and webhook events are skipped and
-/// confirmation secrets wiped.
+/// address is replaced by its keyed hash ([`erased_marker`], `secret` is `IRIA_SECRET_KEY`),
+/// queued messages and webhook events are skipped and confirmation and data-link secrets wiped.
 /// The row stays, unsubscribed, so the ledger keeps its counts and the address is never mailed
 /// again; signing up afresh makes a new subscriber.
-pub fn erase(conn: &mut DbConnection, subscriber_id: i64) -> Result<bool, DbError> {
+pub fn erase(conn: &mut DbConnection, subscriber_id: i64, secret: &[u8]) -> Result<bool, DbError> {
     db::write_transaction(conn, |conn| {
         let now = db::now();
         let Some(record) = find(conn, subscriber_id)? else {
@@ -216,11 +257,13 @@ pub fn erase(conn: &mut DbConnection, subscriber_id: i64) -> Result<bool, DbErro
             confirmation_tokens::table.filter(confirmation_tokens::subscriber_id.eq(subscriber_id)),
         )
         .execute(conn)?;
+        diesel::delete(data_links::table.filter(data_links::subscriber_id.eq(subscriber_id)))
+            .execute(conn)?;
         delivery::forget_subscriber(conn, subscriber_id)?;
         webhooks::forget_subscriber(conn, subscriber_id)?;
         diesel::update(subscribers::table.find(subscriber_id))
             .set((
-                subscribers::email.eq(erased_marker(subscriber_id, &record.email)),
+                subscribers::email.eq(erased_marker(secret, subscriber_id, &record.email)),
                 subscribers::name.eq(None::<String>),
                 subscribers::topics.eq(""),
                 subscribers::status.eq(SubscriberStatus::Unsubscribed.as_str()),

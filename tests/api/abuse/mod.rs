@@ -1,5 +1,7 @@
-//! Issue 12: the public surface an attacker cannot bend. One file per part of the issue.
+//! Issue 12: the public surface an attacker could turn against IRIA or its readers, and what now
+//! stops it. One file per part of the issue.
 
 mod fetching;
 mod signup;
 mod surface;
+mod tokens;

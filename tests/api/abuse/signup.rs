@@ -151,7 +151,10 @@ async fn names_with_bidi_controls_or_zero_width_characters_are_refused_at_every_
     let link = format!(
         "{}/preferences/{}",
         app.address,
-        iria_news::foundation::links::RecipientToken::new(id, 0).sign(app.settings.secret())
+        iria_news::foundation::links::RecipientToken::new(id, 0).sign(
+            iria_news::foundation::links::Purpose::Preferences,
+            app.settings.secret()
+        )
     );
     for name in SNEAKY_NAMES {
         let saved = app

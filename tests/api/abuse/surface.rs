@@ -14,10 +14,11 @@ fn token(app: &TestApp) -> String {
 }
 
 /// The GET routes of the whole application, `{id}` and `{token}` filled in.
-fn get_routes(reader_token: &str) -> Vec<String> {
+fn get_routes(unsubscribe: &str, preferences: &str) -> Vec<String> {
     let mut paths: Vec<String> = [
         "/",
         "/subscriptions/confirm?token=x",
+        "/my-data/x",
         "/digest/preview",
         "/archive",
         "/archive/feed.atom",
@@ -30,8 +31,8 @@ fn get_routes(reader_token: &str) -> Vec<String> {
     .iter()
     .map(|p| p.to_string())
     .collect();
-    paths.push(format!("/unsubscribe/{reader_token}"));
-    paths.push(format!("/preferences/{reader_token}"));
+    paths.push(format!("/unsubscribe/{unsubscribe}"));
+    paths.push(format!("/preferences/{preferences}"));
     let tables = iria_news::http::admin::routes::ROUTES
         .iter()
         .chain(iria_news::http::api::routes::ROUTES.iter());
@@ -51,9 +52,13 @@ async fn head_works_on_every_get_route(backend: Backend) {
     let console = log_in(&app, true).await;
     let bearer = token(&app);
     let people = app.add_confirmed("reader", 1);
-    let reader = iria_news::foundation::links::RecipientToken::new(people[0].0, 0)
-        .sign(app.settings.secret());
-    for path in get_routes(&reader) {
+    let token = |purpose| {
+        iria_news::foundation::links::RecipientToken::new(people[0].0, 0)
+            .sign(purpose, app.settings.secret())
+    };
+    let unsubscribe = token(iria_news::foundation::links::Purpose::Unsubscribe);
+    let preferences = token(iria_news::foundation::links::Purpose::Preferences);
+    for path in get_routes(&unsubscribe, &preferences) {
         let url = format!("{}{path}", app.address);
         let send = |method: reqwest::Method| {
             app.client

@@ -288,9 +288,15 @@ async fn events_reach_the_endpoints_that_want_them_signed(backend: Backend) {
     assert_eq!(on_crm[4].json()["data"]["status"], "unsubscribed");
     assert_eq!(on_crm[4].json()["data"]["subscriber_id"], reader);
     // Their copy of their data says which receiver got what about them.
+    let data_link = app
+        .data_link(&preferences_link(&mail), "reader@example.org")
+        .await;
     let data: Value = app
-        .get(&format!("{}/data", app.local(&preferences_link(&mail))))
+        .client
+        .post(format!("{data_link}/download"))
+        .send()
         .await
+        .expect("POST download")
         .json()
         .await
         .expect("json");
