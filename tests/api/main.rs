@@ -3,6 +3,7 @@
 mod helpers;
 mod ops;
 
+mod abuse;
 mod browser;
 mod checklist_signup;
 mod cli;
