@@ -5,6 +5,7 @@ pub mod db;
 pub mod domain;
 pub mod links;
 pub mod logging;
+pub mod message_ids;
 pub mod metrics;
 pub mod net;
 pub mod schedule;

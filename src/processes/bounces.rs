@@ -1,22 +1,32 @@
 //! Bounces (RFC 3464 DSN) and complaints (RFC 5965 ARF) as an MTA's pipe posts them, raw
-//! (`POST /api/v1/bounces`): parsed here, then applied to the ledger and the subscriber. The
-//! recipient is found by the VERP token of the envelope sender, else by our Message-ID in the
-//! returned message, else by the address the report names.
+//! (`POST /api/v1/bounces`): parsed here, then applied to the ledger and the subscriber.
+//!
+//! Anyone can mail a report to the bounce address, so a report acts only when it proves which
+//! message it answers: the VERP token of the envelope sender it was sent to, or the Message-ID of
+//! the returned message, both carrying an HMAC of the delivery
+//! ([`crate::foundation::message_ids`]). It then acts on that delivery's subscriber, whatever
+//! address the report names. An address alone (`Final-Recipient`, `Original-Rcpt-To`), a
+//! Message-ID without a valid HMAC, or two different deliveries in one report prove nothing: the
+//! report is logged and changes nothing.
 
 use diesel::QueryResult;
 
 use crate::foundation::db::{self, DbConnection};
 use crate::foundation::domain::SubscriberStatus;
+use crate::foundation::message_ids::MessageIds;
 use crate::stores::{delivery, subscriptions};
 
 /// What a report says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     pub kind: ReportKind,
-    /// The failed or complaining address, as the report gives it.
+    /// The failed or complaining address, as the report gives it: shown, never acted on.
     pub recipient: Option<String>,
-    /// The delivery the report is about, when the report lets us tell.
+    /// The delivery the report proves it is about (by a genuine VERP token or Message-ID);
+    /// `None` when it proves none, or more than one.
     pub delivery_id: Option<i64>,
+    /// Why the report proves no delivery, when it does not.
+    pub unproved: Option<&'static str>,
     /// The DSN's status code (e.g. `5.1.1`).
     pub status: Option<String>,
 }
@@ -32,7 +42,7 @@ pub enum ReportKind {
 }
 
 /// Reads a raw DSN or ARF report. `None` when it is neither.
-pub fn parse(raw: &[u8], message_id_suffix: &str, verp: Option<&VerpCheck>) -> Option<Report> {
+pub fn parse(raw: &[u8], ids: &MessageIds) -> Option<Report> {
     let message = mail_parser::MessageParser::default().parse(raw)?;
     // Every part's text, decoded: the machine-readable parts hold "Name: value" lines.
     let mut texts: Vec<String> = Vec::new();
@@ -56,14 +66,7 @@ pub fn parse(raw: &[u8], message_id_suffix: &str, verp: Option<&VerpCheck>) -> O
             .trim_matches(|c| c == '<' || c == '>');
         Some(v.to_ascii_lowercase()).filter(|a| a.contains('@'))
     };
-    let delivery_id = verp
-        .and_then(|check| fields.iter().find_map(|(_, v)| check.delivery_in(v)))
-        .or_else(|| {
-            fields
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("Message-ID"))
-                .find_map(|(_, v)| delivery_of_message_id(v, message_id_suffix))
-        });
+    let (delivery_id, unproved) = proved_delivery(&texts, ids);
     if let Some(feedback) = field("Feedback-Type") {
         let recipient = field("Original-Rcpt-To")
             .and_then(address_of)
@@ -79,6 +82,7 @@ pub fn parse(raw: &[u8], message_id_suffix: &str, verp: Option<&VerpCheck>) -> O
             kind,
             recipient,
             delivery_id,
+            unproved,
             status: None,
         });
     }
@@ -98,8 +102,24 @@ pub fn parse(raw: &[u8], message_id_suffix: &str, verp: Option<&VerpCheck>) -> O
         kind,
         recipient,
         delivery_id,
+        unproved,
         status,
     })
+}
+
+/// The one delivery the texts prove, by genuine VERP tokens or Message-IDs; else why not.
+fn proved_delivery(texts: &[String], ids: &MessageIds) -> (Option<i64>, Option<&'static str>) {
+    let mut proved: Vec<i64> = texts.iter().flat_map(|t| ids.proved_in(t)).collect();
+    proved.sort_unstable();
+    proved.dedup();
+    match proved.as_slice() {
+        [one] => (Some(*one), None),
+        [] => (
+            None,
+            Some("no VERP token or Message-ID of ours with a valid HMAC"),
+        ),
+        _ => (None, Some("it names more than one of our deliveries")),
+    }
 }
 
 /// "Name: value" lines of a header-like text, continuation lines joined.
@@ -125,68 +145,27 @@ fn unfolded_fields(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// `<d42.abcdef@example.org>` → 42, when the suffix is this installation's.
-fn delivery_of_message_id(value: &str, suffix: &str) -> Option<i64> {
-    let start = value.find("<d")?;
-    let rest = &value[start + 2..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    if !rest[digits.len()..].starts_with(suffix) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// Checks VERP tokens of this installation.
-pub struct VerpCheck {
-    pub secret: Vec<u8>,
-}
-
-impl VerpCheck {
-    /// The delivery named by a VERP token anywhere in `text` (`…+d42-0123abcd@…`).
-    pub fn delivery_in(&self, text: &str) -> Option<i64> {
-        text.match_indices("+d").find_map(|(i, _)| {
-            let rest = &text[i + 2..];
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            let mac: String = rest[digits.len()..]
-                .strip_prefix('-')?
-                .chars()
-                .take_while(char::is_ascii_hexdigit)
-                .collect();
-            let id: i64 = digits.parse().ok()?;
-            (crate::processes::messages::verp_token(&self.secret, id) == format!("d{id}-{mac}"))
-                .then_some(id)
-        })
-    }
-}
-
 /// Applies a report: a hard bounce marks the delivery `bounced` and suppresses the subscriber; a
 /// complaint marks the subscriber `complained`; either skips whatever is still queued for them.
-/// One transaction. Returns the subscriber's status afterwards, or `None` when the report names
-/// nobody of ours.
+/// One transaction. Only the subscriber of the proved delivery is touched, whatever address the
+/// report names. Returns the subscriber's status afterwards, or `None` when the report proves no
+/// delivery of ours (or its subscriber is gone): then nothing changed.
 pub fn apply(conn: &mut DbConnection, report: &Report) -> QueryResult<Option<String>> {
+    let Some(delivery_id) = report.delivery_id else {
+        return Ok(None);
+    };
     db::write_transaction(conn, |conn| {
-        let by_delivery = match report.delivery_id {
-            Some(id) => delivery::subscriber_of(conn, id)?,
-            None => None,
-        };
-        let subscriber_id = match (by_delivery, &report.recipient) {
-            (Some(id), _) => Some(id),
-            (None, Some(email)) => subscriptions::id_of_address(conn, email)?,
-            (None, None) => None,
-        };
-        let Some(subscriber_id) = subscriber_id else {
+        let Some(subscriber_id) = delivery::subscriber_of(conn, delivery_id)? else {
             return Ok(None);
         };
         let now = db::now();
         match report.kind {
             ReportKind::HardBounce => {
-                if let (Some(id), Some(_)) = (report.delivery_id, by_delivery) {
-                    let detail = format!(
-                        "bounced later: {}",
-                        report.status.as_deref().unwrap_or("5.0.0")
-                    );
-                    delivery::mark_bounced(conn, id, &detail, now)?;
-                }
+                let detail = format!(
+                    "bounced later: {}",
+                    report.status.as_deref().unwrap_or("5.0.0")
+                );
+                delivery::mark_bounced(conn, delivery_id, &detail, now)?;
                 subscriptions::suppress(conn, subscriber_id, SubscriberStatus::Bounced, now)?;
                 delivery::skip_queued_for(conn, subscriber_id, "address bounced")?;
             }

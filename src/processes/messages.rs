@@ -8,24 +8,15 @@ use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
-use sha2::{Digest, Sha256};
 
 use chrono::NaiveDateTime;
 
 use crate::foundation::config::Settings;
 use crate::foundation::links::{Purpose, RecipientToken, ViewToken};
+use crate::foundation::message_ids::MessageIds;
 use crate::processes::compose;
 use crate::stores::issues::{self, PREFERENCES_MARK, UNSUBSCRIBE_MARK, VIEW_MARK};
 use crate::stores::welcome::Welcome;
-
-/// What follows `<d{delivery id}` in every Message-ID: `.{installation}@{domain}>`. The ledger
-/// sets a delivery's Message-ID when it is claimed (see [`crate::stores::delivery::claim`]), so the same
-/// delivery always carries the same one; installations do not collide (a hash of the secret is
-/// part of it).
-pub fn message_id_suffix(settings: &Settings) -> String {
-    let installation = hex::encode(&Sha256::digest(settings.secret())[..6]);
-    format!(".{installation}@{}>", settings.from.email.domain())
-}
 
 /// A name as it may stand in a header: no control characters (CR, LF, NUL, tabs and the like
 /// become spaces), white space collapsed, at most 256 characters; `None` when nothing is left.
@@ -36,18 +27,6 @@ pub fn display_name(name: Option<&str>) -> Option<String> {
         .take(256)
         .collect();
     (!cleaned.is_empty()).then_some(cleaned)
-}
-
-/// The VERP token of a delivery, `d{id}-{mac}`: put into the envelope sender, it comes back in
-/// the bounce's address and names the delivery; the MAC stops anyone naming another.
-pub fn verp_token(secret: &[u8], delivery_id: i64) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(b"iria-news verp");
-    mac.update(&delivery_id.to_be_bytes());
-    let tag = mac.finalize().into_bytes();
-    format!("d{delivery_id}-{}", hex::encode(&tag[..4]))
 }
 
 /// The envelope of a message: the VERP bounce address when `IRIA_BOUNCE_ADDRESS` is set,
@@ -61,7 +40,10 @@ fn envelope(
         return Ok(None);
     };
     let from: lettre::Address = pattern
-        .replace("{token}", &verp_token(settings.secret(), delivery_id))
+        .replace(
+            "{token}",
+            &MessageIds::new(settings).verp_token(delivery_id),
+        )
         .parse()?;
     Ok(Some(lettre::address::Envelope::new(
         Some(from),

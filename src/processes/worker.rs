@@ -15,9 +15,9 @@ use crate::stores::delivery::{self, Claimed, Kind, Outcome};
 use build::Content;
 use lettre::message::dkim::DkimConfig;
 
-use crate::foundation::config::Settings;
 use crate::foundation::db::{self, DbError, Pool};
 use crate::foundation::domain::SubscriberStatus;
+use crate::foundation::{config::Settings, message_ids::MessageIds};
 use crate::processes::mail::{Mailer, SendError};
 use crate::processes::messages;
 use crate::processes::messages::IssueContent;
@@ -45,7 +45,7 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Names this worker's leases in the ledger.
     pub owner: String,
-    message_id_suffix: String,
+    message_ids: MessageIds,
     dkim: Option<Arc<DkimConfig>>,
     /// Issues do not change once queued; each is read from the database once.
     issues: Mutex<HashMap<i64, Arc<IssueContent>>>,
@@ -85,7 +85,7 @@ impl Worker {
             std::process::id(),
             rand::thread_rng().gen::<u32>()
         );
-        let message_id_suffix = messages::message_id_suffix(&settings);
+        let message_ids = MessageIds::new(&settings);
         let throttle = Throttle::new(
             settings.delivery.rate_per_second,
             settings.delivery.domain_rate_per_second,
@@ -98,7 +98,7 @@ impl Worker {
             mailer,
             wake,
             owner,
-            message_id_suffix,
+            message_ids,
             dkim: dkim.map(Arc::new),
             issues: Mutex::new(HashMap::new()),
             throttle,
@@ -252,12 +252,12 @@ impl Worker {
         let lease = chrono::Duration::from_std(self.settings.delivery.lease)
             .unwrap_or(chrono::Duration::minutes(5));
         let limit = self.settings.delivery.batch_size;
-        let suffix = self.message_id_suffix.clone();
+        let msg_ids = self.message_ids.clone();
         let settings = self.settings.clone();
         db::run(&self.pool, move |conn| {
             let now = db::now();
             delivery::release_expired_leases(conn, now)?;
-            let deliveries = delivery::claim(conn, &owner, now, now + lease, limit, &suffix)?;
+            let deliveries = delivery::claim(conn, &owner, now, now + lease, limit, &msg_ids)?;
             let ids: Vec<i64> = deliveries.iter().map(|c| c.subscriber_id).collect();
             let recipients = subscriptions::recipients(conn, &ids)?;
             let links = build::live_link_tokens(conn, settings.secret(), &deliveries)?;

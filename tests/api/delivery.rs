@@ -392,7 +392,8 @@ on_both_backends!(
 );
 
 /// With `IRIA_BOUNCE_ADDRESS`, the envelope sender names the delivery (VERP); a late bounce
-/// posted to `/api/v1/bounces` finds it by that alone. A complaint (ARF) marks the subscriber.
+/// posted to `/api/v1/bounces` finds it by that alone. A complaint (ARF) quoting the copy's
+/// Message-ID marks the subscriber (an address alone proves nothing: tests/api/abuse/bounces.rs).
 /// Without a token: 401; not a report: 422.
 async fn bounces_and_complaints_reported_later(backend: Backend) {
     let options = AppOptions {
@@ -469,13 +470,19 @@ async fn bounces_and_complaints_reported_later(backend: Backend) {
         app.delivery_statuses(queued.issue_id).into_iter().collect();
     assert_eq!(statuses[&people[0].1], "bounced");
 
+    let complained_copy = app.wait_for_mail_to(&people[1].1, 1).await;
+    let complained_of = complained_copy
+        .parsed()
+        .message_id()
+        .expect("Message-ID")
+        .to_string();
     let arf = format!(
         "From: fbl@mailbox.example\r\nTo: abuse@iria.test\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/report; report-type=feedback-report; boundary=\"f\"\r\n\r\n\
          --f\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\
          --f\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: FBL/1.0\r\nVersion: 1\r\n\
-         Original-Rcpt-To: {}\r\n\r\n--f\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@iria.test\r\nTo: {}\r\n\r\n--f--\r\n",
-        people[1].1, people[1].1
+         Original-Rcpt-To: {}\r\n\r\n--f\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@iria.test\r\nTo: {}\r\nMessage-ID: <{}>\r\n\r\n--f--\r\n",
+        people[1].1, people[1].1, complained_of
     );
     assert_eq!(post(arf, Some(&token)).await.expect("POST").status(), 200);
     assert_eq!(

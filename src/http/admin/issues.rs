@@ -298,11 +298,8 @@ async fn test_send(state: &AppState, composed: &Composed, address: &str) -> anyh
         &composed.text,
         crate::foundation::db::now(),
     );
-    let message_id = format!(
-        "<t{}{}",
-        random_token(),
-        crate::processes::messages::message_id_suffix(settings)
-    );
+    let message_id = crate::foundation::message_ids::MessageIds::new(settings)
+        .unrelated_message_id(&random_token());
     let to = crate::processes::messages::Addressee {
         delivery_id: 0,
         message_id: &message_id,

@@ -6,21 +6,20 @@ use serde_json::json;
 
 use super::{problem, Problem};
 use crate::foundation::db::{self, DbError};
+use crate::foundation::message_ids::MessageIds;
 use crate::http::state::AppState;
-use crate::processes::bounces::{self, parse, VerpCheck};
-use crate::processes::messages::message_id_suffix;
+use crate::processes::bounces::{self, parse};
 
-/// Report a bounce (RFC 3464 DSN) or a complaint (RFC 5965 ARF), as the raw message.
+/// Report a bounce (RFC 3464 DSN) or a complaint (RFC 5965 ARF), as the raw message. It acts
+/// only when it proves the message it answers (a VERP token or Message-ID of ours, with its
+/// HMAC); any other report is logged and answered 202, changing nothing.
 #[utoipa::path(post, path = "/api/v1/bounces", tag = "deliverability",
     request_body(content((String = "message/rfc822"), (String = "text/plain"))),
-    responses((status = 200, description = "Applied", body = Object), (status = 202, description = "A report about nobody of ours", body = Object),
+    responses((status = 200, description = "Applied", body = Object), (status = 202, description = "A report that proves no message of ours: nothing changed", body = Object),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn receive_bounce(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
-    let suffix = message_id_suffix(&state.settings);
-    let verp = VerpCheck {
-        secret: state.settings.secret().to_vec(),
-    };
-    let Some(report) = parse(&body, &suffix, Some(&verp)) else {
+    let ids = MessageIds::new(&state.settings);
+    let Some(report) = parse(&body, &ids) else {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Not a report",
@@ -35,16 +34,28 @@ pub async fn receive_bounce(state: web::Data<AppState>, body: web::Bytes) -> Htt
     match outcome {
         Ok(Some(subscriber_status)) => HttpResponse::Ok().json(json!({
             "kind": format!("{:?}", report.kind),
+            "applied": true,
             "recipient": report.recipient,
             "delivery": report.delivery_id,
             "status": report.status,
             "subscriber_status": subscriber_status,
         })),
-        Ok(None) => problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Unknown recipient",
-            "The report names no delivery or subscriber of ours.",
-        ),
+        Ok(None) => {
+            let reason = report
+                .unproved
+                .unwrap_or("the delivery it proves has no subscriber any more");
+            tracing::warn!(
+                kind = ?report.kind,
+                recipient = report.recipient.as_deref().unwrap_or("-"),
+                reason,
+                "bounce report ignored"
+            );
+            HttpResponse::Accepted().json(json!({
+                "kind": format!("{:?}", report.kind),
+                "applied": false,
+                "reason": reason,
+            }))
+        }
         Err(e) if e.is_unavailable() => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service unavailable",

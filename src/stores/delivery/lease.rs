@@ -3,10 +3,11 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Text, Timestamp};
 
 use crate::foundation::db::schema::deliveries;
 use crate::foundation::db::{self, DbConnection};
+use crate::foundation::message_ids::MessageIds;
 
 use super::kinds::Status;
 
@@ -29,22 +30,47 @@ pub struct Claimed {
 /// passing over the rows another is claiming. SQLite: the claim runs in one `BEGIN IMMEDIATE`
 /// transaction, which holds the database's single write lock, so two claims never overlap.
 /// The attempt is counted at the claim, so a worker killed mid-send still uses up an attempt.
-/// The Message-ID is set here too, `<d{id}{message_id_suffix}`: the same for every attempt of
-/// a delivery, so a copy sent twice (a crash mid-send) can be recognised as one.
+/// The Message-ID is set here too, in the same transaction ([`MessageIds::message_id`], which
+/// carries an HMAC of the delivery): the same for every attempt of a delivery, so a copy sent
+/// twice (a crash mid-send) can be recognised as one, and a bounce quoting it proves which
+/// delivery it is about.
 pub fn claim(
     conn: &mut DbConnection,
     owner: &str,
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
     limit: i64,
-    message_id_suffix: &str,
+    ids: &MessageIds,
+) -> QueryResult<Vec<Claimed>> {
+    db::write_transaction(conn, |conn| {
+        let mut claimed = claim_rows(conn, owner, now, lease_until, limit)?;
+        let mut unset: Vec<(i64, String)> = Vec::new();
+        for row in &mut claimed {
+            let message_id = ids.message_id(row.id);
+            if row.message_id.as_deref() != Some(message_id.as_str()) {
+                unset.push((row.id, message_id.clone()));
+                row.message_id = Some(message_id);
+            }
+        }
+        set_message_ids(conn, &unset)?;
+        Ok(claimed)
+    })
+}
+
+/// The claiming statement (see [`claim`]), inside the caller's transaction.
+fn claim_rows(
+    conn: &mut DbConnection,
+    owner: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
 ) -> QueryResult<Vec<Claimed>> {
     const RETURNING: &str =
         "RETURNING id, kind, issue_id, subscriber_id, attempts, payload, message_id";
     match conn {
         DbConnection::Pg(pg) => diesel::sql_query(format!(
             "UPDATE deliveries SET status = 'sending', lease_until = $1, lease_owner = $2, \
-             attempts = attempts + 1, message_id = '<d' || id || $5 \
+             attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= $3 \
              ORDER BY priority, next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) {RETURNING}"
         ))
@@ -52,26 +78,47 @@ pub fn claim(
         .bind::<Text, _>(owner)
         .bind::<Timestamp, _>(now)
         .bind::<BigInt, _>(limit)
-        .bind::<Text, _>(message_id_suffix)
         .load(pg),
-        DbConnection::Sqlite(_) => db::write_transaction(conn, |conn| {
-            let DbConnection::Sqlite(lite) = conn else {
-                unreachable!("matched as SQLite above")
-            };
-            diesel::sql_query(format!(
-                "UPDATE deliveries SET status = 'sending', lease_until = ?, lease_owner = ?, \
-                 attempts = attempts + 1, message_id = '<d' || id || ? \
-                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ? \
-                 ORDER BY priority, next_attempt_at, id LIMIT ?) {RETURNING}"
-            ))
-            .bind::<Timestamp, _>(lease_until)
-            .bind::<Text, _>(owner)
-            .bind::<Text, _>(message_id_suffix)
-            .bind::<Timestamp, _>(now)
-            .bind::<BigInt, _>(limit)
-            .load(lite)
-        }),
+        DbConnection::Sqlite(lite) => diesel::sql_query(format!(
+            "UPDATE deliveries SET status = 'sending', lease_until = ?, lease_owner = ?, \
+             attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= ? \
+             ORDER BY priority, next_attempt_at, id LIMIT ?) {RETURNING}"
+        ))
+        .bind::<Timestamp, _>(lease_until)
+        .bind::<Text, _>(owner)
+        .bind::<Timestamp, _>(now)
+        .bind::<BigInt, _>(limit)
+        .load(lite),
     }
+}
+
+/// Stores the Message-IDs of deliveries claimed for the first time: one statement on
+/// PostgreSQL, one prepared update a row on SQLite (inside the claim's transaction either way).
+fn set_message_ids(conn: &mut DbConnection, rows: &[(i64, String)]) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match conn {
+        DbConnection::Pg(pg) => {
+            let (ids, message_ids): (Vec<i64>, Vec<String>) = rows.iter().cloned().unzip();
+            diesel::sql_query(
+                "UPDATE deliveries SET message_id = v.message_id \
+                 FROM unnest($1, $2) AS v(id, message_id) WHERE deliveries.id = v.id",
+            )
+            .bind::<Array<BigInt>, _>(ids)
+            .bind::<Array<Text>, _>(message_ids)
+            .execute(pg)?;
+        }
+        DbConnection::Sqlite(_) => {
+            for (id, message_id) in rows {
+                diesel::update(deliveries::table.filter(deliveries::id.eq(id)))
+                    .set(deliveries::message_id.eq(message_id))
+                    .execute(conn)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Puts back in the queue the deliveries whose lease has run out: their worker died or hung.

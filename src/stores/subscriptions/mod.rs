@@ -493,15 +493,6 @@ pub fn confirmed_by_topics(conn: &mut DbConnection) -> QueryResult<Vec<(String, 
         .load(conn)
 }
 
-/// The subscriber with this address (as stored), if any.
-pub fn id_of_address(conn: &mut DbConnection, email: &str) -> QueryResult<Option<i64>> {
-    subscribers::table
-        .filter(subscribers::email.eq(email))
-        .select(subscribers::id)
-        .first(conn)
-        .optional()
-}
-
 /// A subscriber's status, as stored.
 pub fn status_of(conn: &mut DbConnection, id: i64) -> QueryResult<Option<String>> {
     subscribers::table

@@ -156,21 +156,29 @@ async fn refuses_bad_endpoints(app: &TestApp, token: &str, url: &str) {
 }
 
 /// Posts a hard bounce (DSN) for one address and a complaint (ARF) for another, as an MTA's
-/// pipe does.
-async fn post_reports(app: &TestApp, token: &str, bounced: &str, complained: &str) {
+/// pipe does; each quotes the headers of the copy of `subject` that address received (its
+/// Message-ID proves which copy the report is about).
+async fn post_reports(app: &TestApp, token: &str, subject: &str, bounced: &str, complained: &str) {
+    let message_id = |mail: crate::helpers::Received| {
+        format!("<{}>", mail.parsed().message_id().expect("Message-ID"))
+    };
+    let bounced_id = message_id(app.wait_for_mail_with_subject(bounced, subject, 1).await);
+    let complained_id = message_id(app.wait_for_mail_with_subject(complained, subject, 1).await);
     let dsn = format!(
         "From: MAILER-DAEMON@mx.example.org\r\nTo: bounces@iria.test\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
          --b\r\nContent-Type: text/plain\r\n\r\nThe mailbox is gone.\r\n\
          --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n\
-         Final-Recipient: rfc822; {bounced}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+         Final-Recipient: rfc822; {bounced}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n\
+         --b\r\nContent-Type: text/rfc822-headers\r\n\r\nTo: {bounced}\r\nMessage-ID: {bounced_id}\r\n\r\n--b--\r\n"
     );
     let arf = format!(
         "From: fbl@mailbox.example\r\nTo: abuse@iria.test\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/report; report-type=feedback-report; boundary=\"f\"\r\n\r\n\
          --f\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\
          --f\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: FBL/1.0\r\nVersion: 1\r\n\
-         Original-Rcpt-To: {complained}\r\n\r\n--f--\r\n"
+         Original-Rcpt-To: {complained}\r\n\r\n\
+         --f\r\nContent-Type: text/rfc822-headers\r\n\r\nTo: {complained}\r\nMessage-ID: {complained_id}\r\n\r\n--f--\r\n"
     );
     for report in [dsn, arf] {
         let posted = app
@@ -321,7 +329,14 @@ async fn events_reach_the_endpoints_that_want_them_signed(backend: Backend) {
     );
 
     // A bounce report and a complaint, as the MTA posts them.
-    post_reports(&app, &token, "gone@example.org", "angry@example.org").await;
+    post_reports(
+        &app,
+        &token,
+        "Hormuz",
+        "gone@example.org",
+        "angry@example.org",
+    )
+    .await;
     let on_crm = crm.wait_delivered(7).await;
     let last: Vec<(String, Value)> = on_crm[5..]
         .iter()
