@@ -19,7 +19,6 @@ use crate::foundation::db::{self, DbError, Pool};
 use crate::foundation::domain::SubscriberStatus;
 use crate::foundation::{config::Settings, message_ids::MessageIds};
 use crate::processes::mail::{Mailer, SendError};
-use crate::processes::messages;
 use crate::processes::messages::IssueContent;
 use crate::processes::throttle::Throttle;
 use crate::stores::issues;
