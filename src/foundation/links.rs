@@ -11,8 +11,9 @@
 //! The token in `List-Unsubscribe` (which mailbox providers see) only unsubscribes; the
 //! preferences link in the body opens the preferences page (and unsubscribes, from its button).
 //! Neither downloads nor erases data: that takes a fresh one-time link sent to the address.
-//! Tokens made before purposes existed (version 1, one token for header and body) keep
-//! unsubscribing and opening the preferences page for their 400 days, never more.
+//! Tokens made before purposes existed (version 1, one token for header and body) were in the
+//! `List-Unsubscribe` header of every message sent then, which mailbox providers keep: they only
+//! unsubscribe, for their 400 days ([`TokenError::LegacyUnsubscribeOnly`] elsewhere).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -65,9 +66,9 @@ fn opens(version: u8, wanted: Purpose) -> bool {
     match (version, wanted) {
         (UNSUBSCRIBE_VERSION, Purpose::Unsubscribe) => true,
         (PREFERENCES_VERSION, _) => true,
-        // Old links in readers' mailboxes: they did this much before; data and erasure they
-        // never reach again (no recipient token does).
-        (LEGACY_VERSION, _) => true,
+        // Old links in readers' mailboxes and in providers' copies of the header, where the
+        // same token stood: they unsubscribe, and open nothing else.
+        (LEGACY_VERSION, Purpose::Unsubscribe) => true,
         _ => false,
     }
 }
@@ -91,6 +92,9 @@ pub enum TokenError {
     Expired,
     #[error("this link is not for this page")]
     WrongPurpose,
+    /// A genuine token of the first version, for anything but unsubscribing.
+    #[error("this link of an older email only unsubscribes")]
+    LegacyUnsubscribeOnly,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -163,7 +167,11 @@ impl RecipientToken {
             return Err(TokenError::Expired);
         }
         if !opens(version, wanted) {
-            return Err(TokenError::WrongPurpose);
+            return Err(if version == LEGACY_VERSION {
+                TokenError::LegacyUnsubscribeOnly
+            } else {
+                TokenError::WrongPurpose
+            });
         }
         Ok(Self {
             subscriber_id,
@@ -257,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unsubscribe_token_opens_nothing_else_and_legacy_tokens_open_what_they_did() {
+    fn unsubscribe_and_legacy_tokens_open_nothing_else() {
         let t = RecipientToken::new(42, 7);
         let unsubscribe = t.sign(Purpose::Unsubscribe, KEY);
         assert_eq!(
@@ -277,9 +285,14 @@ mod tests {
             Err(TokenError::Invalid)
         );
         let legacy = t.sign_version(LEGACY_VERSION, KEY);
-        for purpose in [Purpose::Unsubscribe, Purpose::Preferences] {
-            assert_eq!(RecipientToken::verify(&legacy, purpose, KEY), Ok(t));
-        }
+        assert_eq!(
+            RecipientToken::verify(&legacy, Purpose::Unsubscribe, KEY),
+            Ok(t)
+        );
+        assert_eq!(
+            RecipientToken::verify(&legacy, Purpose::Preferences, KEY),
+            Err(TokenError::LegacyUnsubscribeOnly)
+        );
     }
 
     #[test]

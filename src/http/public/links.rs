@@ -56,6 +56,16 @@ async fn resolve(state: &AppState, raw: &str, purpose: Purpose) -> Resolved {
                 "An unsubscribe link only unsubscribes. To change your name or topics, use the \
                  \"Manage preferences\" link at the bottom of one of our emails.",
             )),
+            Err(TokenError::LegacyUnsubscribeOnly) => {
+                return Resolved::Page(pages::problem(
+                    site_name,
+                    StatusCode::FORBIDDEN,
+                    "This link only unsubscribes",
+                    "Links in our older emails can only unsubscribe now. To change your name or \
+                 topics, use the \"Manage preferences\" link at the bottom of a newer email \
+                 from us. No newer email? You can sign up again at any time.",
+                ))
+            }
         };
     let id = token.subscriber_id;
     match db::run(&state.pool, move |conn| Ok(records::find(conn, id)?)).await {
@@ -91,8 +101,8 @@ struct UnsubscribePage<'a> {
     site_name: &'a str,
     email: &'a str,
     token: &'a str,
-    /// The token opens the preferences page too (a preferences link, or one from before
-    /// purposes): the page may offer it.
+    /// The token opens the preferences page too (a preferences link; not the header's, nor
+    /// one from before purposes): the page may offer it.
     opens_preferences: bool,
 }
 
@@ -371,6 +381,21 @@ pub async fn request_data_link(
             StatusCode::TOO_MANY_REQUESTS,
             "We sent you several links already",
             "Please use the newest link we sent in the last hour, or ask again later.",
+        ),
+        Ok(Err(RequestError::TooManyToday)) => pages::problem(
+            site_name,
+            StatusCode::TOO_MANY_REQUESTS,
+            "We sent you several links today",
+            "We send at most a few of these links a day. Please use the newest one in your \
+             inbox, or ask again tomorrow.",
+        ),
+        Ok(Err(RequestError::Suppressed)) => pages::problem(
+            site_name,
+            StatusCode::CONFLICT,
+            "We cannot email this address now",
+            "Our emails to this address bounced, or were reported as spam, so we send it \
+             nothing, not even this link. Signing up again with it (and confirming) lifts \
+             that; then ask for the link from your preferences.",
         ),
         Ok(Err(RequestError::Gone)) => pages::problem(
             site_name,

@@ -88,9 +88,14 @@ pub fn build(
         };
         return messages::confirmation(settings, &to, token, dkim).map_err(unbuilt);
     }
-    // Asked for by the reader from the preferences page, whatever their status: one who left
-    // may still want their data, or it erased.
+    // Asked for by the reader from the preferences page: one who left may still want their
+    // data, or it erased. Not to an address that bounced or complained since it was asked for.
     if kind == Kind::DataLink.as_str() {
+        if !data_links::may_mail(&recipient.status) {
+            return Err(Outcome::Skipped {
+                reason: format!("subscriber is {}", recipient.status),
+            });
+        }
         let Some(token) = content.link_token else {
             let reason = "data link used or expired".into();
             return Err(Outcome::Skipped { reason });

@@ -4,8 +4,10 @@
 //! mailbox providers, and a forwarded issue carries the preferences link. A reader who wants
 //! their data (or it erased) presses a button on the preferences page, and a fresh link is mailed
 //! to the address: valid [`VALID_MINUTES`] minutes, once, at most [`PER_HOUR`] asked for per hour
-//! (the button cannot be used to flood a mailbox). As for confirmations, only the link token's
-//! SHA-256 is stored here and only a nonce in the ledger (see [`super::tokens`]).
+//! and [`PER_DAY`] per day (anyone holding a preferences link can press the button, which must
+//! not flood a mailbox), and never to an address that bounced or reported us as spam. As for
+//! confirmations, only the link token's SHA-256 is stored here and only a nonce in the ledger
+//! (see [`super::tokens`]).
 
 use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use diesel::prelude::*;
@@ -14,6 +16,7 @@ use super::records::{self, SubscriberRecord};
 use super::tokens::{self, LinkPurpose};
 use crate::foundation::db::schema::{data_links, subscribers};
 use crate::foundation::db::{self, DbConnection, DbError};
+use crate::foundation::domain::SubscriberStatus;
 use crate::stores::delivery;
 
 /// How long a data link works.
@@ -22,11 +25,28 @@ pub const VALID_MINUTES: i64 = 60;
 /// How many data links one subscriber may ask for in an hour.
 pub const PER_HOUR: i64 = 3;
 
+/// How many data links one subscriber may ask for in a day (24 hours).
+pub const PER_DAY: i64 = 5;
+
+/// Whether a data link may be mailed to a subscriber of this status: not to an address that
+/// bounced or reported us as spam (mailing it hurts the sender's standing, and its owner may
+/// not be the one pressing the button). The worker asks again before it sends.
+pub fn may_mail(status: &str) -> bool {
+    !matches!(
+        SubscriberStatus::parse(status),
+        Some(SubscriberStatus::Bounced | SubscriberStatus::Complained)
+    )
+}
+
 /// Why no data link was sent.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     #[error("{PER_HOUR} links were asked for in the last hour")]
     TooMany,
+    #[error("{PER_DAY} links were asked for in the last day")]
+    TooManyToday,
+    #[error("this address bounced or reported us as spam: no mail goes to it")]
+    Suppressed,
     #[error("this subscription is erased or gone")]
     Gone,
     #[error(transparent)]
@@ -59,7 +79,8 @@ impl From<diesel::result::Error> for LinkError {
 }
 
 /// Queues a data link to the subscriber's address, unless [`PER_HOUR`] were asked for in the
-/// last hour. On PostgreSQL the subscriber's row is locked first, so that presses at the same
+/// last hour or [`PER_DAY`] in the last day, or the address may not be mailed ([`may_mail`]).
+/// On PostgreSQL the subscriber's row is locked first, so that presses at the same
 /// moment are counted one after the other (SQLite's write transaction does that by itself).
 pub fn request(
     conn: &mut DbConnection,
@@ -77,16 +98,23 @@ pub fn request(
                 .optional()?;
         }
         match records::find(conn, subscriber_id)? {
-            Some(record) if !record.is_erased() => {}
-            _ => return Err(RequestError::Gone),
+            Some(record) if record.is_erased() => return Err(RequestError::Gone),
+            Some(record) if !may_mail(&record.status) => return Err(RequestError::Suppressed),
+            Some(_) => {}
+            None => return Err(RequestError::Gone),
         }
-        let recent: i64 = data_links::table
-            .filter(data_links::subscriber_id.eq(subscriber_id))
-            .filter(data_links::created_at.gt(now - ChronoDuration::hours(1)))
-            .count()
-            .get_result(conn)?;
-        if recent >= PER_HOUR {
+        let asked_since = |conn: &mut DbConnection, hours: i64| -> QueryResult<i64> {
+            data_links::table
+                .filter(data_links::subscriber_id.eq(subscriber_id))
+                .filter(data_links::created_at.gt(now - ChronoDuration::hours(hours)))
+                .count()
+                .get_result(conn)
+        };
+        if asked_since(conn, 1)? >= PER_HOUR {
             return Err(RequestError::TooMany);
+        }
+        if asked_since(conn, 24)? >= PER_DAY {
+            return Err(RequestError::TooManyToday);
         }
         let (payload, token) = tokens::seal(secret, LinkPurpose::DataLink);
         diesel::insert_into(data_links::table)
