@@ -3,6 +3,11 @@
 //! message, and must not confirm a sign-up the reader never made); the button posts the token to
 //! `POST /subscriptions/confirm`, which confirms.
 //!
+//! Anyone may sign an address up, with any name, and a newer sign-up supersedes an older link:
+//! so the page shows what confirming records (the name, or "no name", and the topics) before the
+//! button, and offers a second button, "Confirm without this name" (`name=discard` in the POST),
+//! which confirms and leaves the subscriber's name as it was (none for a new subscriber).
+//!
 //! Neither sets a cookie; both answer `Cache-Control: no-store`, and every page is sent with
 //! `Referrer-Policy: no-referrer` (the token is in the URL).
 
@@ -14,7 +19,7 @@ use crate::foundation::db::{self, DbError};
 use crate::http::pages::{self, MessagePage};
 use crate::http::state::AppState;
 use crate::stores::subscriptions::tokens::ConfirmationToken;
-use crate::stores::subscriptions::{self, ConfirmError};
+use crate::stores::subscriptions::{self, ConfirmError, NameChoice, ToConfirm};
 
 /// The page a confirmation link opens.
 #[derive(Template)]
@@ -22,6 +27,10 @@ use crate::stores::subscriptions::{self, ConfirmError};
 struct ConfirmPage<'a> {
     site_name: &'a str,
     token: &'a str,
+    /// The name confirming records, if any (askama escapes it).
+    name: Option<&'a str>,
+    /// The topics it records; none means all.
+    topics: &'a [String],
 }
 
 /// The `token` field of a query string or an urlencoded body, if it has a token's form.
@@ -29,6 +38,17 @@ fn token_in(urlencoded: &[u8]) -> Option<ConfirmationToken> {
     url::form_urlencoded::parse(urlencoded)
         .find(|(k, _)| k == "token")
         .and_then(|(_, v)| ConfirmationToken::parse(&v))
+}
+
+/// The second button's `name=discard`: confirm without the sign-up's name.
+fn name_choice_in(urlencoded: &[u8]) -> NameChoice {
+    let discard =
+        url::form_urlencoded::parse(urlencoded).any(|(k, v)| k == "name" && v == "discard");
+    if discard {
+        NameChoice::Discard
+    } else {
+        NameChoice::Given
+    }
 }
 
 fn incomplete(site_name: &str) -> HttpResponse {
@@ -54,11 +74,13 @@ pub async fn confirm_page(state: web::Data<AppState>, req: HttpRequest) -> HttpR
     })
     .await;
     match result {
-        Ok(Ok(())) => pages::html(
+        Ok(Ok(ToConfirm { name, topics })) => pages::html(
             StatusCode::OK,
             &ConfirmPage {
                 site_name,
                 token: token.as_str(),
+                name: name.as_deref(),
+                topics: topics.as_slice(),
             },
         ),
         Ok(Err(why)) => refused(site_name, why),
@@ -66,7 +88,8 @@ pub async fn confirm_page(state: web::Data<AppState>, req: HttpRequest) -> HttpR
     }
 }
 
-/// `POST /subscriptions/confirm` (urlencoded `token`): the button. Confirms.
+/// `POST /subscriptions/confirm` (urlencoded `token`, and `name=discard` from the second
+/// button): confirms.
 pub async fn confirm(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -76,9 +99,10 @@ pub async fn confirm(
     let Some(token) = token_in(&body) else {
         return incomplete(site_name);
     };
+    let name_choice = name_choice_in(&body);
     let ip = state.client_ip(&req).to_string();
     let result = db::run(&state.pool, move |conn| {
-        Ok(subscriptions::confirm(conn, &token, &ip))
+        Ok(subscriptions::confirm(conn, &token, &ip, name_choice))
     })
     .await;
     match result {

@@ -375,18 +375,46 @@ fn usable_token(
     Ok((token_id, subscriber_id, consent_id))
 }
 
-/// Whether a confirmation link would confirm if its button were pressed now, without using it:
-/// the page a link opens (which mail scanners fetch too) asks this, and changes nothing.
+/// What confirming with a link records: the name and topics given with its sign-up (which
+/// anyone may have typed: the page shows them before the button).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToConfirm {
+    pub name: Option<String>,
+    pub topics: Topics,
+}
+
+/// Whether a confirmation link would confirm if its button were pressed now, and what it would
+/// record, without using it: the page a link opens (which mail scanners fetch too) asks this,
+/// and changes nothing.
 pub fn check(
     conn: &mut DbConnection,
     token: &tokens::ConfirmationToken,
-) -> Result<(), ConfirmError> {
-    usable_token(conn, token, db::now()).map(|_| ())
+) -> Result<ToConfirm, ConfirmError> {
+    let (_, _, consent_id) = usable_token(conn, token, db::now())?;
+    let (name, topics): (Option<String>, String) = consents::table
+        .find(consent_id)
+        .select((consents::name, consents::topics))
+        .first(conn)?;
+    Ok(ToConfirm {
+        name,
+        topics: Topics::from_stored(&topics),
+    })
+}
+
+/// Whether confirming takes the name given with the sign-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameChoice {
+    /// The sign-up's name becomes the subscriber's (none if it had none).
+    Given,
+    /// The page's "Confirm without this name": the subscriber keeps the name they had, which
+    /// only they could have set (a new subscriber has none).
+    Discard,
 }
 
 /// Confirms with the token of a confirmation link (the button on the page the link opens): the
 /// token is spent, the consent gets its confirmation time and IP, the subscriber becomes
-/// `confirmed` and takes the name and topics of that consent, the welcome email is queued
+/// `confirmed` and takes the name (unless `name` says [`NameChoice::Discard`]) and topics of
+/// that consent, the welcome email is queued
 /// (unless the editors turned it off, or the reader was welcomed before), and the webhooks hear
 /// `subscriber.confirmed` (unless they were confirmed already), all in one transaction. Returns
 /// the subscriber's address.
@@ -394,6 +422,7 @@ pub fn confirm(
     conn: &mut DbConnection,
     token: &tokens::ConfirmationToken,
     ip: &str,
+    name_choice: NameChoice,
 ) -> Result<String, ConfirmError> {
     db::write_transaction(conn, |conn| {
         let now = db::now();
@@ -412,10 +441,19 @@ pub fn confirm(
             .select(subscribers::status)
             .first(conn)?;
         // The name and topics confirmed are those of the sign-up whose link was followed.
-        let (name, topics): (Option<String>, String) = consents::table
+        let (given, topics): (Option<String>, String) = consents::table
             .find(consent_id)
             .select((consents::name, consents::topics))
             .first(conn)?;
+        // The row's name was set by its owner (a confirmation or the preferences page), never
+        // by a sign-up: discarding the sign-up's name keeps it.
+        let name = match name_choice {
+            NameChoice::Given => given,
+            NameChoice::Discard => subscribers::table
+                .find(subscriber_id)
+                .select(subscribers::name)
+                .first(conn)?,
+        };
         diesel::update(subscribers::table.find(subscriber_id))
             .set((
                 subscribers::status.eq(SubscriberStatus::Confirmed.as_str()),
