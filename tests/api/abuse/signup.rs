@@ -801,3 +801,126 @@ on_both_backends!(
     addresses_at_ip_literal_domains_are_refused_with_400,
     super::addresses_at_ip_literal_domains_are_refused_with_400
 );
+
+// ---------------------------------------------------------------------------------------------
+// 6. A stranger's name on the owner's confirmation: shown before the button, and refusable.
+
+const STRANGER_NAME: &str = "Win at <b>spam.example</b> & more";
+/// As the page shows it: HTML-escaped (numeric references, as askama writes them).
+const STRANGER_NAME_ESCAPED: &str = "Win at &#60;b&#62;spam.example&#60;/b&#62; &#38; more";
+
+/// Alice signs up; Mallory signs her address up again with a name of his own, which supersedes
+/// Alice's link, so the newest link (the one Alice follows) carries Mallory's name.
+async fn mallory_renames_alices_sign_up(app: &TestApp, email: &str) -> String {
+    app.sign_up(email).await;
+    app.wait_for_mail_to(email, 1).await;
+    let mallory = app
+        .post_subscriptions(form(&[
+            ("email", email),
+            ("name", STRANGER_NAME),
+            ("topics", "Asia"),
+        ]))
+        .await;
+    assert_eq!(mallory.status(), 200);
+    app.wait_for_mail_to(email, 2).await.confirmation_link()
+}
+
+async fn confirm_without_the_name(app: &TestApp, link: &str) -> reqwest::Response {
+    let token = link.split("token=").nth(1).expect("token");
+    post_token(app, &form(&[("token", token), ("name", "discard")])).await
+}
+
+/// The confirmation page says what confirming records, the name (escaped) and the topics,
+/// before anything is pressed; its GET changes nothing; and its second button confirms
+/// without the name, so the welcome email carries none of it.
+async fn a_strangers_name_is_shown_on_the_confirmation_page_and_can_be_discarded(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let email = "alice@example.org";
+    let link = mallory_renames_alices_sign_up(&app, email).await;
+    let page = app.get(&link).await;
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.expect("body");
+    assert!(body.contains(STRANGER_NAME_ESCAPED), "{body}");
+    assert!(!body.contains("<b>spam"), "the name is escaped: {body}");
+    assert!(body.contains("Asia"), "the topics are shown: {body}");
+    assert!(body.contains("change both later"), "{body}");
+    assert!(body.contains("Confirm my subscription"), "{body}");
+    assert!(body.contains("Confirm without this name"), "{body}");
+    assert!(body.contains(r#"name="name" value="discard""#), "{body}");
+    assert_eq!(body.matches("<button").count(), 2, "two buttons");
+    assert_eq!(
+        app.subscriber(email),
+        Some(("pending".into(), None, String::new())),
+        "the page changed nothing"
+    );
+    assert_eq!(token_used(&app), vec![false, false]);
+
+    let pressed = confirm_without_the_name(&app, &link).await;
+    assert_eq!(pressed.status(), 200);
+    assert_eq!(
+        app.subscriber(email),
+        Some(("confirmed".into(), None, "Asia".into())),
+        "confirmed, without the name"
+    );
+    let welcome = app.wait_for_mail_with_subject(email, "Welcome to", 1).await;
+    let parsed = welcome.parsed();
+    let to = parsed.to().and_then(|a| a.first()).expect("a To address");
+    assert_eq!(to.address(), Some(email));
+    assert_eq!(to.name(), None, "no display name in To");
+    let raw = String::from_utf8_lossy(&welcome.raw).to_string();
+    for text in [raw, welcome.text(), welcome.html()] {
+        assert!(!text.contains("spam.example"), "{text}");
+        assert!(!text.contains("Win at"), "{text}");
+    }
+}
+on_both_backends!(
+    a_strangers_name_is_shown_on_the_confirmation_page_and_can_be_discarded,
+    super::a_strangers_name_is_shown_on_the_confirmation_page_and_can_be_discarded
+);
+
+/// A reader who had confirmed a name of their own, left, and is signed up again by a stranger
+/// with another name: confirming without the stranger's name keeps theirs. A sign-up with no
+/// name shows "no name" and offers one button.
+async fn discarding_a_strangers_name_keeps_the_readers_own(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let people = app.add_subscribers("ada", 1, |_| (Some("Ada Lovelace".into()), String::new()));
+    let email = people[0].1.clone();
+    diesel::update(subscribers::table.filter(subscribers::email.eq(&email)))
+        .set(subscribers::status.eq("unsubscribed"))
+        .execute(&mut app.conn())
+        .expect("unsubscribe");
+    app.sign_up(&email).await;
+    let plain = app.wait_for_mail_to(&email, 1).await.confirmation_link();
+    let body = app.get(&plain).await.text().await.expect("body");
+    assert!(body.contains("no name"), "{body}");
+    assert_eq!(body.matches("<button").count(), 1, "{body}");
+
+    let mallory = app
+        .post_subscriptions(form(&[("email", &email), ("name", STRANGER_NAME)]))
+        .await;
+    assert_eq!(mallory.status(), 200);
+    let link = app.wait_for_mail_to(&email, 2).await.confirmation_link();
+    let body = app.get(&link).await.text().await.expect("body");
+    assert!(body.contains(STRANGER_NAME_ESCAPED), "{body}");
+    assert!(
+        !body.contains("Lovelace"),
+        "the page shows nothing of the reader: {body}"
+    );
+    assert_eq!(confirm_without_the_name(&app, &link).await.status(), 200);
+    assert_eq!(
+        app.subscriber(&email),
+        Some((
+            "confirmed".into(),
+            Some("Ada Lovelace".into()),
+            String::new()
+        ))
+    );
+}
+on_both_backends!(
+    discarding_a_strangers_name_keeps_the_readers_own,
+    super::discarding_a_strangers_name_keeps_the_readers_own
+);

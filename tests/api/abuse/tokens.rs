@@ -6,8 +6,8 @@
 //!   hash, and neither gives the emailed token without the secret key.
 //! - Tokens are scoped: the `List-Unsubscribe` token only unsubscribes, the body's preferences
 //!   link opens preferences, data download and erasure take a one-time link mailed to the address
-//!   (an hour, once, at most three an hour); tokens of the first version keep unsubscribing and
-//!   opening preferences, never data.
+//!   (an hour, once, at most three an hour and five a day, never to a bounced or complained
+//!   address); tokens of the first version (the header's and the body's alike) only unsubscribe.
 //! - The erasure marker is keyed (HMAC), and old plain-hash markers are converted at start-up.
 
 use std::net::TcpListener;
@@ -639,6 +639,136 @@ on_both_backends!(
     super::data_link_button_cannot_flood_a_mailbox
 );
 
+/// Makes the subscriber's data links look `hours` older than they are.
+fn age_data_links(app: &TestApp, id: i64, hours: i64) {
+    let mut conn = app.conn();
+    let rows: Vec<(i64, NaiveDateTime)> = data_links::table
+        .filter(data_links::subscriber_id.eq(id))
+        .select((data_links::id, data_links::created_at))
+        .load(&mut conn)
+        .expect("data links");
+    for (row, created_at) in rows {
+        diesel::update(data_links::table.find(row))
+            .set(data_links::created_at.eq(created_at - chrono::Duration::hours(hours)))
+            .execute(&mut conn)
+            .expect("age a data link");
+    }
+}
+
+/// Three links an hour would still be 72 a day: at most five are mailed in a day, then the
+/// button answers 429 and says to come back tomorrow.
+async fn data_link_button_mails_at_most_five_links_a_day(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let people = app.add_confirmed("reader", 1);
+    let (id, email) = people[0].clone();
+    let (_, preferences) = issue_links(&app, &email).await;
+    let button = format!("{preferences}/data-link");
+    for _ in 0..3 {
+        assert_eq!(post(&app, &button, "").await.status(), 200);
+    }
+    assert_eq!(post(&app, &button, "").await.status(), 429);
+    // Two hours later: the hourly limit is past, the daily one is not.
+    age_data_links(&app, id, 2);
+    assert_eq!(post(&app, &button, "").await.status(), 200);
+    assert_eq!(post(&app, &button, "").await.status(), 200);
+    let refused = post(&app, &button, "").await;
+    assert_eq!(refused.status(), 429);
+    let page = refused.text().await.expect("body");
+    assert!(page.contains("today"), "{page}");
+    assert!(page.contains("tomorrow"), "{page}");
+    assert_eq!(data_link_count(&app, id), 5);
+    // A day later the reader may ask again.
+    age_data_links(&app, id, 23);
+    assert_eq!(post(&app, &button, "").await.status(), 200);
+    assert_eq!(data_link_count(&app, id), 6);
+}
+on_both_backends!(
+    data_link_button_mails_at_most_five_links_a_day,
+    super::data_link_button_mails_at_most_five_links_a_day
+);
+
+fn set_status(app: &TestApp, id: i64, status: &str) {
+    diesel::update(subscribers::table.find(id))
+        .set(subscribers::status.eq(status))
+        .execute(&mut app.conn())
+        .expect("set the status");
+}
+
+/// An address that bounced or reported us as spam is not mailed a data link: the button
+/// answers with a page saying so, and nothing is queued.
+async fn data_link_button_mails_no_bounced_or_complained_address(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let people = app.add_confirmed("reader", 2);
+    for ((id, email), status) in people.into_iter().zip(["bounced", "complained"]) {
+        set_status(&app, id, status);
+        let token = iria_news::foundation::links::RecipientToken::new(id, 0).sign(
+            iria_news::foundation::links::Purpose::Preferences,
+            app.settings.secret(),
+        );
+        let refused = post(&app, &format!("/preferences/{token}/data-link"), "").await;
+        assert_eq!(refused.status(), 409, "{status}");
+        let page = refused.text().await.expect("body");
+        assert!(page.contains("cannot email"), "{status}: {page}");
+        assert!(!page.contains("Check your inbox"), "{status}: {page}");
+        assert_eq!(data_link_count(&app, id), 0, "{status}");
+        assert_eq!(app.subscriber(&email).map(|s| s.0).as_deref(), Some(status));
+    }
+}
+on_both_backends!(
+    data_link_button_mails_no_bounced_or_complained_address,
+    super::data_link_button_mails_no_bounced_or_complained_address
+);
+
+/// A data link asked for before the address bounced is not sent once it has: the worker skips
+/// it.
+async fn a_data_link_queued_before_a_complaint_is_not_sent(backend: Backend) {
+    let port = free_port();
+    let Some(app) = app_with_smtp_down(backend, port).await else {
+        return;
+    };
+    let people = app.add_confirmed("reader", 1);
+    let (id, email) = people[0].clone();
+    let token = iria_news::foundation::links::RecipientToken::new(id, 0).sign(
+        iria_news::foundation::links::Purpose::Preferences,
+        app.settings.secret(),
+    );
+    let pressed = post(&app, &format!("/preferences/{token}/data-link"), "").await;
+    assert_eq!(pressed.status(), 200);
+    wait_for_an_attempt(&app, id).await;
+    set_status(&app, id, "complained");
+    let server = SmtpServer::start_with(port, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status: String = deliveries::table
+            .filter(deliveries::subscriber_id.eq(id))
+            .select(deliveries::status)
+            .first(&mut app.conn())
+            .expect("the data link's delivery");
+        if status != "queued" && status != "sending" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "never tried again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, "skipped");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        server
+            .received()
+            .iter()
+            .all(|m| !m.rcpt_tos.iter().any(|r| r == &email)),
+        "a data link went to a complained address"
+    );
+}
+on_both_backends!(
+    a_data_link_queued_before_a_complaint_is_not_sent,
+    super::a_data_link_queued_before_a_complaint_is_not_sent
+);
+
 /// A token as the first version signed it: version 1, one token for header and body.
 fn version_1_token(secret: &[u8], subscriber_id: i64, issue_id: i64, day: u32) -> String {
     let mut bytes = vec![1u8];
@@ -712,11 +842,12 @@ async fn tokens_of_one_purpose_fail_for_another(backend: Backend) {
         Some("confirmed")
     );
 
-    // Tokens of the first version, in readers' mailboxes for 400 days: preferences and
-    // unsubscribe, never data.
+    // Tokens of the first version, in readers' mailboxes for 400 days (and in the
+    // `List-Unsubscribe` header mailbox providers keep): unsubscribe only, never preferences
+    // or data.
     let today = (chrono::Utc::now().timestamp() / 86_400) as u32;
     let old = version_1_token(app.settings.secret(), id, 1, today - 300);
-    assert_eq!(app.get(&format!("/preferences/{old}")).await.status(), 200);
+    assert_eq!(app.get(&format!("/preferences/{old}")).await.status(), 403);
     assert_eq!(
         app.get(&format!("/preferences/{old}/data")).await.status(),
         403
@@ -749,6 +880,68 @@ async fn tokens_of_one_purpose_fail_for_another(backend: Backend) {
 on_both_backends!(
     tokens_of_one_purpose_fail_for_another,
     super::tokens_of_one_purpose_fail_for_another
+);
+
+/// A token of the first version sat in the `List-Unsubscribe` header of every message sent
+/// before purposes existed, which mailbox providers keep: it unsubscribes (page and one-click)
+/// and opens nothing else. Its preferences page answers 403 and says where to go instead;
+/// changing the name or asking for a data link with it changes nothing.
+async fn a_version_1_token_only_unsubscribes(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let people = app.add_confirmed("reader", 1);
+    let (id, email) = people[0].clone();
+    let today = (chrono::Utc::now().timestamp() / 86_400) as u32;
+    let old = version_1_token(app.settings.secret(), id, 3, today - 30);
+
+    let page = app.get(&format!("/preferences/{old}")).await;
+    assert_eq!(page.status(), 403);
+    let body = page.text().await.expect("body");
+    assert!(
+        !body.contains(&email),
+        "the page shows nothing of the reader"
+    );
+    assert!(body.contains("Manage preferences"), "{body}");
+    assert!(body.contains("newer email"), "{body}");
+    assert!(body.contains("sign up again"), "{body}");
+    assert!(
+        !body.contains(r#"action="/preferences/"#),
+        "no preferences form"
+    );
+
+    let renamed = post(&app, &format!("/preferences/{old}"), "name=Mallory").await;
+    assert_eq!(renamed.status(), 403);
+    let pressed = post(&app, &format!("/preferences/{old}/data-link"), "").await;
+    assert_eq!(pressed.status(), 403);
+    assert_eq!(data_link_count(&app, id), 0, "no data link queued");
+    assert_eq!(
+        app.subscriber(&email),
+        Some(("confirmed".into(), None, String::new())),
+        "nothing changed"
+    );
+
+    // Its unsubscribe page offers no way to the preferences page.
+    let unsubscribe_page = app.get(&format!("/unsubscribe/{old}")).await;
+    assert_eq!(unsubscribe_page.status(), 200);
+    let body = unsubscribe_page.text().await.expect("body");
+    assert!(!body.contains(&format!("/preferences/{old}")), "{body}");
+    // And it unsubscribes, one click.
+    let left = post(
+        &app,
+        &format!("/unsubscribe/{old}"),
+        "List-Unsubscribe=One-Click",
+    )
+    .await;
+    assert_eq!(left.status(), 200);
+    assert_eq!(
+        app.subscriber(&email).map(|s| s.0).as_deref(),
+        Some("unsubscribed")
+    );
+}
+on_both_backends!(
+    a_version_1_token_only_unsubscribes,
+    super::a_version_1_token_only_unsubscribes
 );
 
 // ---------------------------------------------------------------------------------------------
