@@ -3,6 +3,11 @@
 #
 #   bench/subscribe.sh [DURATION_SECONDS] [CONNECTIONS]
 #
+# IRIA_BENCH_BIN=PATH runs that binary instead of building this tree's (to compare two builds in
+# one sitting). IRIA_BENCH_SPREAD_IPS=1 sends each request from its own client address (an
+# `X-Forwarded-For` hop, the server trusting one proxy), as a real form's visitors would; without
+# it every sign-up comes from 127.0.0.1 and so updates one per-IP counter.
+#
 # Needs: wrk (Debian package), PostgreSQL on 127.0.0.1:5432 (or IRIA_BENCH_POSTGRES_URL), and a
 # release build (built here if missing). Every request signs up a new address, so each one is a
 # full sign-up: subscriber, consent record, token and queued confirmation in one transaction.
@@ -17,7 +22,12 @@ admin="${IRIA_BENCH_POSTGRES_URL:-postgres://root@127.0.0.1:5432/postgres}"
 sslmode="?sslmode=disable"
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 
-cargo build --release --quiet
+bin="${IRIA_BENCH_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --quiet
+  bin=./target/release/iria-news
+fi
+spread="${IRIA_BENCH_SPREAD_IPS:-0}"
 db="iria_bench_$$"
 work="$(mktemp -d)"
 psql "$admin" -qc "CREATE DATABASE $db"
@@ -39,7 +49,11 @@ export IRIA_SIGNUP_PER_IP_PER_HOUR=100000000
 export IRIA_SIGNUP_PER_ADDRESS_PER_HOUR=1000
 export IRIA_DB_POOL_SIZE="${IRIA_DB_POOL_SIZE:-24}"
 export RUST_LOG=warn
-./target/release/iria-news serve >"$work/serve.log" 2>&1 &
+if [ "$spread" = 1 ]; then
+  # One proxy hop trusted (IRIA_TRUST_FORWARDED_FOR is the older builds' name for it).
+  export IRIA_TRUSTED_PROXIES=1 IRIA_TRUST_FORWARDED_FOR=true
+fi
+"$bin" serve >"$work/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 
@@ -49,8 +63,10 @@ cat >"$work/signup.lua" <<'LUA'
 local counter = 0
 local threads = 0
 local run = "x"
+local spread = false
 function init(args)
   run = args[1] or "x"
+  spread = args[2] == "1"
 end
 function setup(thread)
   threads = threads + 1
@@ -59,12 +75,16 @@ end
 function request()
   counter = counter + 1
   local body = "email=reader-" .. run .. "-" .. id .. "-" .. counter .. "%40example.org&name=Bench+Reader&topics=Europe&topics=Defense"
-  return wrk.format("POST", "/subscriptions", {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
+  local headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
+  if spread then
+    headers["X-Forwarded-For"] = "10." .. id .. "." .. (math.floor(counter / 256) % 256) .. "." .. (counter % 256)
+  end
+  return wrk.format("POST", "/subscriptions", headers, body)
 end
 LUA
 # A short warm-up, then the measured run.
-wrk -t1 -c"$connections" -d3s -s "$work/signup.lua" "http://127.0.0.1:$port" -- warmup >/dev/null
-wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/signup.lua" "http://127.0.0.1:$port" -- measured | tee "$work/wrk.txt"
+wrk -t1 -c"$connections" -d3s -s "$work/signup.lua" "http://127.0.0.1:$port" -- warmup "$spread" >/dev/null
+wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/signup.lua" "http://127.0.0.1:$port" -- measured "$spread" | tee "$work/wrk.txt"
 
 rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.txt")
 p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")

@@ -5,8 +5,10 @@
 //!
 //! Anyone may sign an address up, with any name, and a newer sign-up supersedes an older link:
 //! so the page shows what confirming records (the name, or "no name", and the topics) before the
-//! button, and offers a second button, "Confirm without this name" (`name=discard` in the POST),
-//! which confirms and leaves the subscriber's name as it was (none for a new subscriber).
+//! button, and a box beside it, "Confirm without this name" (`name=discard` in the POST), with
+//! which the button confirms and leaves the subscriber's name as it was (none for a new
+//! subscriber). One button, as the contract has it: a POST of the token alone confirms with the
+//! name.
 //!
 //! Neither sets a cookie; both answer `Cache-Control: no-store`, and every page is sent with
 //! `Referrer-Policy: no-referrer` (the token is in the URL).
@@ -40,7 +42,7 @@ fn token_in(urlencoded: &[u8]) -> Option<ConfirmationToken> {
         .and_then(|(_, v)| ConfirmationToken::parse(&v))
 }
 
-/// The second button's `name=discard`: confirm without the sign-up's name.
+/// The box's `name=discard`: confirm without the sign-up's name.
 fn name_choice_in(urlencoded: &[u8]) -> NameChoice {
     let discard =
         url::form_urlencoded::parse(urlencoded).any(|(k, v)| k == "name" && v == "discard");
@@ -88,8 +90,8 @@ pub async fn confirm_page(state: web::Data<AppState>, req: HttpRequest) -> HttpR
     }
 }
 
-/// `POST /subscriptions/confirm` (urlencoded `token`, and `name=discard` from the second
-/// button): confirms.
+/// `POST /subscriptions/confirm` (urlencoded `token`, and `name=discard` when the box "Confirm
+/// without this name" is ticked): confirms.
 pub async fn confirm(
     state: web::Data<AppState>,
     req: HttpRequest,
