@@ -51,9 +51,34 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     !reserved
 }
 
+/// The key a per-client limit counts an address under: an IPv4 address itself, an IPv6 address
+/// by its /64 network, the smallest block a provider hands one customer (counting each IPv6
+/// address apart would give one client 2^64 counters). Text that is not an address is its own
+/// key.
+pub fn limit_key(ip: &str) -> String {
+    match ip.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            let network = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{network}/64")
+        }
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => ip.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_count_ipv6_clients_by_their_64_network() {
+        assert_eq!(limit_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(limit_key("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::/64");
+        assert_ne!(limit_key("2001:db8:1:3::1"), limit_key("2001:db8:1:2::1"));
+        assert_eq!(limit_key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(limit_key("::ffff:203.0.113.9"), "203.0.113.9");
+    }
 
     #[test]
     fn private_loopback_link_local_and_metadata_addresses_are_not_public() {

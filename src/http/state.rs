@@ -49,12 +49,27 @@ impl AppState {
         if proxies.is_none() {
             return peer;
         }
-        // A header that is not ASCII is unreadable: it stops the walk where it stands.
-        let forwarded: Vec<&str> = req
+        // Read hop by hop: a hop that is not ASCII is unreadable and stops the walk where it
+        // stands, but only there. (Read as one value, a client's own non-ASCII hop would make the
+        // whole header unreadable, the proxy's appended hop with it, and the proxy's address
+        // would be taken for the client's.)
+        let forwarded: Vec<String> = req
             .headers()
             .get_all("x-forwarded-for")
-            .map(|v| v.to_str().unwrap_or("?"))
+            .map(|v| {
+                v.as_bytes()
+                    .split(|b| *b == b',')
+                    .map(|hop| {
+                        std::str::from_utf8(hop)
+                            .ok()
+                            .filter(|h| h.is_ascii())
+                            .unwrap_or("?")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .collect();
+        let forwarded: Vec<&str> = forwarded.iter().map(String::as_str).collect();
         proxies.client_ip(peer, &forwarded)
     }
 }

@@ -166,16 +166,14 @@ pub async fn fetch(
     last_modified: Option<&str>,
 ) -> anyhow::Result<Fetched> {
     let parsed = url::Url::parse(url).with_context(|| format!("{url} is not a URL"))?;
-    let configured_host = parsed.host_str().unwrap_or_default().to_string();
+    let trusted = fetch_guard::Trusted::of(&parsed).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .user_agent(concat!("iria-news/", env!("CARGO_PKG_VERSION")))
         // A proxy would resolve names where this process cannot check them.
         .no_proxy()
-        .redirect(fetch_guard::redirects(configured_host.clone()))
-        .dns_resolver(std::sync::Arc::new(fetch_guard::Resolver {
-            configured_host,
-        }))
+        .redirect(fetch_guard::redirects(trusted.clone()))
+        .dns_resolver(std::sync::Arc::new(fetch_guard::Resolver { trusted }))
         .build()
         .context("setting up the HTTP client")?;
     let mut request = client.get(url);

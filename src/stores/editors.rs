@@ -8,6 +8,7 @@ use diesel::prelude::*;
 
 use crate::foundation::db::schema::{editors, login_failures};
 use crate::foundation::db::{self, DbConnection, DbError};
+use crate::foundation::net;
 
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -135,8 +136,9 @@ fn account_key(name: &str) -> String {
     format!("name:{}", name.to_lowercase())
 }
 
+/// A client address's key: IPv6 clients by their /64 (see [`net::limit_key`]).
 fn ip_key(ip: &str) -> String {
-    format!("ip:{ip}")
+    format!("ip:{}", net::limit_key(ip))
 }
 
 fn recent_failures(

@@ -11,6 +11,7 @@ use crate::foundation::db;
 use crate::foundation::domain::{
     SubscriberEmail, SubscriberName, Topics, MAX_EMAIL_LEN, MAX_NAME_CHARS,
 };
+use crate::foundation::net;
 use crate::http::embedding::{self, Format};
 use crate::http::pages::{self, MessagePage};
 use crate::http::state::AppState;
@@ -412,7 +413,7 @@ pub async fn subscribe(
     let result = db::run(&state.pool, move |conn| {
         // Sign-ups per client IP are counted in the database, so that every process sees them
         // all (see `stores::limits`): one statement. `None`: over the limit.
-        let ip_key = format!("signup-ip:{}", signup.ip);
+        let ip_key = format!("signup-ip:{}", net::limit_key(&signup.ip));
         let hour = std::time::Duration::from_secs(3600);
         if !limits::admit(conn, &ip_key, per_ip, hour, limits::now_ms())? {
             return Ok(None);

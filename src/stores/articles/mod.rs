@@ -93,10 +93,13 @@ const NOT_NESTING: &[&str] = &[
     "option", "p", "param", "source", "td", "th", "tr", "track", "wbr",
 ];
 
-/// The deepest element nesting of some HTML, estimated by counting start and end tags in one
-/// pass (comments, doctypes and self-closed tags do not count).
+/// The deepest element nesting of some HTML, estimated in one pass the way an HTML parser would
+/// build it, erring on the deep side: a start tag opens an element even when written `<div/>`
+/// (HTML ignores the slash, except inside `svg` and `math`); an end tag closes one only when an
+/// element of its name is open (a stray `</x>` closes nothing). Comments and doctypes do not count.
 fn nesting_depth(html: &str) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let (mut depth, mut deepest, mut foreign) = (0usize, 0usize, 0usize);
     let mut rest = html;
     while let Some(at) = rest.find('<') {
         rest = &rest[at + 1..];
@@ -110,14 +113,28 @@ fn nesting_depth(html: &str) -> usize {
             .take_while(|c| c.is_ascii_alphanumeric())
             .map(|c| c.to_ascii_lowercase())
             .collect();
-        if name.is_empty() || tag.ends_with('/') || NOT_NESTING.contains(&name.as_str()) {
+        if name.is_empty() || NOT_NESTING.contains(&name.as_str()) {
             continue;
         }
+        let is_foreign_root = name == "svg" || name == "math";
         if closing {
-            depth = depth.saturating_sub(1);
-        } else {
-            depth += 1;
-            deepest = deepest.max(depth);
+            if let Some(n) = open.get_mut(&name).filter(|n| **n > 0) {
+                *n -= 1;
+                depth = depth.saturating_sub(1);
+                if is_foreign_root {
+                    foreign = foreign.saturating_sub(1);
+                }
+            }
+            continue;
+        }
+        if foreign > 0 && tag.ends_with('/') {
+            continue; // `<path/>` in an SVG really is closed
+        }
+        *open.entry(name).or_insert(0) += 1;
+        depth += 1;
+        deepest = deepest.max(depth);
+        if is_foreign_root {
+            foreign += 1;
         }
     }
     deepest

@@ -138,6 +138,28 @@ async fn feed_redirect_to_the_metadata_address_or_another_loopback_ip_is_refused
     }
 }
 
+/// The configured loopback host is let through on its own port only: a redirect to another
+/// service on the same host is refused.
+#[tokio::test]
+async fn a_redirect_to_another_port_of_the_configured_private_host_is_refused() {
+    let inner = server(Arc::new(|_| Reply::Feed)).await;
+    let target = format!("http://127.0.0.1:{}/feed", inner.port);
+    let outer = server(Arc::new(move |_| Reply::Redirect(target.clone()))).await;
+    let error =
+        error_of(feed::fetch(&format!("http://127.0.0.1:{}/feed", outer.port), None, None).await);
+    assert!(error.contains("was refused"), "{error}");
+    assert_eq!(
+        inner.requests.load(Ordering::SeqCst),
+        0,
+        "nothing reached the other port"
+    );
+    // A configured name that resolves to loopback (`localhost`) is the operator's own network.
+    let direct = feed::fetch(&format!("http://localhost:{}/feed", inner.port), None, None)
+        .await
+        .expect("the configured private host itself is fetched");
+    assert!(matches!(direct, Fetched::Body { .. }));
+}
+
 #[tokio::test]
 async fn a_redirect_to_another_scheme_is_refused() {
     let outer = server(Arc::new(|_| Reply::Redirect("file:///etc/passwd".into()))).await;
@@ -246,7 +268,26 @@ fn deeply_nested_html_is_flattened_before_sanitising() {
     assert!(clean.contains("deep text"), "the text is kept");
     assert!(!clean.contains("<div"), "the nesting is gone");
     assert_eq!(plain_text(&html, 100), "deep text");
-    // An ordinary article keeps its structure.
+    // Written so that a naive count of tags sees no depth: self-closed non-void elements (HTML
+    // ignores the slash) and stray end tags (which close nothing).
+    for trick in ["<div/>", "<div class=a/>", "<div></x>", "<span></p>"] {
+        let html = format!("{}tricky text", trick.repeat(depth));
+        let clean = sanitize(&html);
+        assert!(clean.contains("tricky text"), "{trick}: the text is kept");
+        assert!(
+            !clean.contains("<div") && !clean.contains("<span"),
+            "{trick}: flattened"
+        );
+    }
+    // An ordinary article keeps its structure, an inline SVG's self-closed shapes included.
+    let icon = format!(
+        "<svg>{}</svg><p>after the icon</p>",
+        "<path d=\"M0 0\"/>".repeat(500)
+    );
+    assert!(
+        sanitize(&icon).contains("<p>after the icon</p>"),
+        "an SVG's shapes do not nest"
+    );
     let normal = format!(
         "{}<p>kept <em>as is</em></p>{}",
         "<div>".repeat(50),

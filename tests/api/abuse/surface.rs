@@ -76,9 +76,25 @@ async fn head_works_on_every_get_route(backend: Backend) {
             get.headers().get("content-type"),
             "HEAD {path}"
         );
+    }
+    // On the wire: the GET's length is announced, and no body follows the head.
+    for path in ["/", "/assets/site.css", "/api/v1/openapi.json", "/archive"] {
+        let (head, rest) = raw_head(&app, path).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "HEAD {path}: {head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_string())
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(length > 0, "HEAD {path} announces the GET's length: {head}");
         assert!(
-            head.bytes().await.expect("body").is_empty(),
-            "HEAD {path}: no body"
+            rest.is_empty(),
+            "HEAD {path}: {} body bytes followed",
+            rest.len()
         );
     }
 }
@@ -295,6 +311,12 @@ async fn an_oversized_csv_upload_is_answered_413(backend: Backend) {
             status.starts_with("HTTP/1.1 413"),
             "chunked {chunked}: {status:?}"
         );
+        assert!(
+            status
+                .to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "chunked {chunked}: the connection is closed after the answer: {status:?}"
+        );
     }
     assert_eq!(app.count_subscribers(), 0, "nothing was imported");
 }
@@ -304,7 +326,8 @@ on_both_backends!(
 );
 
 /// Posts `body` over a plain TCP connection, with its length said or in 64 KiB chunks, while
-/// reading the answer; returns the answer's status line (empty when none came within 20 s).
+/// reading the answer; returns the answer's status line and headers (empty when none came within
+/// 20 s).
 async fn raw_post(
     app: &TestApp,
     path: &str,
@@ -349,7 +372,7 @@ async fn raw_post(
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     let read = tokio::time::timeout(Duration::from_secs(20), async {
-        while !answer.windows(2).any(|w| w == b"\r\n") {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
             match reader.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => answer.extend_from_slice(&buf[..n]),
@@ -361,9 +384,81 @@ async fn raw_post(
     if read.is_err() {
         return String::new();
     }
-    String::from_utf8_lossy(&answer)
-        .lines()
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    answer
+        .split("\r\n\r\n")
         .next()
         .unwrap_or_default()
         .to_string()
+        + "\r\n"
 }
+
+/// A `HEAD` over a plain TCP connection: the answer's head, and whatever bytes follow it within
+/// half a second (there must be none).
+async fn raw_head(app: &TestApp, path: &str) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = app.address.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .expect("connect");
+    stream
+        .write_all(format!("HEAD {path} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(answer.len());
+    let rest = answer.split_off(end);
+    (String::from_utf8_lossy(&answer).to_string(), rest)
+}
+
+/// A client behind the proxy sends an `X-Forwarded-For` of its own that is not ASCII; the proxy
+/// appends the address it saw. Only the client's hop is unreadable: the consent records the
+/// address the proxy appended, not the proxy's own.
+async fn a_non_ascii_forwarded_for_hop_does_not_hide_the_client(backend: Backend) {
+    use diesel::prelude::*;
+    use iria_news::foundation::db::schema::{consents, subscribers};
+    let options = crate::helpers::AppOptions {
+        env: vec![("IRIA_TRUSTED_PROXIES", "1".into())],
+        ..Default::default()
+    };
+    let Some(app) = crate::helpers::spawn_app_with(backend, options).await else {
+        return;
+    };
+    let value = reqwest::header::HeaderValue::from_bytes(b"\xc3\xa9t\xc3\xa9, 203.0.113.9")
+        .expect("a header value of bytes");
+    let response = app
+        .client
+        .post(format!("{}/subscriptions", app.address))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-Forwarded-For", value)
+        .body(form(&[("email", "reader@example.org")]))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    let ips: Vec<String> = consents::table
+        .inner_join(subscribers::table)
+        .filter(subscribers::email.eq("reader@example.org"))
+        .select(consents::ip)
+        .load(&mut app.conn())
+        .expect("consents");
+    assert_eq!(ips, vec!["203.0.113.9".to_string()]);
+}
+on_both_backends!(
+    a_non_ascii_forwarded_for_hop_does_not_hide_the_client,
+    super::a_non_ascii_forwarded_for_hop_does_not_hide_the_client
+);
