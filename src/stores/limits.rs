@@ -17,13 +17,67 @@ use diesel::sql_types::{BigInt, Text};
 use crate::foundation::db::schema::rate_limits;
 use crate::foundation::db::DbConnection;
 
-/// The statement that admits a request or refuses it (affects one row, or none). `$1` key,
-/// `$2` now, `$3` the interval between two requests at the steady rate, `$4` the window; all
-/// in milliseconds. `CASE` rather than `GREATEST`/`MAX`, which the two backends spell apart.
-const ADMIT: &str = "INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3) \
-     ON CONFLICT (key) DO UPDATE \
-     SET tat = (CASE WHEN rate_limits.tat > $2 THEN rate_limits.tat ELSE $2 END) + $3 \
-     WHERE (CASE WHEN rate_limits.tat > $2 THEN rate_limits.tat ELSE $2 END) + $3 - $2 <= $4";
+/// The statement that admits a request or refuses it (affects one row, or none), for a key at
+/// `now` with the `interval` between two requests at the steady rate and the `window`, all in
+/// milliseconds:
+///
+/// ```sql
+/// INSERT INTO rate_limits (key, tat) VALUES (key, now + interval)
+/// ON CONFLICT (key) DO UPDATE SET tat = max(rate_limits.tat, now) + interval
+/// WHERE max(rate_limits.tat, now) + interval - now <= window
+/// ```
+///
+/// (`max` written as `CASE`, which both backends spell alike.) A query type of its own rather
+/// than `sql_query`, so that diesel prepares it once per connection: a `sql_query` is parsed and
+/// planned anew each time, on every sign-up.
+struct Admit<'a> {
+    key: &'a str,
+    now: i64,
+    interval: i64,
+    window: i64,
+}
+
+impl diesel::query_builder::QueryId for Admit<'_> {
+    type QueryId = Admit<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for Admit<'_>
+where
+    DB: diesel::backend::Backend,
+    str: diesel::serialize::ToSql<Text, DB>,
+    i64: diesel::serialize::ToSql<BigInt, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        let later = |out: &mut diesel::query_builder::AstPass<'_, 'b, DB>| -> QueryResult<()> {
+            out.push_sql("(CASE WHEN rate_limits.tat > ");
+            out.push_bind_param::<BigInt, _>(&self.now)?;
+            out.push_sql(" THEN rate_limits.tat ELSE ");
+            out.push_bind_param::<BigInt, _>(&self.now)?;
+            out.push_sql(" END) + ");
+            out.push_bind_param::<BigInt, _>(&self.interval)
+        };
+        out.push_sql("INSERT INTO rate_limits (key, tat) VALUES (");
+        out.push_bind_param::<Text, _>(self.key)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(" + ");
+        out.push_bind_param::<BigInt, _>(&self.interval)?;
+        out.push_sql(") ON CONFLICT (key) DO UPDATE SET tat = ");
+        later(&mut out)?;
+        out.push_sql(" WHERE ");
+        later(&mut out)?;
+        out.push_sql(" - ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(" <= ");
+        out.push_bind_param::<BigInt, _>(&self.window)
+    }
+}
+
+impl<Conn> diesel::RunQueryDsl<Conn> for Admit<'_> {}
 
 /// Takes one place for `key` if it has one left: at most `limit` requests per `window`, in the
 /// sense above. `true`: admitted (and counted); `false`: refused, nothing counted.
@@ -36,19 +90,15 @@ pub fn admit(
 ) -> QueryResult<bool> {
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 4);
     let interval_ms = (window_ms / i64::from(limit.max(1))).max(1);
-    // SQLite numbers its parameters `?1`, `?2`…, PostgreSQL `$1`, `$2`…: the same order.
-    let sql = match conn {
-        DbConnection::Pg(_) => ADMIT.to_string(),
-        DbConnection::Sqlite(_) => ADMIT.replace('$', "?"),
+    let statement = Admit {
+        key,
+        now: now_ms,
+        interval: interval_ms,
+        window: window_ms,
     };
-    let query = diesel::sql_query(sql)
-        .bind::<Text, _>(key)
-        .bind::<BigInt, _>(now_ms)
-        .bind::<BigInt, _>(interval_ms)
-        .bind::<BigInt, _>(window_ms);
     let changed = match conn {
-        DbConnection::Pg(pg) => query.execute(pg)?,
-        DbConnection::Sqlite(lite) => query.execute(lite)?,
+        DbConnection::Pg(pg) => statement.execute(pg)?,
+        DbConnection::Sqlite(lite) => statement.execute(lite)?,
     };
     Ok(changed == 1)
 }
