@@ -46,21 +46,7 @@ pub async fn log_in(app: &TestApp, create: bool) -> Console<'_> {
         iria_news::stores::editors::create(&mut app.conn(), EDITOR, PASSWORD)
             .expect("create editor");
     }
-    let (cookie, csrf) = login_form(app).await;
-    let response = app
-        .client
-        .post(format!("{}/admin/login", app.address))
-        .header("Cookie", &cookie)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(form(&[
-            ("csrf", &csrf),
-            ("name", EDITOR),
-            ("password", PASSWORD),
-            ("next", "/admin"),
-        ]))
-        .send()
-        .await
-        .expect("POST /admin/login");
+    let response = post_login(app, "/admin").await;
     assert_eq!(response.status(), 303, "login refused");
     assert_eq!(response.headers()["location"], "/admin");
     let cookie = session_cookie(&response).expect("a session cookie after the login");
@@ -73,6 +59,24 @@ pub async fn log_in(app: &TestApp, create: bool) -> Console<'_> {
     assert_eq!(dashboard.status(), 200);
     console.csrf = csrf_of(&dashboard.text().await.expect("body"));
     console
+}
+
+/// Opens the login page and logs in as [`EDITOR`], asking to go to `next` afterwards.
+pub async fn post_login(app: &TestApp, next: &str) -> reqwest::Response {
+    let (cookie, csrf) = login_form(app).await;
+    app.client
+        .post(format!("{}/admin/login", app.address))
+        .header("Cookie", &cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("csrf", &csrf),
+            ("name", EDITOR),
+            ("password", PASSWORD),
+            ("next", next),
+        ]))
+        .send()
+        .await
+        .expect("POST /admin/login")
 }
 
 /// The login page's session cookie and CSRF token.

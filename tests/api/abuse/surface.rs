@@ -184,21 +184,7 @@ async fn a_next_with_crlf_is_ignored_after_the_login() {
         "/admin/\tissues",
         "/admin/\\\\evil.example",
     ] {
-        let (cookie, csrf) = crate::console::login_form(&app).await;
-        let response = app
-            .client
-            .post(format!("{}/admin/login", app.address))
-            .header("Cookie", &cookie)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form(&[
-                ("csrf", &csrf),
-                ("name", crate::console::EDITOR),
-                ("password", crate::console::PASSWORD),
-                ("next", next),
-            ]))
-            .send()
-            .await
-            .expect("POST /admin/login");
+        let response = crate::console::post_login(&app, next).await;
         assert_eq!(response.status(), 303, "{next:?}");
         assert_eq!(response.headers()["location"], "/admin", "{next:?}");
     }
