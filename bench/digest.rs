@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use iria_news::foundation::config::Settings;
+use iria_news::foundation::config::{ClickTracking, Settings};
 use iria_news::processes::messages::IssueContent;
 use iria_news::processes::messages::{self, Addressee};
 use iria_news::stores::articles::Article;
@@ -63,27 +63,50 @@ fn bench(c: &mut Criterion) {
                 .expect("compose")
         })
     });
-    let composed = iria_news::processes::compose::compose(&settings, &draft).expect("compose");
-    let issue = IssueContent::new(7, composed.subject, &composed.html, &composed.text, now);
-    let mut n = 0i64;
-    c.bench_function(
-        "one recipient's digest message (10 articles, HTML and text)",
-        |b| {
-            b.iter(|| {
-                n += 1;
-                let to = Addressee {
-                    delivery_id: n,
-                    message_id: "<d1.abcdef@iria.example>",
-                    subscriber_id: n,
-                    email: "reader@example.org",
-                    name: Some("Zoë Reader"),
-                };
-                let message =
-                    messages::newsletter(&settings, &to, black_box(&issue), None).expect("message");
-                black_box(message.formatted())
-            })
-        },
-    );
+    // One copy under each click tracking mode: `off` (plain links), `anonymous` (the same `/r/`
+    // links in every copy, written in once per issue) and `personal` (a token per link per copy).
+    for mode in [
+        ClickTracking::Off,
+        ClickTracking::Anonymous,
+        ClickTracking::Personal,
+    ] {
+        let mut settings = settings.clone();
+        settings.click_tracking = mode;
+        let composed = iria_news::processes::compose::compose(&settings, &draft).expect("compose");
+        let urls: Vec<String> = composed.links.links.iter().map(|l| l.url.clone()).collect();
+        let content = iria_news::stores::issues::Content {
+            id: 7,
+            subject: composed.subject,
+            html: composed.html,
+            text: composed.text,
+            created_at: now,
+            kind: "digest".into(),
+            topics: String::new(),
+        };
+        let issue = IssueContent::tracked(&settings, content, &urls);
+        let mut n = 0i64;
+        c.bench_function(
+            &format!(
+                "one recipient's digest message (10 articles, HTML and text), click tracking {}",
+                mode.as_str()
+            ),
+            |b| {
+                b.iter(|| {
+                    n += 1;
+                    let to = Addressee {
+                        delivery_id: n,
+                        message_id: "<d1.abcdef@iria.example>",
+                        subscriber_id: n,
+                        email: "reader@example.org",
+                        name: Some("Zoë Reader"),
+                    };
+                    let message = messages::newsletter(&settings, &to, black_box(&issue), None)
+                        .expect("message");
+                    black_box(message.formatted())
+                })
+            },
+        );
+    }
 }
 
 criterion_group!(benches, bench);

@@ -88,9 +88,15 @@ const SCHEMA: &str = "foundation/db/schema.rs";
 /// The folder whose modules own tables.
 const STORES: &str = "stores/";
 /// The stores below the others: they record what a change sets off (a message to send, an event
-/// to post, whether the welcome email is on), so another store may call them inside its own
-/// transaction. They call no other store, so no two stores call each other.
-const LOW_STORES: &[&str] = &["stores/delivery", "stores/webhooks", "stores/welcome"];
+/// to post, whether the welcome email is on, an issue's tracked links and a reader's clicks), so
+/// another store may call them inside its own transaction. They call no other store, so no two
+/// stores call each other.
+const LOW_STORES: &[&str] = &[
+    "stores/delivery",
+    "stores/engagement",
+    "stores/webhooks",
+    "stores/welcome",
+];
 
 /// Lower bounds that keep the checks from passing on a scanner that sees nothing.
 const MIN_FILES: usize = 30;

@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod net;
 pub mod schedule;
 pub mod secrets;
+pub mod tracking;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// The public digest preview, built at most once a minute whoever asks.
     pub preview: PreviewCache,
+    /// Tracked links and opens: the token checker, the links' addresses, the click recorder.
+    pub tracking: Arc<crate::processes::clicks::Tracking>,
 }
 
 /// How long a built digest preview is served before it is built again.

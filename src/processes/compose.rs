@@ -4,8 +4,9 @@
 
 use askama::Template;
 
-use crate::foundation::config::Settings;
+use crate::foundation::config::{ClickTracking, Settings};
 use crate::foundation::db::DbConnection;
+use crate::processes::tracked_links;
 use crate::stores::issues::{
     self, Composed, Draft, IssueError, Kind, Queued, When, MAX_BODY_CHARS, MAX_HTML_BYTES,
     MAX_KEY_CHARS, PREFERENCES_MARK, UNSUBSCRIBE_MARK, VIEW_MARK,
@@ -138,21 +139,33 @@ pub fn sanitize(html: &str) -> String {
         })
         .clean(html)
         .to_string();
-    cleaned
-        .replace(UNSUBSCRIBE_MARK, "")
-        .replace(PREFERENCES_MARK, "")
-        .replace(VIEW_MARK, "")
+    tracked_links::scrub(
+        &cleaned
+            .replace(UNSUBSCRIBE_MARK, "")
+            .replace(PREFERENCES_MARK, "")
+            .replace(VIEW_MARK, ""),
+    )
 }
 
-/// Composes an issue: the editor's body inside the IRIA layout, CSS inlined, and a text part.
+/// Composes an issue: the editor's body inside the IRIA layout, CSS inlined, and a text part;
+/// with click tracking on, its links stored in order and written as marks
+/// (see [`tracked_links`]).
 pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueError> {
+    compose_with(
+        settings,
+        draft,
+        settings.click_tracking != ClickTracking::Off,
+    )
+}
+
+fn compose_with(settings: &Settings, draft: &Draft, track: bool) -> Result<Composed, IssueError> {
     let subject = clean_subject(&draft.subject)?;
     let body = sanitize(&draft.body_html);
     if body.trim().is_empty() {
         return Err(IssueError::EmptyBody);
     }
     let text_body = match &draft.body_text {
-        Some(t) if !t.trim().is_empty() => t.replace(['\r', '\0'], ""),
+        Some(t) if !t.trim().is_empty() => tracked_links::scrub(&t.replace(['\r', '\0'], "")),
         _ => html2text::from_read(body.as_bytes(), 78)
             .map_err(|e| IssueError::Render(e.to_string()))?,
     };
@@ -163,12 +176,15 @@ pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueErro
     } else {
         draft.preheader.as_str()
     };
-    // Markdown-ish marks from the text conversion ("# Title", "**bold**") are dropped.
-    let preheader: String =
-        crate::foundation::domain::single_line(&source.replace(['#', '*'], " "))
-            .chars()
-            .take(150)
-            .collect();
+    // Markdown-ish marks from the text conversion ("# Title", "**bold**") are dropped, and so are
+    // its link references ("[1]", "[1]: https://…"): an address in the preheader would be one no
+    // click tracking sees, and is noise to a reader.
+    let preheader: String = crate::foundation::domain::single_line(&without_link_references(
+        &source.replace(['#', '*'], " "),
+    ))
+    .chars()
+    .take(150)
+    .collect();
     let home = settings.link("/");
     let html = IssueHtml {
         site_name: &settings.site_name,
@@ -183,9 +199,6 @@ pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueErro
     .render()
     .map_err(|e| IssueError::Render(e.to_string()))?;
     let html = inline_css(&html)?;
-    if html.len() > MAX_HTML_BYTES {
-        return Err(IssueError::TooLarge(html.len()));
-    }
     let text = IssueText {
         site_name: &settings.site_name,
         subject: &subject,
@@ -196,11 +209,24 @@ pub fn compose(settings: &Settings, draft: &Draft) -> Result<Composed, IssueErro
     }
     .render()
     .map_err(|e| IssueError::Render(e.to_string()))?;
+    let text = wrap_long_lines(&text);
+    let (html, text, links) = if track {
+        tracked_links::track(settings, &html, &text)?
+    } else {
+        (html, text, Default::default())
+    };
+    // As a copy will be: each link mark becomes `{base}/r/` and a token of at most 44 characters.
+    let marks = html.matches(tracked_links::LINK_MARK).count();
+    let size = html.len() + marks * (settings.link("/r/").len() + 44);
+    if size > MAX_HTML_BYTES {
+        return Err(IssueError::TooLarge(size));
+    }
     Ok(Composed {
         subject,
         preheader,
         html,
-        text: wrap_long_lines(&text),
+        text,
+        links,
     })
 }
 
@@ -233,7 +259,8 @@ fn replace_links(html: &str, mark: &str, replacement: &str) -> String {
 /// (unsubscribe, preferences) become an invitation to subscribe and the archive, so a forwarded
 /// page unsubscribes nobody and shows nobody's choices; the "View in your browser" link, which
 /// would point at the page itself, goes.
-pub fn web_copy(settings: &Settings, html: &str) -> String {
+pub fn web_copy(settings: &Settings, html: &str, urls: &[String]) -> String {
+    let html = tracked_links::untracked(html, urls, true);
     let link = |href: String, label: &str| {
         format!(
             "<a href=\"{}\" style=\"color: #666666;\">{label}</a>",
@@ -245,9 +272,27 @@ pub fn web_copy(settings: &Settings, html: &str) -> String {
         &format!("Subscribe to {}", escape_html(&settings.site_name)),
     );
     let archive = link(settings.link("/archive"), "Past digests");
-    let html = replace_links(html, UNSUBSCRIBE_MARK, &subscribe);
+    let html = replace_links(&html, UNSUBSCRIBE_MARK, &subscribe);
     let html = replace_links(&html, PREFERENCES_MARK, &archive);
     replace_links(&html, VIEW_MARK, "")
+}
+
+/// A stored issue's parts with its tracked links as their plain addresses (for its web copy and
+/// the console, where no click is counted).
+pub fn stored_parts(
+    conn: &mut DbConnection,
+    id: i64,
+) -> diesel::QueryResult<Option<(String, String)>> {
+    let Some((html, text)) = issues::parts(conn, id)? else {
+        return Ok(None);
+    };
+    let urls = crate::stores::engagement::urls_of(conn, &[id])?
+        .remove(&id)
+        .unwrap_or_default();
+    Ok(Some((
+        tracked_links::untracked(&html, &urls, true),
+        tracked_links::untracked(&text, &urls, false),
+    )))
 }
 
 /// A message to one reader that is not an issue (the welcome email, the note to a confirmed
@@ -267,7 +312,7 @@ pub fn notice(settings: &Settings, subject: &str, markdown: &str) -> Result<Comp
         period_key: None,
         idempotency_key: None,
     };
-    Ok(without_view_link(compose(settings, &draft)?))
+    Ok(without_view_link(compose_with(settings, &draft, false)?))
 }
 
 /// A composed message that has no web copy (the welcome email, a note to one reader): without
@@ -289,6 +334,32 @@ pub fn without_view_link(mut composed: Composed) -> Composed {
     }
     composed.text = text;
     composed
+}
+
+/// Text without web addresses and without html2text's link references (`[1]`, `[1]:`).
+fn without_link_references(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|word| !word.starts_with("http://") && !word.starts_with("https://"))
+        .map(|word| {
+            let mut kept = String::with_capacity(word.len());
+            let mut rest = word;
+            while let Some(open) = rest.find('[') {
+                let tail = &rest[open + 1..];
+                let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+                if digits > 0 && tail[digits..].starts_with(']') {
+                    kept.push_str(&rest[..open]);
+                    rest = tail[digits + 1..].trim_start_matches(':');
+                } else {
+                    kept.push_str(&rest[..=open]);
+                    rest = tail;
+                }
+            }
+            kept.push_str(rest);
+            kept
+        })
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn escape_html(text: &str) -> String {
@@ -422,7 +493,7 @@ mod tests {
     #[test]
     fn a_web_copy_has_no_personal_link_and_no_link_to_itself() {
         let settings = settings();
-        let page = web_copy(&settings, &issue(&settings).html);
+        let page = web_copy(&settings, &issue(&settings).html, &[]);
         assert!(!page.contains("%%IRIA_"), "{page}");
         assert!(!page.contains("View in your browser"));
         assert!(!page.contains(">Unsubscribe<") && !page.contains("Manage preferences"));

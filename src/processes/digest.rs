@@ -279,7 +279,11 @@ fn queue(
             .iter()
             .map(|i| &plan.articles[*i])
             .collect();
-        let issue = compose::compose(settings, &draft(settings, &picked, now)?)?;
+        let mut issue = compose::compose(settings, &draft(settings, &picked, now)?)?;
+        // Each article's link is known as that article's, for the articles page.
+        for link in &mut issue.links.links {
+            link.article_id = picked.iter().find(|a| a.link == link.url).map(|a| a.id);
+        }
         composed.push((audience.topics.clone(), issue));
     }
     let period_key = plan.period_key.as_str();

@@ -9,14 +9,14 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
-use chrono::NaiveDateTime;
-
 use crate::foundation::config::Settings;
 use crate::foundation::links::{Purpose, RecipientToken, ViewToken};
 use crate::foundation::message_ids::MessageIds;
 use crate::processes::compose;
-use crate::stores::issues::{self, PREFERENCES_MARK, UNSUBSCRIBE_MARK, VIEW_MARK};
 use crate::stores::welcome::Welcome;
+
+mod prepared;
+pub use prepared::{feedback_id, open_image, IssueContent, Links, PreparedPart};
 
 /// A name as it may stand in a header: no control characters (CR, LF, NUL, tabs and the like
 /// become spaces), white space collapsed, at most 256 characters; `None` when nothing is left.
@@ -210,34 +210,15 @@ fn one_time_link_message(
 /// The `List-Id` of every newsletter message (RFC 2919): the list's name and an identifier under
 /// the sender's domain.
 pub fn list_id(settings: &Settings) -> String {
-    let label: String = settings
-        .site_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect::<String>()
-        .split('-')
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
-    let label = if label.is_empty() {
-        "newsletter".to_string()
-    } else {
-        label
-    };
     let name: String = settings
         .site_name
         .chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .collect();
     format!(
-        "{} <{label}.{}>",
+        "{} <{}.{}>",
         name.replace(['"', '<', '>'], ""),
+        prepared::list_label(settings),
         settings.from.email.domain()
     )
 }
@@ -259,10 +240,13 @@ pub fn newsletter(
     let recipient = RecipientToken::new(to.subscriber_id, issue.id);
     let token = recipient.sign(Purpose::Unsubscribe, settings.secret());
     let preferences_token = recipient.sign(Purpose::Preferences, settings.secret());
+    let (tracked, open) = issue.copy_links(settings, to.delivery_id);
     let links = Links {
         unsubscribe: settings.link(&format!("/unsubscribe/{token}")),
         preferences: settings.link(&format!("/preferences/{preferences_token}")),
         view: view_url(settings, issue.id),
+        tracked,
+        open,
     };
     let unsubscribe_url = &links.unsubscribe;
     let html = issue.html.render(&links);
@@ -284,6 +268,7 @@ pub fn newsletter(
             "List-Unsubscribe=One-Click".into(),
         ))
         .raw_header(raw("Auto-Submitted", "auto-generated".into()))
+        .raw_header(raw("Feedback-ID", issue.feedback_id.clone()))
         .multipart(
             MultiPart::alternative()
                 .singlepart(
@@ -319,18 +304,21 @@ pub fn view_url(settings: &Settings, issue_id: i64) -> String {
 fn notice(
     settings: &Settings,
     to: &Addressee,
+    kind: &str,
     subject: &str,
     markdown: &str,
     dkim: Option<&lettre::message::dkim::DkimConfig>,
 ) -> anyhow::Result<Message> {
     let composed = compose::notice(settings, subject, markdown)?;
-    let content = IssueContent::new(
+    let mut content = IssueContent::new(
         0,
         composed.subject,
         &composed.html,
         &composed.text,
         chrono::Utc::now().naive_utc(),
+        &[],
     );
+    content.feedback_id = prepared::feedback_id(settings, kind, "");
     newsletter(settings, to, &content, dkim)
 }
 
@@ -341,7 +329,14 @@ pub fn welcome(
     welcome: &Welcome,
     dkim: Option<&lettre::message::dkim::DkimConfig>,
 ) -> anyhow::Result<Message> {
-    notice(settings, to, &welcome.subject, &welcome.body, dkim)
+    notice(
+        settings,
+        to,
+        "welcome",
+        &welcome.subject,
+        &welcome.body,
+        dkim,
+    )
 }
 
 /// The body of the note to a confirmed address that signed up again.
@@ -363,150 +358,7 @@ pub fn already_subscribed(
     }
     .render()?;
     let subject = format!("You are already subscribed to {}", settings.site_name);
-    notice(settings, to, &subject, &body, dkim)
-}
-
-/// What the worker needs of an issue to write each copy: its parts encoded once.
-#[derive(Clone, Debug)]
-pub struct IssueContent {
-    pub id: i64,
-    pub subject: String,
-    pub html: PreparedPart,
-    pub text: PreparedPart,
-    pub created_at: NaiveDateTime,
-}
-
-impl IssueContent {
-    /// Prepares a composed issue for sending.
-    pub fn new(
-        id: i64,
-        subject: String,
-        html: &str,
-        text: &str,
-        created_at: NaiveDateTime,
-    ) -> Self {
-        Self {
-            id,
-            subject,
-            html: PreparedPart::prepare(html),
-            text: PreparedPart::prepare(text),
-            created_at,
-        }
-    }
-}
-
-impl From<issues::Content> for IssueContent {
-    fn from(c: issues::Content) -> Self {
-        Self::new(c.id, c.subject, &c.html, &c.text, c.created_at)
-    }
-}
-
-/// One part of an issue (its HTML or its text), quoted-printable encoded once per issue, with
-/// gaps where each recipient's links (and the issue's web copy) go: a copy then costs a few copies of bytes instead of
-/// encoding the whole part again. Each piece ends with a soft line break (`=` CRLF, which decodes
-/// to nothing), so pieces join without making a line longer than quoted-printable allows.
-#[derive(Clone, Debug)]
-pub struct PreparedPart {
-    pieces: Vec<Piece>,
-    len: usize,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Gap {
-    Unsubscribe,
-    Preferences,
-    View,
-}
-
-#[derive(Clone, Debug)]
-enum Piece {
-    Encoded(Vec<u8>),
-    Gap(Gap),
-}
-
-/// The links that fill one copy's gaps.
-#[derive(Clone, Debug)]
-pub struct Links {
-    /// The reader's unsubscribe link.
-    pub unsubscribe: String,
-    /// The reader's preferences link.
-    pub preferences: String,
-    /// The issue's web copy, the same for every reader.
-    pub view: String,
-}
-
-impl PreparedPart {
-    /// Encodes `part`, leaving a gap at each of the issue's recipient marks.
-    pub fn prepare(part: &str) -> Self {
-        let crlf = part.replace("\r\n", "\n").replace('\n', "\r\n");
-        let mut pieces = Vec::new();
-        let mut rest = crlf.as_str();
-        loop {
-            let next = [
-                (UNSUBSCRIBE_MARK, Gap::Unsubscribe),
-                (PREFERENCES_MARK, Gap::Preferences),
-                (VIEW_MARK, Gap::View),
-            ]
-            .into_iter()
-            .filter_map(|(mark, gap)| rest.find(mark).map(|at| (at, mark.len(), Piece::Gap(gap))))
-            .min_by_key(|(at, _, _)| *at);
-            let (literal, gap) = match next {
-                Some((at, len, piece)) => {
-                    let literal = &rest[..at];
-                    rest = &rest[at + len..];
-                    (literal, Some(piece))
-                }
-                None => (std::mem::take(&mut rest), None),
-            };
-            if !literal.is_empty() {
-                pieces.push(Piece::Encoded(encode_piece(literal)));
-            }
-            match gap {
-                Some(piece) => pieces.push(piece),
-                None => break,
-            }
-        }
-        let len = pieces
-            .iter()
-            .map(|p| {
-                if let Piece::Encoded(b) = p {
-                    b.len()
-                } else {
-                    0
-                }
-            })
-            .sum();
-        Self { pieces, len }
-    }
-
-    /// The encoded part with this recipient's links filled in.
-    pub fn render(&self, links: &Links) -> lettre::message::Body {
-        let unsubscribe = encode_piece(&links.unsubscribe);
-        let preferences = encode_piece(&links.preferences);
-        let view = encode_piece(&links.view);
-        let mut out = Vec::with_capacity(
-            self.len + 4 * (unsubscribe.len() + preferences.len()) + 2 * view.len(),
-        );
-        for piece in &self.pieces {
-            match piece {
-                Piece::Encoded(bytes) => out.extend_from_slice(bytes),
-                Piece::Gap(Gap::Unsubscribe) => out.extend_from_slice(&unsubscribe),
-                Piece::Gap(Gap::Preferences) => out.extend_from_slice(&preferences),
-                Piece::Gap(Gap::View) => out.extend_from_slice(&view),
-            }
-        }
-        lettre::message::Body::dangerous_pre_encoded(
-            out,
-            lettre::message::header::ContentTransferEncoding::QuotedPrintable,
-        )
-    }
-}
-
-/// Quoted-printable, ending with a soft line break.
-fn encode_piece(text: &str) -> Vec<u8> {
-    let mut encoded = quoted_printable::encode(text.as_bytes());
-    encoded.extend_from_slice(b"=\r\n");
-    encoded
+    notice(settings, to, "notice", &subject, &body, dkim)
 }
 
 /// The headers a DKIM signature covers: lettre's default list leaves out the

@@ -2,6 +2,7 @@
 //! and the command line.
 
 pub mod bounces;
+pub mod clicks;
 pub mod compose;
 pub mod digest;
 pub mod feed;
@@ -9,5 +10,6 @@ pub mod fetch_guard;
 pub mod mail;
 pub mod messages;
 pub mod throttle;
+pub mod tracked_links;
 pub mod webhooks;
 pub mod worker;

@@ -21,9 +21,9 @@ use crate::foundation::{config::Settings, message_ids::MessageIds};
 use crate::processes::mail::{Mailer, SendError};
 use crate::processes::messages::IssueContent;
 use crate::processes::throttle::Throttle;
-use crate::stores::issues;
 use crate::stores::subscriptions::{self, Recipient};
 use crate::stores::welcome::{self, Welcome};
+use crate::stores::{engagement, issues};
 
 /// Batches a worker has under way at once.
 pub const PIPELINES: usize = 2;
@@ -271,9 +271,13 @@ impl Worker {
                 Vec::new()
             } else {
                 // Encoded once per issue, here on the blocking thread.
+                let urls = engagement::urls_of(conn, &wanted)?;
                 issues::contents(conn, &wanted)?
                     .into_iter()
-                    .map(IssueContent::from)
+                    .map(|content| {
+                        let links = urls.get(&content.id).map(Vec::as_slice).unwrap_or(&[]);
+                        IssueContent::tracked(&settings, content, links)
+                    })
                     .collect()
             };
             // Read at each claim, not cached: an editor's change applies to the next welcome.

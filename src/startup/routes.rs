@@ -3,7 +3,7 @@
 
 use actix_web::web;
 
-use crate::http::public::{archive, confirm, data_links, links, ops, signup, view};
+use crate::http::public::{archive, confirm, data_links, links, ops, signup, tracking, view};
 use crate::http::{api, embedding};
 
 /// The routes outside `/admin` (the console is a scope of its own, see [`crate::http::admin`]).
@@ -62,5 +62,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(ops::metrics))
         .configure(api::routes::routes)
         .route("/assets/site.css", web::get().to(ops::stylesheet))
-        .route("/view/{token}", web::get().to(view::issue));
+        .route("/view/{token}", web::get().to(view::issue))
+        .route("/r/{token}", web::get().to(tracking::redirect))
+        .route("/o/{token}", web::get().to(tracking::open));
 }

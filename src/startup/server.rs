@@ -29,6 +29,8 @@ pub struct Application {
     worker: Option<Worker>,
     webhooks: Option<WebhookWorker>,
     shutdown: watch::Sender<bool>,
+    tracking: Arc<crate::processes::clicks::Tracking>,
+    pool: db::Pool,
 }
 
 impl Application {
@@ -58,6 +60,7 @@ impl Application {
         let dkim = crate::processes::messages::dkim_config(&settings)?;
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::default());
+        let tracking = Arc::new(crate::processes::clicks::Tracking::new(&settings));
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             pool: pool.clone(),
@@ -65,6 +68,7 @@ impl Application {
             metrics: metrics.clone(),
             mailer: mailer.clone(),
             preview: Default::default(),
+            tracking: tracking.clone(),
         });
         let port = listener
             .local_addr()
@@ -77,7 +81,7 @@ impl Application {
         } else {
             None
         };
-        let mut worker = Worker::new(settings, pool, mailer, wake, dkim);
+        let mut worker = Worker::new(settings, pool.clone(), mailer, wake, dkim);
         worker.metrics = metrics;
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
@@ -86,7 +90,14 @@ impl Application {
             worker: Some(worker),
             webhooks,
             shutdown,
+            tracking,
+            pool,
         })
+    }
+
+    /// The click recorder's handle, to write the clicks handed over so far (tests).
+    pub fn tracking(&self) -> Arc<crate::processes::clicks::Tracking> {
+        self.tracking.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -106,6 +117,9 @@ impl Application {
             .webhooks
             .take()
             .map(|w| tasks::spawn_webhooks(w, self.shutdown.subscribe()));
+        let recorder = self
+            .tracking
+            .spawn_recorder(self.pool.clone(), self.shutdown.subscribe());
         let shutdown = self.shutdown;
         tokio::spawn(async move {
             tasks::stop_signal().await;
@@ -119,6 +133,10 @@ impl Application {
         }
         if let Some(webhooks) = webhooks {
             let _ = webhooks.await;
+        }
+        // The clicks of the last second are written before the process ends.
+        if let Some(recorder) = recorder {
+            let _ = recorder.await;
         }
         served.context("running the web server")
     }

@@ -8,6 +8,7 @@ pub mod articles;
 pub mod delivery;
 pub mod digests;
 pub mod editors;
+pub mod engagement;
 pub mod issues;
 pub mod limits;
 pub mod subscriptions;

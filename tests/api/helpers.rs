@@ -284,6 +284,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub settings: Settings,
     pub smtp: Option<SmtpServer>,
+    /// The app's click recorder, to write the clicks made so far ([`TestApp::flush_clicks`]).
+    pub tracking: std::sync::Arc<iria_news::processes::clicks::Tracking>,
 }
 
 /// Options of [`spawn_app`].
@@ -345,6 +347,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> Option<Tes
     }
     let settings = Settings::from_sources(None, &env).expect("test settings");
     let app = Application::build_with_listener(settings.clone(), listener).expect("build app");
+    let tracking = app.tracking();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -356,6 +359,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> Option<Tes
         client,
         settings,
         smtp,
+        tracking,
     })
 }
 
@@ -585,6 +589,11 @@ impl TestApp {
         };
         iria_news::processes::compose::create_and_queue(&mut self.conn(), &self.settings, &draft)
             .expect("queue issue")
+    }
+
+    /// Writes the clicks the app has taken so far (the recorder writes once a second otherwise).
+    pub async fn flush_clicks(&self) {
+        self.tracking.flush().await;
     }
 
     /// A link from an email, pointed at this test's server (the emails may name a public https

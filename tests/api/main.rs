@@ -13,6 +13,7 @@ mod delivery;
 mod digest;
 mod e2e;
 mod embedding;
+mod engagement;
 mod faults;
 mod journey;
 mod openapi;

@@ -74,6 +74,9 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     // Webhooks.
     ("webhook_retry_base_ms", Some("5000"), "first retry of a webhook post; doubles with each attempt, for up to 24 hours"),
     ("webhook_delivery", Some("true"), "whether this process posts webhook events (false: other processes do)"),
+    // Engagement.
+    ("click_tracking", Some("anonymous"), "off, anonymous (clicks per issue and link) or personal (clicks per reader)"),
+    ("open_tracking", Some("false"), "a 1x1 image per copy, counted as opens (unreliable)"),
 ];
 
 /// Where the database lives.
@@ -205,6 +208,42 @@ pub struct Settings {
     pub webhook_retry_base: Duration,
     /// Whether this process posts webhook events; the events are recorded whatever this says.
     pub webhook_delivery: bool,
+    /// How clicks on an issue's links are counted.
+    pub click_tracking: ClickTracking,
+    /// Whether each copy carries a 1×1 image whose loading is counted as an open.
+    pub open_tracking: bool,
+}
+
+/// How clicks on the links of an issue are counted (`IRIA_CLICK_TRACKING`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClickTracking {
+    /// Links go straight to their address; nothing is counted.
+    Off,
+    /// Clicks are counted per issue and link; nothing ties a click to a reader.
+    Anonymous,
+    /// Clicks are recorded per delivered copy, so per reader.
+    Personal,
+}
+
+impl ClickTracking {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" => Ok(Self::Off),
+            "anonymous" => Ok(Self::Anonymous),
+            "personal" => Ok(Self::Personal),
+            other => Err(format!(
+                "expected off, anonymous or personal, got {other:?}"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Anonymous => "anonymous",
+            Self::Personal => "personal",
+        }
+    }
 }
 
 /// DKIM signing, when all three settings are given.
@@ -332,6 +371,9 @@ impl Settings {
             allowed_origins: parse_allowed_origins(&v)?,
             webhook_retry_base: Duration::from_millis(v.number("webhook_retry_base_ms", 1u64)?),
             webhook_delivery: parse_bool(&v, "webhook_delivery")?,
+            click_tracking: ClickTracking::parse(v.required("click_tracking")?)
+                .map_err(|e| bad("click_tracking", e))?,
+            open_tracking: parse_bool(&v, "open_tracking")?,
         })
     }
 

@@ -244,3 +244,38 @@ diesel::table! {
         tat -> BigInt,
     }
 }
+
+diesel::table! {
+    /// Each issue's links in order (1..), its hidden link (0) and open image (-1), with the
+    /// clicks that name no reader.
+    issue_links (issue_id, position) {
+        issue_id -> BigInt,
+        position -> Integer,
+        url -> Text,
+        article_id -> Nullable<BigInt>,
+        clicks -> BigInt,
+        machine_clicks -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// `personal` mode: one row per click (or open) of a delivered copy.
+    clicks (id) {
+        id -> BigInt,
+        delivery_id -> BigInt,
+        issue_id -> BigInt,
+        position -> Integer,
+        clicked_at -> Timestamp,
+        machine -> Bool,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(issue_links, clicks);
+diesel::allow_tables_to_appear_in_same_query!(issue_links, deliveries);
+diesel::allow_tables_to_appear_in_same_query!(clicks, deliveries);
+diesel::allow_tables_to_appear_in_same_query!(issue_links, issues);
+diesel::allow_tables_to_appear_in_same_query!(clicks, issues);
+diesel::allow_tables_to_appear_in_same_query!(issue_links, articles);
+diesel::allow_tables_to_appear_in_same_query!(clicks, articles);
+diesel::allow_tables_to_appear_in_same_query!(issue_links, subscribers);
+diesel::allow_tables_to_appear_in_same_query!(clicks, subscribers);

@@ -18,6 +18,7 @@ use crate::http::pages::html;
 use crate::http::state::AppState;
 use crate::processes::compose::{self, Announcement, Door};
 use crate::processes::messages::IssueContent;
+use crate::processes::tracked_links;
 use crate::stores::issues::{self, Composed, Draft, IssueError, When};
 
 /// What the compose form holds.
@@ -127,6 +128,9 @@ pub async fn compose_page(state: web::Data<AppState>, req: HttpRequest) -> HttpR
 
 /// The composed issue as a subscriber sees it, with the personal links pointing nowhere.
 fn for_preview(mut composed: Composed) -> Composed {
+    let urls: Vec<String> = composed.links.links.iter().map(|l| l.url.clone()).collect();
+    composed.html = tracked_links::untracked(&composed.html, &urls, true);
+    composed.text = tracked_links::untracked(&composed.text, &urls, false);
     for part in [&mut composed.html, &mut composed.text] {
         *part = part
             .replace(issues::UNSUBSCRIBE_MARK, "#unsubscribe")
@@ -291,13 +295,16 @@ fn explain(e: &IssueError) -> String {
 /// personal links lead to a page that says the link is not valid.
 async fn test_send(state: &AppState, composed: &Composed, address: &str) -> anyhow::Result<()> {
     let settings = &state.settings;
-    let content = IssueContent::new(
+    let urls: Vec<String> = composed.links.links.iter().map(|l| l.url.clone()).collect();
+    let mut content = IssueContent::new(
         0,
         format!("[Test] {}", composed.subject),
         &composed.html,
         &composed.text,
         crate::foundation::db::now(),
+        &urls,
     );
+    content.feedback_id = crate::processes::messages::feedback_id(settings, "test", "");
     let message_id = crate::foundation::message_ids::MessageIds::new(settings)
         .unrelated_message_id(&random_token());
     let to = crate::processes::messages::Addressee {
@@ -409,9 +416,11 @@ pub async fn page(
 /// disabled).
 pub async fn preview(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = path_id(&path)?;
-    let parts = query(&state, move |conn| Ok(issues::parts(conn, id)?))
-        .await?
-        .ok_or(Fault::NotFound)?;
+    let parts = query(&state, move |conn| {
+        Ok(crate::processes::compose::stored_parts(conn, id)?)
+    })
+    .await?
+    .ok_or(Fault::NotFound)?;
     // The web copy's link is the real one: the same for every reader.
     let view = crate::processes::messages::view_url(&state.settings, id);
     let html = parts

@@ -52,7 +52,10 @@ async fn build_preview(state: &AppState) -> Result<Option<String>, HttpResponse>
     })
     .await;
     match result {
-        Ok(Ok(composed)) => Ok(composed.map(|c| compose::web_copy(&state.settings, &c.html))),
+        Ok(Ok(composed)) => Ok(composed.map(|c| {
+            let urls: Vec<String> = c.links.links.iter().map(|l| l.url.clone()).collect();
+            compose::web_copy(&state.settings, &c.html, &urls)
+        })),
         Ok(Err(e)) => Err(pages::internal_error(
             site_name,
             "digest preview failed",

@@ -8,4 +8,5 @@ pub mod data_links;
 pub mod links;
 pub mod ops;
 pub mod signup;
+pub mod tracking;
 pub mod view;

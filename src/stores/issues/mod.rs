@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use crate::foundation::db::schema::issues;
 use crate::foundation::db::{self, DbConnection, DbError};
-use crate::stores::{delivery, webhooks};
+use crate::stores::{delivery, engagement, webhooks};
 
 /// Where each recipient's unsubscribe link goes in a composed issue.
 pub const UNSUBSCRIBE_MARK: &str = "%%IRIA_UNSUBSCRIBE_URL%%";
@@ -128,6 +128,8 @@ pub struct Composed {
     pub preheader: String,
     pub html: String,
     pub text: String,
+    /// The links of its parts, in order, when they are tracked.
+    pub links: engagement::Links,
 }
 
 /// When a new issue goes out.
@@ -184,6 +186,7 @@ pub fn create(
             ))
             .returning(issues::id)
             .get_result(conn)?;
+        engagement::store_links(conn, issue_id, &composed.links)?;
         let recipients = if when == When::Now {
             queue_to_audience(conn, issue_id, &draft.topics, now)?
         } else {
@@ -275,6 +278,7 @@ pub fn create_digest_issue(
         ))
         .returning(issues::id)
         .get_result(conn)?;
+    engagement::store_links(conn, issue_id, &composed.links)?;
     let recipients = delivery::queue_issue_for_exact_topics(conn, issue_id, topics, now)?;
     diesel::update(issues::table.find(issue_id))
         .set(issues::recipients.eq(recipients as i32))
@@ -456,6 +460,9 @@ pub struct Content {
     pub html: String,
     pub text: String,
     pub created_at: NaiveDateTime,
+    pub kind: String,
+    /// Its audience's topics, comma-separated (empty: everyone).
+    pub topics: String,
 }
 
 /// The issues with these ids, as stored for sending.
@@ -468,6 +475,8 @@ pub fn contents(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<Content
             issues::html,
             issues::text,
             issues::created_at,
+            issues::kind,
+            issues::topics,
         ))
         .load(conn)
 }

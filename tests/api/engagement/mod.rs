@@ -1,0 +1,5 @@
+//! Issue 13: engagement. Editors see what readers read, privacy first, machines filtered out.
+//! One file per part of the issue; [`support`] holds what they share.
+
+mod redirects;
+pub mod support;
