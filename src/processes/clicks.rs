@@ -213,12 +213,16 @@ enum Seen {
     Settled,
 }
 
+/// A burst window's key: the issue, the copy (`personal`) or the client's address key
+/// (`anonymous`).
+type WindowKey = (i64, Option<i64>, String);
+
 struct Recorder {
     pool: Pool,
     mode: ClickTracking,
     pending: Vec<Click>,
     /// The burst windows: per copy (or issue and address), the recent clicks.
-    recent: HashMap<(i64, Option<i64>, String), Vec<(i32, NaiveDateTime, Seen)>>,
+    recent: HashMap<WindowKey, Vec<(i32, NaiveDateTime, Seen)>>,
 }
 
 impl Recorder {
@@ -375,6 +379,32 @@ impl Recorder {
                 batch.append(&mut self.pending);
                 self.pending = batch;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanners_and_libraries_are_machines_browsers_are_not() {
+        for machine in [
+            None,
+            Some(""),
+            Some("curl/8.5.0"),
+            Some("Mozilla/5.0 (compatible; Googlebot/2.1)"),
+            Some("Barracuda Sentinel (EE)"),
+            Some("python-requests/2.31.0"),
+        ] {
+            assert!(is_machine_agent(machine), "{machine:?}");
+        }
+        for person in [
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+        ] {
+            assert!(!is_machine_agent(Some(person)), "{person}");
         }
     }
 }

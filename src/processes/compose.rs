@@ -493,7 +493,9 @@ mod tests {
     #[test]
     fn a_web_copy_has_no_personal_link_and_no_link_to_itself() {
         let settings = settings();
-        let page = web_copy(&settings, &issue(&settings).html, &[]);
+        let issue = issue(&settings);
+        let urls: Vec<String> = issue.links.links.iter().map(|l| l.url.clone()).collect();
+        let page = web_copy(&settings, &issue.html, &urls);
         assert!(!page.contains("%%IRIA_"), "{page}");
         assert!(!page.contains("View in your browser"));
         assert!(!page.contains(">Unsubscribe<") && !page.contains("Manage preferences"));

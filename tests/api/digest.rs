@@ -307,10 +307,17 @@ async fn the_digest_reaches_each_reader_with_only_their_topics_once(backend: Bac
     let all = app.wait_for_mail_to("all00000@example.org", 1).await;
     let europe = app.wait_for_mail_to("europe00001@example.org", 1).await;
     let mideast = app.wait_for_mail_to("mideast00000@example.org", 1).await;
-    let has = |m: &crate::helpers::Received, n: usize| m.html().contains(&format!("article-{n}/"));
-    assert!(has(&all, 1) && has(&all, 2) && has(&all, 3));
-    assert!(has(&europe, 1) && !has(&europe, 2) && !has(&europe, 3));
-    assert!(has(&mideast, 1) && has(&mideast, 2) && !has(&mideast, 3));
+    // The links are tracked: where each one leads is asked of the app.
+    let (all_links, europe_links, mideast_links) = (
+        app.link_targets(&all.html()).await,
+        app.link_targets(&europe.html()).await,
+        app.link_targets(&mideast.html()).await,
+    );
+    let has =
+        |links: &[String], n: usize| links.iter().any(|l| l.contains(&format!("article-{n}/")));
+    assert!(has(&all_links, 1) && has(&all_links, 2) && has(&all_links, 3));
+    assert!(has(&europe_links, 1) && !has(&europe_links, 2) && !has(&europe_links, 3));
+    assert!(has(&mideast_links, 1) && has(&mideast_links, 2) && !has(&mideast_links, 3));
     assert_eq!(
         all.parsed()
             .subject()
@@ -324,12 +331,19 @@ async fn the_digest_reaches_each_reader_with_only_their_topics_once(backend: Bac
         .parsed()
         .subject()
         .is_some_and(|s| s.contains("week of") && s.ends_with("1 new article")));
-    assert!(
-        all.text().contains("Article number 2")
-            && all
-                .text()
-                .contains("Read on: https://iria.example/2026/11/article-2/")
-    );
+    // The text part's "Read on" link is tracked too, and leads to the article.
+    let text = all.text();
+    assert!(text.contains("Article number 2"));
+    let read_on: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Read on: "))
+        .collect();
+    assert_eq!(read_on.len(), 3, "{text}");
+    assert!(read_on.iter().all(|l| l.contains("/r/")), "{read_on:?}");
+    assert!(app
+        .link_targets(&read_on.join("\n"))
+        .await
+        .contains(&"https://iria.example/2026/11/article-2/".to_string()));
     assert!(all.html().contains("Image: Reuters"), "image credit");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(app.received_by("asia00000@example.org").is_empty());

@@ -242,14 +242,14 @@ on_both_backends!(
 
 /// A TCP relay between the app and PostgreSQL that the test can cut: while cut, it closes every
 /// connection, open or new, as a crashed or unreachable database server would.
-struct CuttableRelay {
-    port: u16,
+pub(crate) struct CuttableRelay {
+    pub(crate) port: u16,
     up: Arc<AtomicBool>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl CuttableRelay {
-    async fn start(target: String) -> Self {
+    pub(crate) async fn start(target: String) -> Self {
         let listener = AsyncListener::bind("127.0.0.1:0")
             .await
             .expect("bind relay");
@@ -287,12 +287,12 @@ impl CuttableRelay {
         }
     }
 
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         self.generation.send_modify(|g| *g += 1);
     }
 
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
 }

@@ -591,6 +591,38 @@ impl TestApp {
             .expect("queue issue")
     }
 
+    /// Where each tracked link (`/r/…`) of a part leads, asked with `HEAD` (which counts no
+    /// click); the part's other links as they are. In order of appearance.
+    pub async fn link_targets(&self, part: &str) -> Vec<String> {
+        let mut targets = Vec::new();
+        let mut rest = part;
+        while let Some(at) = rest.find("http") {
+            let end = rest[at..]
+                .find(|c: char| c == '"' || c == '<' || c == '>' || c.is_whitespace())
+                .map_or(rest.len(), |e| at + e);
+            let link = &rest[at..end];
+            if link.contains("/r/") {
+                let response = self
+                    .client
+                    .head(self.local(link))
+                    .send()
+                    .await
+                    .expect("HEAD a tracked link");
+                assert_eq!(response.status(), 302, "{link}");
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .expect("a Location");
+                targets.push(location.to_string());
+            } else {
+                targets.push(link.replace("&amp;", "&"));
+            }
+            rest = &rest[end..];
+        }
+        targets
+    }
+
     /// Writes the clicks the app has taken so far (the recorder writes once a second otherwise).
     pub async fn flush_clicks(&self) {
         self.tracking.flush().await;

@@ -354,3 +354,22 @@ fn encode_piece(text: &str) -> Vec<u8> {
     encoded.extend_from_slice(b"=\r\n");
     encoded
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feedback_ids_name_the_kind_the_audience_and_the_list() {
+        let env = std::collections::BTreeMap::new();
+        let settings = Settings::from_sources(None, &env).expect("settings");
+        assert_eq!(
+            feedback_id(&settings, "digest", "Middle East,US"),
+            "digest:middle-east+us:iria-news"
+        );
+        assert_eq!(
+            feedback_id(&settings, "announcement", ""),
+            "announcement:all:iria-news"
+        );
+    }
+}

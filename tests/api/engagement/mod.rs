@@ -1,5 +1,8 @@
 //! Issue 13: engagement. Editors see what readers read, privacy first, machines filtered out.
 //! One file per part of the issue; [`support`] holds what they share.
 
+mod machines;
+mod modes;
+mod recording;
 mod redirects;
 pub mod support;
