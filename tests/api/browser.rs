@@ -60,6 +60,12 @@ impl Browser {
     /// folder's name). `None` when Chromium or chromedriver is not installed and `CI` is unset
     /// (the test then says it was skipped); with `CI` set that is a failure, never a skip.
     pub async fn start(test_name: &str) -> Option<Self> {
+        Self::start_as(test_name, None).await
+    }
+
+    /// [`Browser::start`], sending `user_agent` instead of headless Chromium's own (which names
+    /// it "HeadlessChrome", as a machine's does).
+    pub async fn start_as(test_name: &str, user_agent: Option<&str>) -> Option<Self> {
         let (chromium, chromedriver) = (chromium_path(), chromedriver_path());
         let missing: Vec<String> = [&chromium, &chromedriver]
             .into_iter()
@@ -89,23 +95,27 @@ impl Browser {
 
         let (driver, driver_url) =
             start_chromedriver(&chromedriver, &shots.join("chromedriver.log"));
+        let mut args = vec![
+            "--headless=new".to_string(),
+            // The tests run as root, where Chromium's sandbox cannot start.
+            "--no-sandbox".to_string(),
+            "--disable-dev-shm-usage".to_string(),
+            "--window-size=1280,1024".to_string(),
+            "--disable-gpu".to_string(),
+            "--no-first-run".to_string(),
+            "--no-default-browser-check".to_string(),
+            "--lang=en-US".to_string(),
+        ];
+        if let Some(agent) = user_agent {
+            args.push(format!("--user-agent={agent}"));
+        }
         let mut capabilities = fantoccini::wd::Capabilities::new();
         capabilities.insert("browserName".into(), "chrome".into());
         capabilities.insert(
             "goog:chromeOptions".into(),
             serde_json::json!({
                 "binary": chromium.display().to_string(),
-                "args": [
-                    "--headless=new",
-                    // The tests run as root, where Chromium's sandbox cannot start.
-                    "--no-sandbox",
-                    "--disable-dev-shm-usage",
-                    "--window-size=1280,1024",
-                    "--disable-gpu",
-                    "--no-first-run",
-                    "--no-default-browser-check",
-                    "--lang=en-US",
-                ],
+                "args": args,
             }),
         );
         // Should connecting fail, the guard still ends chromedriver; the `Browser` owns it after.

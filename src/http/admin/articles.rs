@@ -19,7 +19,8 @@ const PAGE: i64 = 50;
 #[template(path = "admin/articles.html")]
 struct ListPage {
     chrome: Chrome,
-    rows: Vec<Article>,
+    /// Each article with its reader clicks across the digests that carried it.
+    rows: Vec<(Article, i64)>,
     page: i64,
     pages: i64,
 }
@@ -32,10 +33,17 @@ pub async fn list(
 ) -> Answer {
     let page = q.page();
     let (rows, total) = query(&state, move |conn| {
-        Ok((
-            articles::latest(conn, PAGE, (page - 1) * PAGE)?,
-            articles::count(conn)?,
-        ))
+        let rows = articles::latest(conn, PAGE, (page - 1) * PAGE)?;
+        let ids: Vec<i64> = rows.iter().map(|a| a.id).collect();
+        let clicks = crate::stores::engagement::article_clicks(conn, &ids)?;
+        let rows = rows
+            .into_iter()
+            .map(|a| {
+                let n = clicks.get(&a.id).copied().unwrap_or(0);
+                (a, n)
+            })
+            .collect();
+        Ok((rows, articles::count(conn)?))
     })
     .await?;
     Ok(html(

@@ -155,6 +155,8 @@ struct DashboardPage {
     chrome: Chrome,
     by_status: Vec<(String, i64)>,
     chart: Chart,
+    /// The last issues' click rates, beside `chart`.
+    rates: super::engagement::RateChart,
     next_digest: Option<NextDigest>,
     issues: Vec<IssueProgress>,
 }
@@ -163,7 +165,8 @@ struct DashboardPage {
 pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let next_at = state.settings.schedule.next(Utc::now());
     let tz = state.settings.timezone.clone();
-    let (by_status, chart, next_digest, issues) = query(&state, move |conn| {
+    let settings = state.settings.clone();
+    let ((by_status, chart, next_digest, issues), rates) = query(&state, move |conn| {
         let mut by_status = crate::stores::subscriptions::counts_by_status(conn)?;
         let order = [
             "confirmed",
@@ -200,7 +203,8 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
             None => None,
         };
         let issues = last_issues(conn, 10, 0)?;
-        Ok((by_status, chart, next_digest, issues))
+        let rates = super::engagement::RateChart::load(conn, &settings)?;
+        Ok(((by_status, chart, next_digest, issues), rates))
     })
     .await?;
     Ok(html(
@@ -209,6 +213,7 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
             chrome: Chrome::new(&state, &req, "dashboard"),
             by_status,
             chart,
+            rates,
             next_digest,
             issues,
         },

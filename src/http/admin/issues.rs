@@ -361,6 +361,8 @@ struct IssuePage {
     recipients: Vec<crate::stores::delivery::IssueRecipient>,
     status_filter: String,
     notice: Option<String>,
+    /// Shown once the issue is queued.
+    engagement: Option<super::engagement::Engagement>,
 }
 
 #[derive(Deserialize)]
@@ -385,12 +387,14 @@ pub async fn page(
         })
         .unwrap_or_default();
     let filter = status_filter.clone();
-    let (summary, counts, recipients) = query(&state, move |conn| {
+    let settings = state.settings.clone();
+    let (summary, counts, recipients, engagement) = query(&state, move |conn| {
         let summary = issues::summary(conn, id)?;
         let counts = crate::stores::delivery::progress_of(conn, &[id])?;
         let filter = (!filter.is_empty()).then_some(filter.as_str());
         let recipients = crate::stores::delivery::recipients_of_issue(conn, id, filter, 500, 0)?;
-        Ok((summary, counts, recipients))
+        let engagement = super::engagement::Engagement::load(conn, &settings, id)?;
+        Ok((summary, counts, recipients, engagement))
     })
     .await?;
     let summary = summary.ok_or(Fault::NotFound)?;
@@ -400,10 +404,12 @@ pub async fn page(
         Some("not-draft") => Some("This issue was sent already.".to_string()),
         _ => None,
     };
+    let engagement = engagement.filter(|_| !summary.is_draft());
     Ok(html(
         StatusCode::OK,
         &IssuePage {
             chrome: Chrome::new(&state, &req, "issues"),
+            engagement,
             p: IssueProgress::of(summary, &counts),
             recipients,
             status_filter,

@@ -12,6 +12,7 @@ pub mod articles;
 pub mod auth;
 pub mod dashboard;
 pub mod digest;
+pub mod engagement;
 pub mod issues;
 pub mod routes;
 pub mod session;

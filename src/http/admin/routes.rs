@@ -6,8 +6,8 @@ use actix_web::web;
 
 use super::session::{guard, session_middleware};
 use super::{
-    articles, auth, dashboard, digest, issues, signup_form, subscribers, webhooks, welcome,
-    MAX_FORM_BYTES,
+    articles, auth, dashboard, digest, engagement, issues, signup_form, subscribers, webhooks,
+    welcome, MAX_FORM_BYTES,
 };
 use crate::foundation::config::Settings;
 
@@ -35,6 +35,7 @@ route_table! {
     post "/issues" => issues::compose,
     get "/issues/{id}" => issues::page,
     get "/issues/{id}/preview" => issues::preview,
+    get "/issues/{id}/engagement.csv" => engagement::csv,
     post "/issues/{id}/send" => issues::send_draft,
     post "/issues/{id}/retry" => issues::retry_failed,
     get "/digest" => digest::page,

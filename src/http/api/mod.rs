@@ -10,6 +10,7 @@
 pub mod articles;
 pub mod bounces;
 pub mod digest;
+pub mod engagement;
 pub mod issues;
 pub mod openapi;
 pub mod routes;

@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
-use super::{articles, bounces, digest, issues, subscribers, webhooks, Problem};
+use super::{articles, bounces, digest, engagement, issues, subscribers, webhooks, Problem};
 use crate::foundation::domain::SubscriberStatus;
 use crate::http::state::AppState;
 
@@ -31,6 +31,7 @@ impl utoipa::Modify for BearerAuth {
         subscribers::erase_subscriber, subscribers::unsubscribe_subscriber,
         articles::list_articles, articles::push_article, articles::get_article, articles::patch_article,
         issues::list_issues, issues::create_issue, issues::get_issue, issues::send_issue,
+        engagement::get_issue_engagement,
         digest::digest_preview, digest::digest_run, bounces::receive_bounce, openapi,
         webhooks::list_webhooks, webhooks::create_webhook, webhooks::get_webhook,
         webhooks::delete_webhook,

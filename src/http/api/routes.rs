@@ -5,7 +5,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use super::{
-    articles, bounces, digest, issues, openapi, problem, subscribers, webhooks, ApiError, TokenName,
+    articles, bounces, digest, engagement, issues, openapi, problem, subscribers, webhooks,
+    ApiError, TokenName,
 };
 use crate::http::state::AppState;
 
@@ -41,6 +42,7 @@ route_table! {
     post "/issues" => issues::create_issue,
     get "/issues/{id}" => issues::get_issue,
     post "/issues/{id}/send" => issues::send_issue,
+    get "/issues/{id}/engagement" => engagement::get_issue_engagement,
     get "/digest/preview" => digest::digest_preview,
     post "/digest/run" => digest::digest_run,
     post "/bounces" => bounces::receive_bounce,

@@ -10,6 +10,12 @@
 //! A low store: the issues store calls it to keep an issue's links in the issue's transaction,
 //! and the subscriptions store to forget a reader.
 
+mod reports;
+pub use reports::{
+    article_clicks, digest_of, digest_report, recent, report_of, reports_of, ArticleReport,
+    AudienceReport, IssueReport, LinkReport, Shown,
+};
+
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
