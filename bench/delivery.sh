@@ -6,6 +6,10 @@
 #
 #   bench/delivery.sh [SUBSCRIBERS] [CONNECTIONS]      (defaults: 100000 8)
 #
+# IRIA_BENCH_BIN=PATH runs that binary instead of building this tree's. IRIA_CLICK_TRACKING
+# (off, anonymous, personal) is passed on: run the script once per mode to see what tracked links
+# cost.
+#
 # Needs PostgreSQL on 127.0.0.1:5432 (or IRIA_BENCH_POSTGRES_URL), sqlite3, and smtp-sink and
 # smtp-source from Debian's postfix package: fetched here with `apt-get download` and unpacked
 # with `dpkg -x` (postfix itself is not installed).
@@ -25,8 +29,11 @@ export LD_LIBRARY_PATH="$tools/usr/lib/postfix${LD_LIBRARY_PATH:+:$LD_LIBRARY_PA
 sink="$tools/usr/sbin/smtp-sink"
 source_="$tools/usr/sbin/smtp-source"
 
-cargo build --release --quiet
-bin=./target/release/iria-news
+bin="${IRIA_BENCH_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --quiet
+  bin=./target/release/iria-news
+fi
 work="$(mktemp -d)"
 sink_pid=""
 dbs=()
@@ -48,8 +55,10 @@ cat >"$work/issue.html" <<'HTML'
 The Joint Security Cooperation Dialogue aims at a transition to a sustainable bilateral security
 partnership, ten years after the Global Coalition's military mission in Iraq began.</p>
 <h2>Also this week</h2>
-<ul><li>Europe's defence spending after the summit</li><li>Counter-terrorism cooperation in the Sahel</li>
-<li>Analysis: the Red Sea shipping crisis</li></ul>
+<ul><li><a href="https://www.ir-ia.com/europe-defence-spending/">Europe's defence spending after the summit</a></li>
+<li><a href="https://www.ir-ia.com/sahel-counter-terrorism/">Counter-terrorism cooperation in the Sahel</a></li>
+<li><a href="https://www.ir-ia.com/red-sea-shipping/">Analysis: the Red Sea shipping crisis</a></li></ul>
+<p><a href="https://www.ir-ia.com/">All analysis on ir-ia.com</a></p>
 HTML
 
 export IRIA_SECRET_KEY="bench-secret-key-bench-secret-key-0123456789"
