@@ -254,3 +254,76 @@ impl RateChart {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: i64, delivered: i64, clicks: i64) -> IssueReport {
+        IssueReport {
+            issue_id: id,
+            delivered,
+            clicks,
+            tracked: true,
+            ..Default::default()
+        }
+    }
+
+    const ANONYMOUS: Shown = Shown {
+        unique: false,
+        opens: false,
+    };
+
+    #[test]
+    fn the_rate_is_a_dash_before_any_delivery_and_a_percentage_after() {
+        assert_eq!(percent(&report(1, 0, 0)), "—");
+        assert_eq!(percent(&report(1, 3, 1)), "33.3%");
+        let mut personal = report(1, 4, 9);
+        personal.unique_clickers = Some(1);
+        assert_eq!(percent(&personal), "25.0%", "unique clickers, not clicks");
+    }
+
+    #[test]
+    fn the_chart_scales_its_bars_to_the_highest_rate_oldest_first() {
+        let issues = vec![
+            ("first".to_string(), report(1, 10, 1)),
+            ("second".to_string(), report(2, 10, 4)),
+            ("third".to_string(), report(3, 0, 0)),
+        ];
+        let chart = RateChart::draw(&issues, ANONYMOUS);
+        assert_eq!(chart.top, "40%");
+        let heights: Vec<i64> = chart.bars.iter().map(|b| b.height).collect();
+        let full = chart.height - 20;
+        assert_eq!(heights, vec![full / 4, full, 0]);
+        assert!(chart.bars[0].x < chart.bars[1].x);
+        assert_eq!(chart.bars[1].label, "second: 40.0%");
+        assert!(chart
+            .bars
+            .iter()
+            .all(|b| b.y + b.height == chart.height - 1 && b.x + b.width <= chart.width));
+        assert!(RateChart::draw(&[], ANONYMOUS).bars.is_empty());
+    }
+
+    #[test]
+    fn the_csv_has_its_header_and_keeps_formulas_out() {
+        let mut r = report(7, 2, 1);
+        r.links.push(engagement::LinkReport {
+            position: 1,
+            url: "=HYPERLINK(\"x\")".into(),
+            article_id: None,
+            clicks: 1,
+            unique_clickers: None,
+        });
+        let e = Engagement {
+            shown: ANONYMOUS,
+            report: r,
+            audiences: vec![],
+            articles: vec![],
+        };
+        let csv = String::from_utf8(to_csv(&e).expect("csv")).expect("utf-8");
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER.join(","));
+        assert_eq!(lines[1], "issue,7,,,,,,2,1,0,,,0.5000");
+        assert_eq!(lines[2], "link,7,,1,\"'=HYPERLINK(\"\"x\"\")\",,,,1,,,,");
+    }
+}

@@ -152,6 +152,10 @@ pub async fn create_webhook(
         return Err(ApiError::invalid("events: choose at least one event"));
     }
     let description = body.description.unwrap_or_default();
+    // PostgreSQL's text cannot hold a NUL (an insert fails): refused as invalid, as elsewhere.
+    if description.contains('\0') {
+        return Err(ApiError::invalid("description: holds a NUL character"));
+    }
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(ApiError::invalid(format!(
             "description: at most {MAX_DESCRIPTION_CHARS} characters"

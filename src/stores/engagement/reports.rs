@@ -94,7 +94,6 @@ pub fn reports_of(
         .into_iter()
         .filter_map(|(id, n)| Some((id?, n)))
         .collect();
-    type LinkRow = (i64, i32, String, Option<i64>, i64, i64);
     let links: Vec<LinkRow> = issue_links::table
         .filter(issue_links::issue_id.eq_any(issue_ids))
         .order((issue_links::issue_id, issue_links::position))
@@ -113,37 +112,68 @@ pub fn reports_of(
     } else {
         Default::default()
     };
-    let mut out = Vec::with_capacity(issue_ids.len());
-    for &id in issue_ids {
-        let rows_at =
-            |position: i32, machine: bool| rows.get(&(id, position, machine)).copied().unwrap_or(0);
+    let found = Found {
+        delivered,
+        links,
+        rows,
+        unique,
+        unique_by_link,
+    };
+    Ok(issue_ids
+        .iter()
+        .map(|&id| found.report(id, shown))
+        .collect())
+}
+
+/// What [`reports_of`] read, to be folded into each issue's report.
+struct Found {
+    delivered: HashMap<i64, i64>,
+    links: Vec<LinkRow>,
+    rows: RowCounts,
+    unique: HashMap<i64, i64>,
+    unique_by_link: HashMap<(i64, i32), i64>,
+}
+
+/// A link's row: (issue, position, url, article, clicks, machine clicks).
+type LinkRow = (i64, i32, String, Option<i64>, i64, i64);
+
+impl Found {
+    fn report(&self, id: i64, shown: Shown) -> IssueReport {
+        let rows_at = |position: i32, machine: bool| {
+            self.rows
+                .get(&(id, position, machine))
+                .copied()
+                .unwrap_or(0)
+        };
         let mut report = IssueReport {
             issue_id: id,
-            delivered: delivered.get(&id).copied().unwrap_or(0),
-            unique_clickers: shown.unique.then(|| unique.get(&id).copied().unwrap_or(0)),
+            delivered: self.delivered.get(&id).copied().unwrap_or(0),
+            unique_clickers: shown
+                .unique
+                .then(|| self.unique.get(&id).copied().unwrap_or(0)),
             opens: shown.opens.then_some(0),
             ..Default::default()
         };
         for (_, position, url, article_id, counted, machine) in
-            links.iter().filter(|l| l.0 == id).cloned()
+            self.links.iter().filter(|l| l.0 == id).cloned()
         {
             report.tracked = true;
             if position == OPEN_POSITION {
                 report.opens = report.opens.map(|o| o + counted + rows_at(position, false));
                 continue;
             }
-            let reader = if position == TRAP_POSITION {
-                0
+            // Every click on the hidden link is a machine's, however it was counted.
+            let (reader, by_machine) = if position == TRAP_POSITION {
+                (
+                    0,
+                    machine + rows_at(position, true) + counted + rows_at(position, false),
+                )
             } else {
-                counted + rows_at(position, false)
+                (
+                    counted + rows_at(position, false),
+                    machine + rows_at(position, true),
+                )
             };
-            let by_machine = machine
-                + rows_at(position, true)
-                + if position == TRAP_POSITION {
-                    counted + rows_at(position, false)
-                } else {
-                    0
-                };
             report.clicks += reader;
             report.machine_clicks += by_machine;
             if position > TRAP_POSITION {
@@ -152,15 +182,17 @@ pub fn reports_of(
                     url,
                     article_id,
                     clicks: reader,
-                    unique_clickers: shown
-                        .unique
-                        .then(|| unique_by_link.get(&(id, position)).copied().unwrap_or(0)),
+                    unique_clickers: shown.unique.then(|| {
+                        self.unique_by_link
+                            .get(&(id, position))
+                            .copied()
+                            .unwrap_or(0)
+                    }),
                 });
             }
         }
-        out.push(report);
+        report
     }
-    Ok(out)
 }
 
 /// One issue's engagement; `None` when there is no such issue.
