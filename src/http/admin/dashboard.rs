@@ -157,6 +157,8 @@ struct DashboardPage {
     chart: Chart,
     next_digest: Option<NextDigest>,
     issues: Vec<IssueProgress>,
+    /// Readers unsubscribed as inactive by re-permission (they did not answer in time).
+    inactive_unsubscribed: i64,
 }
 
 /// `GET /admin`.
@@ -203,6 +205,10 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
         Ok((by_status, chart, next_digest, issues))
     })
     .await?;
+    let inactive_unsubscribed = query(&state, |conn| {
+        Ok(crate::stores::subscriptions::repermission::unsubscribed_as_inactive(conn)?)
+    })
+    .await?;
     Ok(html(
         actix_web::http::StatusCode::OK,
         &DashboardPage {
@@ -211,6 +217,7 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
             chart,
             next_digest,
             issues,
+            inactive_unsubscribed,
         },
     ))
 }

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod digest;
 pub mod issues;
+pub mod repermission;
 pub mod routes;
 pub mod session;
 pub mod signup_form;
