@@ -3,6 +3,7 @@
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod keep_tokens;
 pub mod links;
 pub mod logging;
 pub mod message_ids;

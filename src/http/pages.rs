@@ -111,3 +111,24 @@ pub async fn not_found(
         "There is no page at this address.",
     )
 }
+
+/// What the sign-up and preferences pages say about clicks on the links of the emails: in
+/// `personal` mode, that they are recorded per reader, what for, and how to take them back; in
+/// `anonymous` mode, only that they are counted without naming anyone; nothing when off.
+pub fn click_notice(mode: crate::foundation::config::ClickTracking) -> Option<&'static str> {
+    use crate::foundation::config::ClickTracking;
+    match mode {
+        ClickTracking::Personal => Some(
+            "Clicks on the links in our emails are recorded for each reader: which link of which \
+             email, and when. We use them to see what our readers find worth reading, and to find \
+             readers who no longer open anything, whom we ask once whether they still want the \
+             newsletter before unsubscribing them. Your clicks are in the data you can download \
+             from your preferences page (linked at the bottom of every email), and erasing your \
+             data there deletes them.",
+        ),
+        ClickTracking::Anonymous => {
+            Some("We count the clicks on each link of our emails, without recording who clicked.")
+        }
+        ClickTracking::Off => None,
+    }
+}

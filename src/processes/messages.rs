@@ -16,7 +16,9 @@ use crate::processes::compose;
 use crate::stores::welcome::Welcome;
 
 mod prepared;
+mod repermission;
 pub use prepared::{feedback_id, open_image, IssueContent, Links, PreparedPart};
+pub use repermission::keep_url;
 
 /// A name as it may stand in a header: no control characters (CR, LF, NUL, tabs and the like
 /// become spaces), white space collapsed, at most 256 characters; `None` when nothing is left.
@@ -359,6 +361,20 @@ pub fn already_subscribed(
     .render()?;
     let subject = format!("You are already subscribed to {}", settings.site_name);
     notice(settings, to, "notice", &subject, &body, dkim)
+}
+
+/// "Still want it?" of a re-permission campaign, with its "Keep me subscribed" button (see
+/// [`repermission::repermission_body`]); a notice with the usual list headers.
+pub fn repermission(
+    settings: &Settings,
+    to: &Addressee,
+    campaign_id: i64,
+    deadline: chrono::NaiveDateTime,
+    dkim: Option<&lettre::message::dkim::DkimConfig>,
+) -> anyhow::Result<Message> {
+    let (subject, body) =
+        repermission::repermission_body(settings, to.subscriber_id, campaign_id, deadline);
+    notice(settings, to, "repermission", &subject, &body, dkim)
 }
 
 /// The headers a DKIM signature covers: lettre's default list leaves out the

@@ -3,7 +3,7 @@
 
 use actix_web::web;
 
-use crate::http::public::{archive, confirm, data_links, links, ops, signup, tracking, view};
+use crate::http::public::{archive, confirm, data_links, keep, links, ops, signup, tracking, view};
 use crate::http::{api, embedding};
 
 /// The routes outside `/admin` (the console is a scope of its own, see [`crate::http::admin`]).
@@ -53,6 +53,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(data_links::download),
         )
         .route("/my-data/{token}/erase", web::post().to(data_links::erase))
+        .route("/keep/{token}", web::get().to(keep::page))
+        .route("/keep/{token}", web::post().to(keep::keep))
         .route("/digest/preview", web::get().to(archive::preview))
         .route("/archive", web::get().to(archive::archive))
         .route("/archive/feed.atom", web::get().to(archive::atom))

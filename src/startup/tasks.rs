@@ -1,5 +1,5 @@
 //! The background tasks of `serve`: the digest scheduler, scheduled issues, the feed poller, the
-//! rate limits' clean-up and the webhook worker; and the signal that stops the process.
+//! rate limits' clean-up, re-permission deadlines and the webhook worker; and the signal that stops the process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use crate::foundation::schedule::Schedule;
 use crate::http::state::AppState;
 use crate::processes::webhooks::WebhookWorker;
 use crate::processes::{digest, feed};
+use crate::stores::subscriptions::repermission;
 use crate::stores::{issues, limits};
 
 /// Starts every background task of a `serve` process; each runs until the process stops.
@@ -38,6 +39,7 @@ pub fn spawn_background(state: &web::Data<AppState>, settings: &Arc<Settings>) {
         state.pool.clone(),
         settings.schedule.clone(),
     ));
+    tokio::spawn(repermission_forever(state.pool.clone()));
     tokio::spawn(scheduled_issues_forever(
         state.pool.clone(),
         state.wake.clone(),
@@ -103,6 +105,25 @@ pub async fn scheduled_issues_forever(pool: Pool, wake: Arc<Notify>) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "checking for scheduled issues failed; next time"),
+        }
+    }
+}
+
+/// How often the re-permission deadlines are looked at.
+const REPERMISSION_EVERY: Duration = Duration::from_secs(5);
+
+/// Unsubscribes, with the reason `inactive`, the readers who did not answer a re-permission
+/// message in time, every few seconds until the process stops. Several processes may run it:
+/// each reader is unsubscribed once (see [`repermission::expire`]).
+pub async fn repermission_forever(pool: Pool) {
+    let mut tick = tokio::time::interval(REPERMISSION_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match db::run(&pool, |conn| repermission::expire(conn, db::now())).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(unsubscribed = n, "inactive readers unsubscribed"),
+            Err(e) => tracing::warn!(error = %e, "re-permission deadlines: next time"),
         }
     }
 }

@@ -279,3 +279,32 @@ diesel::allow_tables_to_appear_in_same_query!(issue_links, articles);
 diesel::allow_tables_to_appear_in_same_query!(clicks, articles);
 diesel::allow_tables_to_appear_in_same_query!(issue_links, subscribers);
 diesel::allow_tables_to_appear_in_same_query!(clicks, subscribers);
+
+diesel::table! {
+    /// Re-permission: a message to the inactive readers, asking whether they still want it.
+    repermission_campaigns (id) {
+        id -> BigInt,
+        inactive_digests -> Integer,
+        days -> Integer,
+        created_at -> Timestamp,
+        deadline -> Timestamp,
+        created_by -> Nullable<Text>,
+        recipients -> Integer,
+    }
+}
+
+diesel::table! {
+    /// One reader asked by a re-permission campaign, and what became of it.
+    repermission_requests (campaign_id, subscriber_id) {
+        campaign_id -> BigInt,
+        subscriber_id -> BigInt,
+        status -> Text,
+        answered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(repermission_requests -> repermission_campaigns (campaign_id));
+diesel::joinable!(repermission_requests -> subscribers (subscriber_id));
+diesel::allow_tables_to_appear_in_same_query!(repermission_campaigns, repermission_requests);
+diesel::allow_tables_to_appear_in_same_query!(repermission_requests, subscribers);
+diesel::allow_tables_to_appear_in_same_query!(repermission_campaigns, subscribers);

@@ -159,6 +159,8 @@ struct DashboardPage {
     rates: super::engagement::RateChart,
     next_digest: Option<NextDigest>,
     issues: Vec<IssueProgress>,
+    /// Readers unsubscribed as inactive by re-permission (they did not answer in time).
+    inactive_unsubscribed: i64,
 }
 
 /// `GET /admin`.
@@ -207,6 +209,10 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
         Ok(((by_status, chart, next_digest, issues), rates))
     })
     .await?;
+    let inactive_unsubscribed = query(&state, |conn| {
+        Ok(crate::stores::subscriptions::repermission::unsubscribed_as_inactive(conn)?)
+    })
+    .await?;
     Ok(html(
         actix_web::http::StatusCode::OK,
         &DashboardPage {
@@ -216,6 +222,7 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
             rates,
             next_digest,
             issues,
+            inactive_unsubscribed,
         },
     ))
 }

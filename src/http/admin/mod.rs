@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod digest;
 pub mod engagement;
 pub mod issues;
+pub mod repermission;
 pub mod routes;
 pub mod session;
 pub mod signup_form;

@@ -6,8 +6,8 @@ use actix_web::web;
 
 use super::session::{guard, session_middleware};
 use super::{
-    articles, auth, dashboard, digest, engagement, issues, signup_form, subscribers, webhooks,
-    welcome, MAX_FORM_BYTES,
+    articles, auth, dashboard, digest, engagement, issues, repermission, signup_form, subscribers,
+    webhooks, welcome, MAX_FORM_BYTES,
 };
 use crate::foundation::config::Settings;
 
@@ -49,6 +49,8 @@ route_table! {
     get "/subscribers/{id}" => subscribers::record,
     post "/subscribers/{id}/unsubscribe" => subscribers::unsubscribe,
     post "/subscribers/{id}/erase" => subscribers::erase,
+    get "/repermission" => repermission::page,
+    post "/repermission" => repermission::start,
     get "/articles" => articles::list,
     get "/articles/new" => articles::new_page,
     post "/articles" => articles::create,

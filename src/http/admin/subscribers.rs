@@ -9,8 +9,10 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::{path_id, query, see_other, Answer, Chrome, Fault, NoticeQuery, MAX_IMPORT_BYTES};
+use crate::foundation::config::ClickTracking;
 use crate::http::pages::html;
 use crate::http::state::AppState;
+use crate::stores::engagement::{self, MAX_INACTIVE_DIGESTS};
 use crate::stores::subscriptions::directory::{
     self, ConsentRow, DeliveryRow, Filter, ImportOptions, ImportReport,
 };
@@ -30,6 +32,8 @@ pub struct ListQuery {
     q: Option<String>,
     status: Option<String>,
     topic: Option<String>,
+    /// "No click in the last N digests" (`personal` click tracking only).
+    inactive: Option<String>,
     page: Option<i64>,
 }
 
@@ -48,6 +52,34 @@ impl ListQuery {
                 .clone()
                 .filter(|s| STATUSES.contains(&s.as_str())),
             topic: self.topic.clone().filter(|t| !t.is_empty()),
+            inactive_digests: self.inactive().ok().flatten(),
+        }
+    }
+
+    /// The inactive filter asked for: `Ok(None)` when none, `Err` with what is wrong with it.
+    fn inactive(&self) -> Result<Option<u32>, String> {
+        let raw = self.inactive.as_deref().map(str::trim).unwrap_or_default();
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        match raw.parse::<u32>() {
+            Ok(n) if (1..=MAX_INACTIVE_DIGESTS).contains(&n) => Ok(Some(n)),
+            _ => Err(format!(
+                "\"No click in the last N digests\" takes a number from 1 to {MAX_INACTIVE_DIGESTS}."
+            )),
+        }
+    }
+
+    /// Why the filter cannot be used here, if it cannot.
+    fn refusal(&self, mode: ClickTracking) -> Option<String> {
+        match self.inactive() {
+            Err(e) => Some(e),
+            Ok(Some(_)) if mode != ClickTracking::Personal => Some(
+                "The inactive filter needs IRIA_CLICK_TRACKING=personal: in this installation \
+                 clicks are not recorded per reader, so nobody can be found inactive."
+                    .into(),
+            ),
+            _ => None,
         }
     }
 
@@ -61,6 +93,9 @@ impl ListQuery {
         }
         if let Some(t) = &f.topic {
             out.append_pair("topic", t);
+        }
+        if let Some(n) = f.inactive_digests {
+            out.append_pair("inactive", &n.to_string());
         }
         out.finish()
     }
@@ -78,6 +113,10 @@ struct ListPage<'a> {
     page: i64,
     pages: i64,
     query: String,
+    /// Whether clicks are recorded per reader (the inactive filter and re-permission).
+    personal: bool,
+    /// Why the filter asked for was refused.
+    refusal: Option<String>,
 }
 
 /// `GET /admin/subscribers`.
@@ -86,7 +125,12 @@ pub async fn list(
     req: HttpRequest,
     q: web::Query<ListQuery>,
 ) -> Answer {
-    let filter = q.filter();
+    let mode = state.settings.click_tracking;
+    let refusal = q.refusal(mode);
+    let mut filter = q.filter();
+    if refusal.is_some() {
+        filter.inactive_digests = None;
+    }
     let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let f = filter.clone();
     let (rows, total) = query(&state, move |conn| {
@@ -96,8 +140,13 @@ pub async fn list(
         ))
     })
     .await?;
+    let status = if refusal.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     Ok(html(
-        StatusCode::OK,
+        status,
         &ListPage {
             chrome: Chrome::new(&state, &req, "subscribers"),
             filter,
@@ -108,13 +157,18 @@ pub async fn list(
             page,
             pages: ((total + PAGE - 1) / PAGE).max(1),
             query: q.query_string(),
+            personal: mode == ClickTracking::Personal,
+            refusal,
         },
     ))
 }
 
 /// `GET /admin/subscribers/export.csv`: the (filtered) list as CSV.
 pub async fn export(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Answer {
-    let filter = q.filter();
+    let mut filter = q.filter();
+    if q.refusal(state.settings.click_tracking).is_some() {
+        filter.inactive_digests = None;
+    }
     let csv = query(&state, move |conn| directory::export_csv(conn, &filter)).await?;
     let name = format!("subscribers-{}.csv", chrono::Utc::now().format("%Y-%m-%d"));
     Ok(HttpResponse::Ok()
@@ -134,6 +188,8 @@ struct RecordPage {
     consents: Vec<ConsentRow>,
     deliveries: Vec<DeliveryRow>,
     notice: Option<&'static str>,
+    /// The reader's last click (`personal` click tracking): `None` when not recorded.
+    last_click: Option<Option<chrono::NaiveDateTime>>,
 }
 
 /// `GET /admin/subscribers/{id}`.
@@ -144,11 +200,18 @@ pub async fn record(
     q: web::Query<NoticeQuery>,
 ) -> Answer {
     let id = path_id(&path)?;
-    let (s, consents, deliveries) = query(&state, move |conn| {
+    let personal = state.settings.click_tracking == ClickTracking::Personal;
+    let (s, consents, deliveries, last_click) = query(&state, move |conn| {
+        let last_click = if personal {
+            Some(engagement::last_click_at(conn, id)?)
+        } else {
+            None
+        };
         Ok((
             records::find(conn, id)?,
             directory::consents_of(conn, id)?,
             directory::deliveries_of(conn, id, 100)?,
+            last_click,
         ))
     })
     .await?;
@@ -166,6 +229,7 @@ pub async fn record(
             consents,
             deliveries,
             notice,
+            last_click,
         },
     ))
 }

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{bad_query, id_of, paging, run, token_name, topics_of, utc, Answer, ApiError, Problem};
+use crate::foundation::config::ClickTracking;
 use crate::foundation::domain::{SubscriberEmail, SubscriberName, SubscriberStatus, Topics};
 use crate::http::state::AppState;
+use crate::stores::engagement::MAX_INACTIVE_DIGESTS;
 use crate::stores::subscriptions::directory::{self, Added, Filter, ImportOptions};
 use crate::stores::subscriptions::records;
 
@@ -90,6 +92,10 @@ pub struct SubscriberQuery {
     /// Skip this many.
     #[param(minimum = 0, maximum = 1000000000)]
     pub offset: Option<i64>,
+    /// Only the inactive readers: confirmed, sent each of the last N digests, and no click on
+    /// any of them (1 to 52). Only with `IRIA_CLICK_TRACKING=personal`; 400 otherwise.
+    #[param(minimum = 1, maximum = 52)]
+    pub inactive_digests: Option<u32>,
 }
 
 /// List and search subscribers.
@@ -113,10 +119,24 @@ pub async fn list_subscribers(
             "topic: {shown:?} is not one of the site's topics"
         )));
     }
+    if let Some(n) = q.inactive_digests {
+        if state.settings.click_tracking != ClickTracking::Personal {
+            return Err(bad_query(
+                "inactive_digests: needs IRIA_CLICK_TRACKING=personal (clicks are not recorded \
+                 per reader in this installation)",
+            ));
+        }
+        if !(1..=MAX_INACTIVE_DIGESTS).contains(&n) {
+            return Err(bad_query(&format!(
+                "inactive_digests: from 1 to {MAX_INACTIVE_DIGESTS}"
+            )));
+        }
+    }
     let filter = Filter {
         text: q.q.clone().unwrap_or_default(),
         status: q.status.map(|s| s.as_str().to_string()),
         topic: q.topic.clone().filter(|t| !t.is_empty()),
+        inactive_digests: q.inactive_digests,
     };
     let (rows, total) = run(&state, move |conn| {
         Ok((

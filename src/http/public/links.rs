@@ -184,6 +184,8 @@ struct PreferencesPage<'a> {
     subscribed: bool,
     saved: bool,
     max_name: usize,
+    /// What is done with clicks on the links of the emails (see [`pages::click_notice`]).
+    clicks: Option<&'static str>,
 }
 
 impl PreferencesPage<'_> {
@@ -243,6 +245,7 @@ fn render_preferences(
             subscribed: record.is_subscribed(),
             saved,
             max_name: MAX_NAME_CHARS,
+            clicks: pages::click_notice(state.settings.click_tracking),
         },
     )
 }

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod confirm;
 pub mod data_links;
+pub mod keep;
 pub mod links;
 pub mod ops;
 pub mod signup;

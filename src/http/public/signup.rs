@@ -115,6 +115,8 @@ struct SignupPage<'a> {
     max_name: usize,
     /// The site's page to go back to, kept for the next try when it is an allowed one.
     return_to: Option<&'a str>,
+    /// What is done with clicks on the links of the emails (see [`pages::click_notice`]).
+    clicks: Option<&'static str>,
 }
 
 impl SignupPage<'_> {
@@ -153,6 +155,7 @@ fn render_form(
             max_name: MAX_NAME_CHARS,
             return_to: embedding::return_target(&form.return_to, &state.settings.allowed_origins)
                 .map(|_| form.return_to.as_str()),
+            clicks: pages::click_notice(state.settings.click_tracking),
         },
     )
 }

@@ -15,7 +15,7 @@ use crate::foundation::domain::SubscriberStatus;
 use crate::processes::messages::{self, IssueContent};
 use crate::stores::delivery::{Claimed, Kind, Outcome};
 use crate::stores::subscriptions::tokens::ConfirmationToken;
-use crate::stores::subscriptions::{self, data_links, Recipient};
+use crate::stores::subscriptions::{self, data_links, repermission, Recipient};
 use crate::stores::welcome::Welcome;
 
 /// What one delivery's message is made of.
@@ -126,6 +126,7 @@ pub fn build(
             }
         },
         "already_subscribed" => messages::already_subscribed(settings, &to, dkim),
+        "repermission" => return repermission(settings, dkim, claimed, &to),
         other => {
             return Err(Outcome::Failed {
                 error: format!("no sender for deliveries of kind {other:?}"),
@@ -133,6 +134,30 @@ pub fn build(
         }
     };
     built.map_err(unbuilt)
+}
+
+/// "Still want it?" of a re-permission campaign, unless its deadline has passed (the reader is
+/// about to be unsubscribed, or was: asking now would be a false promise).
+fn repermission(
+    settings: &Settings,
+    dkim: Option<&DkimConfig>,
+    claimed: &Claimed,
+    to: &messages::Addressee,
+) -> Result<lettre::Message, Outcome> {
+    let Some((campaign_id, deadline)) = claimed
+        .payload
+        .as_deref()
+        .and_then(repermission::parse_payload)
+    else {
+        return Err(Outcome::Failed {
+            error: "the re-permission message names no campaign".into(),
+        });
+    };
+    if deadline <= crate::foundation::db::now() {
+        let reason = "the re-permission deadline has passed".into();
+        return Err(Outcome::Skipped { reason });
+    }
+    messages::repermission(settings, to, campaign_id, deadline, dkim).map_err(unbuilt)
 }
 
 /// A message that could not be written: that delivery fails, for good.

@@ -18,6 +18,9 @@ pub enum Kind {
     /// A reader asked, from the preferences page, for a link to download or erase their data:
     /// the link, valid an hour, once.
     DataLink,
+    /// "Still want it?", to a reader inactive for a while (see
+    /// `stores::subscriptions::repermission`); the payload names the campaign and its deadline.
+    Repermission,
 }
 
 impl Kind {
@@ -28,6 +31,7 @@ impl Kind {
             Kind::Welcome => "welcome",
             Kind::AlreadySubscribed => "already_subscribed",
             Kind::DataLink => "data_link",
+            Kind::Repermission => "repermission",
         }
     }
 }

@@ -16,8 +16,8 @@ pub use lease::{
 };
 pub use queue::{
     forget_subscriber, mark_bounced, push_confirmation_insert, queue_already_subscribed,
-    queue_confirmation, queue_data_link, queue_issue, queue_issue_for_exact_topics, queue_welcome,
-    retry_failed, skip_queued_for,
+    queue_confirmation, queue_data_link, queue_issue, queue_issue_for_exact_topics,
+    queue_repermission, queue_welcome, retry_failed, skip_queued_for,
 };
 pub use reports::{
     counts_by_status, due_now, history_of, issue_progress, progress_of, recipients_of_issue,

@@ -57,6 +57,39 @@ fn queue_one_time_link(
         .get_result(conn)
 }
 
+/// Queues a re-permission message to each of `subscriber_ids` (a campaign's readers), as bulk
+/// mail; `payload` names the campaign. Returns how many were queued.
+pub fn queue_repermission(
+    conn: &mut DbConnection,
+    subscriber_ids: &[i64],
+    payload: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let mut queued = 0;
+    for chunk in subscriber_ids.chunks(1000) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|id| {
+                (
+                    deliveries::kind.eq(Kind::Repermission.as_str()),
+                    deliveries::subscriber_id.eq(*id),
+                    deliveries::priority.eq(PRIORITY_BULK),
+                    deliveries::status.eq(Status::Queued.as_str()),
+                    deliveries::next_attempt_at.eq(now),
+                    deliveries::payload.eq(payload),
+                    deliveries::created_at.eq(now),
+                )
+            })
+            .collect();
+        let insert = diesel::insert_into(deliveries::table).values(rows);
+        queued += match conn {
+            DbConnection::Pg(pg) => insert.execute(pg)?,
+            DbConnection::Sqlite(lite) => insert.execute(lite)?,
+        };
+    }
+    Ok(queued)
+}
+
 /// Queues the welcome email of a reader who has just confirmed, unless one was queued for them
 /// before (confirming again after leaving does not welcome them twice); `true` when queued.
 /// Called inside the confirmation's transaction, after the subscriber's row was updated: on

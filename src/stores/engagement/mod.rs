@@ -25,6 +25,12 @@ use crate::foundation::db::schema::{clicks, deliveries, issue_links, subscribers
 use crate::foundation::db::DbConnection;
 use crate::foundation::tracking::{OPEN_POSITION, TRAP_POSITION};
 
+mod readers;
+pub use readers::{
+    forget_subscriber, history_of, inactive_condition, inactive_ids, last_click_at, ReaderClick,
+    MAX_INACTIVE_DIGESTS,
+};
+
 /// A click this soon after its copy was delivered is a machine's: a person has not opened the
 /// message yet, a mail scanner has.
 pub const MACHINE_SECONDS_AFTER_DELIVERY: i64 = 10;

@@ -12,6 +12,7 @@ use crate::foundation::db::schema::{consents, deliveries, issues, subscribers};
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::SubscriberStatus;
 use crate::foundation::domain::{SubscriberEmail, SubscriberName, Topics};
+use crate::stores::engagement;
 
 /// Rows written per transaction by an import.
 const IMPORT_CHUNK: usize = 500;
@@ -26,6 +27,9 @@ pub struct Filter {
     pub text: String,
     pub status: Option<String>,
     pub topic: Option<String>,
+    /// Only the readers with no click in the last N digests (`personal` click tracking; see
+    /// [`engagement::inactive_condition`]).
+    pub inactive_digests: Option<u32>,
 }
 
 fn escape_like(text: &str) -> String {
@@ -64,6 +68,9 @@ fn filtered(filter: &Filter) -> Boxed<'static> {
                 .like(format!("%,{},%", escape_like(topic)))
                 .escape('\\'),
         );
+    }
+    if let Some(n) = filter.inactive_digests {
+        query = query.filter(engagement::inactive_condition(n));
     }
     query
 }

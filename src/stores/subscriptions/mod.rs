@@ -7,6 +7,7 @@
 pub mod data_links;
 pub mod directory;
 pub mod records;
+pub mod repermission;
 pub mod tokens;
 
 use chrono::{Duration as ChronoDuration, NaiveDateTime};

@@ -10,7 +10,7 @@ use crate::foundation::db::schema::{confirmation_tokens, consents, data_links, s
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::SubscriberStatus;
 use crate::foundation::domain::{SubscriberName, Topics};
-use crate::stores::{delivery, webhooks};
+use crate::stores::{delivery, engagement, webhooks};
 
 /// A subscriber as the preferences page shows it.
 #[derive(Clone, Debug, Queryable, Selectable)]
@@ -109,8 +109,8 @@ pub fn update_preferences(
 }
 
 /// Everything stored about a subscriber, as JSON (GDPR Art. 15 and 20): the subscription, every
-/// consent record, every message sent or queued to them, and the webhook events about them
-/// (to which receiver).
+/// consent record, every message sent or queued to them, the webhook events about them (to which
+/// receiver), and their clicks on the links of the emails (`personal` click tracking).
 pub fn export(
     conn: &mut DbConnection,
     subscriber_id: i64,
@@ -118,6 +118,44 @@ pub fn export(
     let Some(s) = find(conn, subscriber_id)? else {
         return Ok(None);
     };
+    let consents = consents_json(conn, subscriber_id)?;
+    let deliveries = delivery::history_of(conn, subscriber_id)?;
+    let webhook_events = webhooks::history_of(conn, subscriber_id)?;
+    let clicks: Vec<serde_json::Value> = engagement::history_of(conn, subscriber_id)?
+        .into_iter()
+        .map(|c| {
+            json!({
+                "issue_id": c.issue_id,
+                "what": c.what,
+                "url": c.url,
+                "clicked_at": iso(c.clicked_at),
+                "counted_as_machine": c.machine,
+            })
+        })
+        .collect();
+    Ok(Some(json!({
+        "subscriber": {
+            "email": s.email,
+            "name": s.name,
+            "status": s.status,
+            "topics": Topics::from_stored(&s.topics).as_slice(),
+            "created_at": iso(s.created_at),
+            "confirmed_at": s.confirmed_at.map(iso),
+            "unsubscribed_at": s.unsubscribed_at.map(iso),
+            "unsubscribed_via": s.unsubscribed_via,
+        },
+        "consents": consents,
+        "messages": deliveries,
+        "shared_by_webhook": webhook_events,
+        "clicks": clicks,
+    })))
+}
+
+/// A subscriber's consent records, as the data download shows them.
+fn consents_json(
+    conn: &mut DbConnection,
+    subscriber_id: i64,
+) -> QueryResult<Vec<serde_json::Value>> {
     type ConsentRow = (
         NaiveDateTime,
         String,
@@ -144,7 +182,7 @@ pub fn export(
             consents::confirmed_ip,
         ))
         .load(conn)?;
-    let consents: Vec<serde_json::Value> = consent_rows
+    Ok(consent_rows
         .into_iter()
         .map(
             |(at, ip, ua, source, version, name, topics, confirmed_at, confirmed_ip)| {
@@ -161,24 +199,7 @@ pub fn export(
                 })
             },
         )
-        .collect();
-    let deliveries = delivery::history_of(conn, subscriber_id)?;
-    let webhook_events = webhooks::history_of(conn, subscriber_id)?;
-    Ok(Some(json!({
-        "subscriber": {
-            "email": s.email,
-            "name": s.name,
-            "status": s.status,
-            "topics": Topics::from_stored(&s.topics).as_slice(),
-            "created_at": iso(s.created_at),
-            "confirmed_at": s.confirmed_at.map(iso),
-            "unsubscribed_at": s.unsubscribed_at.map(iso),
-            "unsubscribed_via": s.unsubscribed_via,
-        },
-        "consents": consents,
-        "messages": deliveries,
-        "shared_by_webhook": webhook_events,
-    })))
+        .collect())
 }
 
 fn iso(t: NaiveDateTime) -> String {
@@ -239,7 +260,8 @@ pub fn upgrade_erased_markers(conn: &mut DbConnection, secret: &[u8]) -> QueryRe
 
 /// Erases a subscriber's personal data (GDPR Art. 17): name, topics and consent records go, the
 /// address is replaced by its keyed hash ([`erased_marker`], `secret` is `IRIA_SECRET_KEY`),
-/// queued messages and webhook events are skipped and confirmation and data-link secrets wiped.
+/// queued messages and webhook events are skipped and confirmation and data-link secrets wiped;
+/// the reader's clicks are folded into the anonymous counts and deleted.
 /// The row stays, unsubscribed, so the ledger keeps its counts and the address is never mailed
 /// again; signing up afresh makes a new subscriber.
 pub fn erase(conn: &mut DbConnection, subscriber_id: i64, secret: &[u8]) -> Result<bool, DbError> {
@@ -259,6 +281,7 @@ pub fn erase(conn: &mut DbConnection, subscriber_id: i64, secret: &[u8]) -> Resu
         .execute(conn)?;
         diesel::delete(data_links::table.filter(data_links::subscriber_id.eq(subscriber_id)))
             .execute(conn)?;
+        engagement::forget_subscriber(conn, subscriber_id)?;
         delivery::forget_subscriber(conn, subscriber_id)?;
         webhooks::forget_subscriber(conn, subscriber_id)?;
         diesel::update(subscribers::table.find(subscriber_id))

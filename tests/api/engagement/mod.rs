@@ -4,7 +4,9 @@
 mod browser;
 mod machines;
 mod modes;
+pub mod readers;
 mod recording;
 mod redirects;
+mod repermission;
 mod reports;
 pub mod support;
