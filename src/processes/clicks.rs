@@ -197,6 +197,7 @@ impl Tracking {
             mode: self.mode,
             pending: Vec::new(),
             recent: HashMap::new(),
+            failing: false,
         };
         Some(tokio::spawn(recorder.run(receiver, stop)))
     }
@@ -223,6 +224,8 @@ struct Recorder {
     pending: Vec<Click>,
     /// The burst windows: per copy (or issue and address), the recent clicks.
     recent: HashMap<WindowKey, Vec<(i32, NaiveDateTime, Seen)>>,
+    /// The last write failed (the database is down): wait for the tick.
+    failing: bool,
 }
 
 impl Recorder {
@@ -234,19 +237,23 @@ impl Recorder {
                 message = receiver.recv() => match message {
                     Some(Message::Hit(hit)) => {
                         self.take(hit);
-                        if self.pending.len() >= FLUSH_AT {
+                        // While the database fails, only the tick tries again.
+                        if self.pending.len() >= FLUSH_AT && !self.failing {
                             self.write().await;
                         }
                     }
                     Some(Message::Flush(done)) => {
+                        let mut waiting = vec![done];
                         while let Ok(message) = receiver.try_recv() {
                             match message {
                                 Message::Hit(hit) => self.take(hit),
-                                Message::Flush(other) => { let _ = other.send(()); }
+                                Message::Flush(other) => waiting.push(other),
                             }
                         }
                         self.write().await;
-                        let _ = done.send(());
+                        for done in waiting {
+                            let _ = done.send(());
+                        }
                     }
                     None => break,
                 },
@@ -347,6 +354,7 @@ impl Recorder {
             })
             .await
         };
+        self.failing = written.is_err();
         match written {
             Ok(_) => {
                 // What was pending is written now: as a person's, or settled.
@@ -373,6 +381,8 @@ impl Recorder {
                 if batch.len() > MAX_PENDING {
                     let dropped = batch.len() - MAX_PENDING;
                     batch.drain(..dropped);
+                    // The windows' indexes pointed into what was dropped: start them afresh.
+                    self.recent.clear();
                     tracing::warn!(dropped, "clicks dropped while the database was unavailable");
                 }
                 // The windows' indexes still point into the same batch, which stays first.

@@ -139,12 +139,8 @@ pub fn sanitize(html: &str) -> String {
         })
         .clean(html)
         .to_string();
-    tracked_links::scrub(
-        &cleaned
-            .replace(UNSUBSCRIBE_MARK, "")
-            .replace(PREFERENCES_MARK, "")
-            .replace(VIEW_MARK, ""),
-    )
+    // Every mark (the reader's links, the web copy, tracked links, the open image) is ours alone.
+    tracked_links::scrub(&cleaned)
 }
 
 /// Composes an issue: the editor's body inside the IRIA layout, CSS inlined, and a text part;
@@ -504,6 +500,43 @@ mod tests {
             page.contains("https://iria.example/a/"),
             "the body's links stay"
         );
+    }
+
+    #[test]
+    fn no_body_can_smuggle_in_a_mark() {
+        let settings = settings();
+        let draft = Announcement {
+            subject: "Marks".into(),
+            preheader: String::new(),
+            body:
+                "<p><img src=\"https://evil.example/x.png?u=%%IRIA_PREF%%IRIA_LINK_ERENCES_URL%%\">\
+                   <a href=\"https://evil.example/%%IRIA_%%IRIA_LINK_LINK_0%%\">x</a></p>"
+                    .into(),
+            markdown: false,
+            text: Some(
+                "%%IRIA_UNSUB%%IRIA_SCRIBE_URL%% and %%IRIA_%%IRIA_OPEN_IMAGE%%IMAGE%%".into(),
+            ),
+            topics: vec![],
+            idempotency_key: None,
+        }
+        .into_draft(&settings, Door::Console)
+        .expect("draft");
+        let composed = compose(&settings, &draft).expect("compose");
+        // The template's own marks are there once each; nothing the editor wrote became one.
+        assert_eq!(
+            composed.html.matches(PREFERENCES_MARK).count(),
+            1,
+            "{}",
+            composed.html
+        );
+        assert_eq!(
+            composed.text.matches(UNSUBSCRIBE_MARK).count(),
+            1,
+            "{}",
+            composed.text
+        );
+        assert!(!composed.text.contains(tracked_links::OPEN_MARK));
+        assert!(!composed.html.contains("evil.example/x.png?u=%%"));
     }
 
     #[test]

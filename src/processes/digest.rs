@@ -441,10 +441,13 @@ pub fn preview(
         return Ok(None);
     }
     let all: Vec<&Article> = plan.articles.iter().collect();
-    Ok(Some(compose::compose(
-        settings,
-        &draft(settings, &all, now)?,
-    )?))
+    let mut composed = compose::compose(settings, &draft(settings, &all, now)?)?;
+    // A preview is read, not sent: its links are the plain addresses, and no hidden link.
+    let urls: Vec<String> = composed.links.links.iter().map(|l| l.url.clone()).collect();
+    composed.html = crate::processes::tracked_links::untracked(&composed.html, &urls, true);
+    composed.text = crate::processes::tracked_links::untracked(&composed.text, &urls, false);
+    composed.links = Default::default();
+    Ok(Some(composed))
 }
 
 /// One archived digest and its articles.

@@ -37,10 +37,19 @@ pub fn parse_mark(text: &str) -> Option<(usize, usize)> {
     Some((position, LINK_MARK.len() + digits + MARK_END.len()))
 }
 
-/// Removes anything that looks like one of these marks from an editor's text, so that no body
-/// can borrow another link's position or the open image.
+/// What every mark starts with (the recipient marks of `stores::issues` too).
+const MARK_START: &str = "%%IRIA_";
+
+/// Removes anything that could become a mark from text that comes from an editor or a feed, so
+/// that no body can borrow a reader's unsubscribe or preferences link, another link's position
+/// or the open image. Repeated until nothing is left: removing one occurrence may join the
+/// pieces around it into another (`%%IRIA_%%IRIA_LINK_LINK_0%%`).
 pub fn scrub(text: &str) -> String {
-    text.replace(LINK_MARK, "").replace(OPEN_MARK, "")
+    let mut out = text.to_string();
+    while out.contains(MARK_START) {
+        out = out.replace(MARK_START, "");
+    }
+    out
 }
 
 /// The entities a serialiser writes in an attribute value, decoded.
@@ -170,11 +179,12 @@ fn track_text(text: &str, links: &mut Vec<IssueLink>) -> String {
     }
 }
 
-/// A part with its marks filled with the plain addresses (`html`: escaped for an attribute)
-/// and no open image: for a web copy, a preview or a test copy, where no click is counted.
+/// A part with its marks filled with the plain addresses (`html`: escaped for an attribute),
+/// without the hidden link and the open image: for a web copy, a preview or a test copy, where no click is counted.
 pub fn untracked(part: &str, urls: &[String], html: bool) -> String {
     let mut out = String::with_capacity(part.len());
-    let mut rest = part.replace(OPEN_MARK, "");
+    // Where no click is counted, the hidden link has nothing to tell apart.
+    let mut rest = part.replace(OPEN_MARK, "").replace(&trap_anchor(), "");
     let mut scan = rest.as_str();
     while let Some(at) = scan.find(LINK_MARK) {
         out.push_str(&scan[..at]);
@@ -248,6 +258,10 @@ mod tests {
             true,
         );
         assert!(plain.contains("href=\"https://ir-ia.com/a?x=1&amp;y=2\""));
+        assert!(
+            !plain.contains("aria-hidden"),
+            "the hidden link stays in a plain copy"
+        );
         assert!(!plain.contains(LINK_MARK));
         assert!(!links.open_image);
     }
@@ -259,6 +273,13 @@ mod tests {
         assert_eq!(parse_mark("%%IRIA_LINK_12%%rest"), Some((12, 16)));
         assert_eq!(parse_mark("%%IRIA_LINK_%%"), None);
         assert_eq!(parse_mark("%%IRIA_LINK_1x%%"), None);
-        assert_eq!(scrub("a %%IRIA_LINK_3%% b"), "a 3%% b");
+        assert_eq!(scrub("a %%IRIA_LINK_3%% b"), "a LINK_3%% b");
+        for smuggled in [
+            "%%IRIA_%%IRIA_LINK_LINK_0%%",
+            "%%IRIA_PREF%%IRIA_LINK_ERENCES_URL%%",
+            "%%IRI%%IRIA_A_UNSUBSCRIBE_URL%%",
+        ] {
+            assert!(!scrub(smuggled).contains("%%IRIA_"), "{smuggled}");
+        }
     }
 }

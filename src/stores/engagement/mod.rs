@@ -175,12 +175,18 @@ fn copies_of(conn: &mut DbConnection, batch: &[Click]) -> QueryResult<Copies> {
     let mut copies: HashMap<i64, Option<NaiveDateTime>> = HashMap::new();
     let mut trapped: HashSet<i64> = HashSet::new();
     for chunk in ids.chunks(5000) {
-        let rows: Vec<(i64, Option<NaiveDateTime>)> = deliveries::table
+        let query = deliveries::table
             .inner_join(subscribers::table)
             .filter(deliveries::id.eq_any(chunk))
             .filter(subscribers::erased_at.is_null())
-            .select((deliveries::id, deliveries::finished_at))
-            .load(conn)?;
+            .select((deliveries::id, deliveries::finished_at));
+        // On PostgreSQL the readers' rows are held until the clicks are written, so that an
+        // erasure (which locks its reader first) either sees these rows or is seen to have
+        // happened. (SQLite's writers take turns.)
+        let rows: Vec<(i64, Option<NaiveDateTime>)> = match conn {
+            DbConnection::Pg(pg) => query.for_share().load(pg)?,
+            DbConnection::Sqlite(_) => query.load(conn)?,
+        };
         copies.extend(rows);
         let hit: Vec<i64> = clicks::table
             .filter(clicks::delivery_id.eq_any(chunk))
@@ -235,7 +241,9 @@ fn record_in(conn: &mut DbConnection, batch: &[Click]) -> QueryResult<Recorded> 
                 row.machine = true;
             }
         }
-        let too_soon = copies[&delivery_id].is_some_and(|delivered| {
+        // A copy not yet recorded as sent was sent a moment ago: its worker records a batch at a
+        // time.
+        let too_soon = copies[&delivery_id].is_none_or(|delivered| {
             (click.at - delivered).num_seconds() < MACHINE_SECONDS_AFTER_DELIVERY
         });
         let machine = click.machine

@@ -110,10 +110,11 @@ pub fn last_click_at(
 /// link's anonymous counters (reader or machine), then the rows are deleted. Returns how many
 /// rows went.
 pub fn forget_subscriber(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<usize> {
-    let rows: Vec<(i64, i32, bool)> = clicks::table
-        .filter(clicks::delivery_id.eq_any(copies_of(subscriber_id)))
-        .select((clicks::issue_id, clicks::position, clicks::machine))
-        .load(conn)?;
+    // Exactly the rows deleted are added to the counters.
+    let rows: Vec<(i64, i32, bool)> =
+        diesel::delete(clicks::table.filter(clicks::delivery_id.eq_any(copies_of(subscriber_id))))
+            .returning((clicks::issue_id, clicks::position, clicks::machine))
+            .get_results(conn)?;
     // Ordered, so that concurrent erasures update the counters in the same order.
     let mut counts: BTreeMap<(i64, i32), (i64, i64)> = BTreeMap::new();
     for (issue_id, position, machine) in &rows {
@@ -132,8 +133,7 @@ pub fn forget_subscriber(conn: &mut DbConnection, subscriber_id: i64) -> QueryRe
             ))
             .execute(conn)?;
     }
-    diesel::delete(clicks::table.filter(clicks::delivery_id.eq_any(copies_of(subscriber_id))))
-        .execute(conn)
+    Ok(rows.len())
 }
 
 /// The last `n` digests that went out (that have issues), as SQL.

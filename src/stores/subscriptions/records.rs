@@ -267,6 +267,16 @@ pub fn upgrade_erased_markers(conn: &mut DbConnection, secret: &[u8]) -> QueryRe
 pub fn erase(conn: &mut DbConnection, subscriber_id: i64, secret: &[u8]) -> Result<bool, DbError> {
     db::write_transaction(conn, |conn| {
         let now = db::now();
+        // On PostgreSQL the reader's row is locked first, so that clicks being written for them
+        // now are either written before (and forgotten below) or see the erasure.
+        if let DbConnection::Pg(pg) = conn {
+            subscribers::table
+                .find(subscriber_id)
+                .select(subscribers::id)
+                .for_update()
+                .first::<i64>(pg)
+                .optional()?;
+        }
         let Some(record) = find(conn, subscriber_id)? else {
             return Ok(false);
         };
