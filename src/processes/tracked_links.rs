@@ -180,12 +180,19 @@ fn track_text(text: &str, links: &mut Vec<IssueLink>) -> String {
 }
 
 /// A part with its marks filled with the plain addresses (`html`: escaped for an attribute),
-/// without the hidden link and the open image: for a web copy, a preview or a test copy, where no click is counted.
+/// without the hidden link and the open image: for a web copy, a preview or a test copy, where no
+/// click is counted.
 pub fn untracked(part: &str, urls: &[String], html: bool) -> String {
-    let mut out = String::with_capacity(part.len());
     // Where no click is counted, the hidden link has nothing to tell apart.
-    let mut rest = part.replace(OPEN_MARK, "").replace(&trap_anchor(), "");
-    let mut scan = rest.as_str();
+    let part = part.replace(OPEN_MARK, "").replace(&trap_anchor(), "");
+    fill_marks(&part, urls, html)
+}
+
+/// A part with its link marks filled with `urls` by position (`html`: escaped for an
+/// attribute); a mark with no address becomes `#`.
+pub fn fill_marks(part: &str, urls: &[String], html: bool) -> String {
+    let mut out = String::with_capacity(part.len());
+    let mut scan = part;
     while let Some(at) = scan.find(LINK_MARK) {
         out.push_str(&scan[..at]);
         match parse_mark(&scan[at..]) {
@@ -205,7 +212,6 @@ pub fn untracked(part: &str, urls: &[String], html: bool) -> String {
         }
     }
     out.push_str(scan);
-    rest.clear();
     out
 }
 

@@ -89,11 +89,11 @@ pub fn open_image(src: &str) -> String {
     )
 }
 
-/// `part` with its link marks filled with `urls` (escaped for HTML when `html`) and the open
-/// image mark with `open`.
-fn fill(part: &str, urls: &[String], open: &str, html: bool) -> String {
+/// `part` with its link marks filled with the tracked `links` (escaped for HTML when `html`)
+/// and the open image mark with `open`.
+fn fill(part: &str, links: &[String], open: &str, html: bool) -> String {
     let part = part.replace(OPEN_MARK, open);
-    tracked_links::untracked(&part, urls, html)
+    tracked_links::fill_marks(&part, links, html)
 }
 
 impl IssueContent {
@@ -110,8 +110,8 @@ impl IssueContent {
         Self {
             id,
             subject,
-            html: PreparedPart::prepare(&fill(html, urls, "", true)),
-            text: PreparedPart::prepare(&fill(text, urls, "", false)),
+            html: PreparedPart::prepare(&tracked_links::untracked(html, urls, true)),
+            text: PreparedPart::prepare(&tracked_links::untracked(text, urls, false)),
             created_at,
             personal: None,
             feedback_id: String::new(),
