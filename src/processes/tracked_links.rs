@@ -143,6 +143,7 @@ pub fn track(
         Links {
             links,
             open_image: settings.open_tracking,
+            mode: Some(settings.click_tracking.as_str().to_string()),
         },
     ))
 }

@@ -100,6 +100,7 @@ diesel::table! {
         audience_topics -> Nullable<Text>,
         send_at -> Nullable<Timestamp>,
         created_by -> Nullable<Text>,
+        click_tracking -> Nullable<Text>,
     }
 }
 

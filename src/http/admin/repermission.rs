@@ -18,6 +18,18 @@ use crate::stores::subscriptions::repermission::{self, Campaign, Tally, MAX_DAYS
 const NEEDS_PERSONAL: &str = "Re-permission needs IRIA_CLICK_TRACKING=personal: in this \
      installation clicks are not recorded per reader, so nobody can be found inactive.";
 
+/// What the console says when the inactive filter asks for more digests than were sent with
+/// per-reader clicks (`personal` mode): it selects nobody. `None` when there are enough.
+pub(super) fn too_few_digests(personal_digests: i64, asked: u32) -> Option<String> {
+    (personal_digests < i64::from(asked)).then(|| {
+        format!(
+            "Only {personal_digests} digest(s) were sent with per-reader clicks \
+             (IRIA_CLICK_TRACKING=personal): digests sent in another mode do not count, so \
+             \"no click in the last {asked} digests\" selects nobody."
+        )
+    })
+}
+
 #[derive(Deserialize)]
 pub struct PageQuery {
     inactive: Option<u32>,
@@ -36,6 +48,8 @@ struct Page {
     days: u32,
     /// How many readers the form would ask now.
     segment: i64,
+    /// Why the segment is empty, when fewer digests went out with per-reader clicks than asked.
+    too_few: Option<String>,
     campaigns: Vec<(Campaign, Tally)>,
 }
 
@@ -50,13 +64,17 @@ async fn render(
 ) -> Answer {
     let personal = state.settings.click_tracking == ClickTracking::Personal;
     let n = inactive.clamp(1, MAX_INACTIVE_DIGESTS);
-    let (segment, campaigns) = query(state, move |conn| {
-        let segment = if personal {
-            engagement::inactive_ids(conn, n)?.len() as i64
+    let (segment, too_few, campaigns) = query(state, move |conn| {
+        let (segment, too_few) = if personal {
+            let segment = engagement::inactive_ids(conn, n)?.len() as i64;
+            (
+                segment,
+                too_few_digests(engagement::personal_digests(conn)?, n),
+            )
         } else {
-            0
+            (0, None)
         };
-        Ok((segment, repermission::recent(conn, 20)?))
+        Ok((segment, too_few, repermission::recent(conn, 20)?))
     })
     .await?;
     let error = error.or_else(|| (!personal).then(|| NEEDS_PERSONAL.to_string()));
@@ -70,6 +88,7 @@ async fn render(
             inactive: n,
             days,
             segment,
+            too_few,
             campaigns,
         },
     ))

@@ -117,6 +117,9 @@ struct ListPage<'a> {
     personal: bool,
     /// Why the filter asked for was refused.
     refusal: Option<String>,
+    /// Why the inactive filter selects nobody, when fewer digests went out with per-reader
+    /// clicks than it asks for.
+    too_few: Option<String>,
 }
 
 /// `GET /admin/subscribers`.
@@ -133,10 +136,15 @@ pub async fn list(
     }
     let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let f = filter.clone();
-    let (rows, total) = query(&state, move |conn| {
+    let (rows, total, too_few) = query(&state, move |conn| {
+        let too_few = match f.inactive_digests {
+            Some(n) => super::repermission::too_few_digests(engagement::personal_digests(conn)?, n),
+            None => None,
+        };
         Ok((
             directory::search(conn, &f, PAGE, (page - 1) * PAGE)?,
             directory::count(conn, &f)?,
+            too_few,
         ))
     })
     .await?;
@@ -159,6 +167,7 @@ pub async fn list(
             query: q.query_string(),
             personal: mode == ClickTracking::Personal,
             refusal,
+            too_few,
         },
     ))
 }

@@ -27,8 +27,8 @@ use crate::foundation::tracking::{OPEN_POSITION, TRAP_POSITION};
 
 mod readers;
 pub use readers::{
-    forget_subscriber, history_of, inactive_condition, inactive_ids, last_click_at, ReaderClick,
-    MAX_INACTIVE_DIGESTS,
+    forget_subscriber, history_of, inactive_condition, inactive_ids, last_click_at,
+    personal_digests, ReaderClick, MAX_INACTIVE_DIGESTS, PERSONAL,
 };
 
 /// A click this soon after its copy was delivered is a machine's: a person has not opened the
@@ -50,6 +50,9 @@ pub struct Links {
     pub links: Vec<IssueLink>,
     /// Whether the HTML part carries the open image.
     pub open_image: bool,
+    /// The click tracking mode the issue was composed in (`anonymous`, `personal`); `None` with
+    /// tracking off. The issues store keeps it on the issue (`issues.click_tracking`).
+    pub mode: Option<String>,
 }
 
 /// Stores the links of a new issue (inside the issue's transaction).

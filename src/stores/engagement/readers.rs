@@ -136,25 +136,47 @@ pub fn forget_subscriber(conn: &mut DbConnection, subscriber_id: i64) -> QueryRe
     Ok(rows.len())
 }
 
-/// The last `n` digests that went out (that have issues), as SQL.
+/// How `issues.click_tracking` names the mode whose clicks name a reader.
+pub const PERSONAL: &str = "personal";
+
+/// The digests sent in `personal` mode (whose issues were composed and queued with
+/// `IRIA_CLICK_TRACKING=personal`), as SQL: only their clicks name a reader.
+const PERSONAL_DIGESTS: &str = "SELECT g.id FROM digests g WHERE EXISTS (SELECT 1 FROM issues x \
+     WHERE x.digest_id = g.id AND x.click_tracking = 'personal')";
+
+/// The last `n` digests sent in `personal` mode, as SQL.
 fn last_digests(n: u32) -> String {
-    format!(
-        "SELECT g.id FROM digests g WHERE EXISTS (SELECT 1 FROM issues x WHERE x.digest_id = g.id) \
-         ORDER BY g.id DESC LIMIT {n}"
-    )
+    format!("{PERSONAL_DIGESTS} ORDER BY g.id DESC LIMIT {n}")
+}
+
+/// How many digests were sent in `personal` mode (the most the inactive filter can look back
+/// over: asking for more selects nobody).
+pub fn personal_digests(conn: &mut DbConnection) -> QueryResult<i64> {
+    use diesel::sql_types::BigInt;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let count: Count =
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM ({PERSONAL_DIGESTS}) p"))
+            .get_result(conn)?;
+    Ok(count.n)
 }
 
 /// The inactive readers as a condition on `subscribers`: confirmed readers who were sent
-/// (delivered, status `sent`) a copy of each of the last `n` digests and clicked none of their
-/// links as a reader (machine clicks, the hidden link and opens do not count). A reader who
-/// joined since (fewer than `n` of them received) is not inactive; nor is anyone while fewer than
-/// `n` digests have gone out. `n` is a number, written into the SQL as one.
+/// (delivered, status `sent`) a copy of each of the last `n` digests sent in `personal` mode and
+/// clicked none of their links as a reader (machine clicks, the hidden link and opens do not
+/// count). Digests sent in `anonymous` or `off` mode are not counted: their clicks name nobody.
+/// A reader who joined since (fewer than `n` of them received) is not inactive; nor is anyone
+/// while fewer than `n` such digests have gone out. `n` is a number, written into the SQL as one.
 pub fn inactive_condition(n: u32) -> SqlLiteral<Bool> {
     let last = last_digests(n);
     sql::<Bool>(&format!(
         "(subscribers.status = 'confirmed' AND subscribers.id IN (\
             SELECT d.subscriber_id FROM deliveries d JOIN issues i ON i.id = d.issue_id \
-            WHERE d.status = 'sent' AND i.digest_id IN ({last}) \
+            WHERE d.status = 'sent' AND i.click_tracking = '{PERSONAL}' \
+            AND i.digest_id IN ({last}) \
             GROUP BY d.subscriber_id HAVING COUNT(DISTINCT i.digest_id) = {n}) \
          AND NOT EXISTS (\
             SELECT 1 FROM clicks c JOIN deliveries d ON d.id = c.delivery_id \

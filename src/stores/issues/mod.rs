@@ -183,6 +183,7 @@ pub fn create(
                 issues::queued_at.eq((when == When::Now).then_some(now)),
                 issues::send_at.eq(send_at),
                 issues::created_by.eq(by),
+                issues::click_tracking.eq(composed.links.mode.as_deref()),
             ))
             .returning(issues::id)
             .get_result(conn)?;
@@ -275,6 +276,7 @@ pub fn create_digest_issue(
             issues::queued_at.eq(Some(now)),
             issues::digest_id.eq(Some(digest_id)),
             issues::audience_topics.eq(Some(topics)),
+            issues::click_tracking.eq(composed.links.mode.as_deref()),
         ))
         .returning(issues::id)
         .get_result(conn)?;

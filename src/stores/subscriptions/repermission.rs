@@ -11,7 +11,9 @@ use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::records;
-use crate::foundation::db::schema::{repermission_campaigns, repermission_requests, subscribers};
+use crate::foundation::db::schema::{
+    deliveries, repermission_campaigns, repermission_requests, subscribers,
+};
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::SubscriberStatus;
 use crate::stores::{delivery, engagement};
@@ -25,6 +27,7 @@ const WAITING: &str = "waiting";
 const KEPT: &str = "kept";
 const UNSUBSCRIBED: &str = "unsubscribed";
 const LEFT: &str = "left";
+const NOT_ASKED: &str = "not_asked";
 
 /// A campaign, as the console lists it.
 #[derive(Clone, Debug, Queryable, Selectable)]
@@ -46,6 +49,9 @@ pub struct Tally {
     pub kept: i64,
     pub unsubscribed: i64,
     pub left: i64,
+    /// The deadline passed before their message was delivered (it failed, was skipped or was
+    /// still queued): they stay subscribed.
+    pub not_asked: i64,
 }
 
 /// The delivery payload of a campaign's message: the campaign and its deadline (seconds since
@@ -90,10 +96,13 @@ pub fn start(
                 repermission_campaigns::created_at.eq(now),
                 repermission_campaigns::deadline.eq(deadline),
                 repermission_campaigns::created_by.eq(created_by),
-                repermission_campaigns::recipients.eq(readers.len() as i32),
             ))
             .returning(repermission_campaigns::id)
             .get_result(conn)?;
+        // A reader already waiting in another campaign (started at the same moment, which the
+        // look-up above could not see yet) is skipped: one waiting request per reader (a unique
+        // index), and a message only to those this campaign asks.
+        let mut asked: Vec<i64> = Vec::with_capacity(readers.len());
         for chunk in readers.chunks(1000) {
             let rows: Vec<_> = chunk
                 .iter()
@@ -105,13 +114,20 @@ pub fn start(
                     )
                 })
                 .collect();
-            let insert = diesel::insert_into(repermission_requests::table).values(rows);
-            match conn {
-                DbConnection::Pg(pg) => insert.execute(pg)?,
-                DbConnection::Sqlite(lite) => insert.execute(lite)?,
-            };
+            let insert = diesel::insert_into(repermission_requests::table)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .returning(repermission_requests::subscriber_id);
+            asked.extend(match conn {
+                DbConnection::Pg(pg) => insert.get_results::<i64>(pg)?,
+                DbConnection::Sqlite(lite) => insert.get_results::<i64>(lite)?,
+            });
         }
-        delivery::queue_repermission(conn, &readers, &payload(id, deadline), now)?;
+        asked.sort_unstable();
+        diesel::update(repermission_campaigns::table.find(id))
+            .set(repermission_campaigns::recipients.eq(asked.len() as i32))
+            .execute(conn)?;
+        delivery::queue_repermission(conn, &asked, &payload(id, deadline), now)?;
         Ok(repermission_campaigns::table
             .find(id)
             .select(Campaign::as_select())
@@ -158,7 +174,7 @@ fn standing_in(
     Ok(match status.as_str() {
         KEPT => Standing::Kept,
         UNSUBSCRIBED => Standing::TooLate,
-        LEFT => Standing::Left,
+        LEFT | NOT_ASKED => Standing::Left,
         _ if subscriber != SubscriberStatus::Confirmed.as_str() => Standing::Left,
         _ if deadline <= now => Standing::TooLate,
         _ => Standing::Waiting { deadline },
@@ -176,7 +192,8 @@ pub fn standing(
 }
 
 /// The reader pressed "Keep me subscribed" (the POST): a waiting request before its deadline
-/// becomes `kept`. Returns the standing before the answer (`Waiting` when this answer kept them;
+/// becomes `kept`, and so does any other waiting request of theirs (asked by two campaigns, one
+/// answer is enough). Returns the standing before the answer (`Waiting` when this answer kept them;
 /// pressing again answers `Kept`).
 pub fn keep(
     conn: &mut DbConnection,
@@ -197,6 +214,16 @@ pub fn keep(
                 repermission_requests::answered_at.eq(Some(now)),
             ))
             .execute(conn)?;
+            diesel::update(
+                repermission_requests::table
+                    .filter(repermission_requests::subscriber_id.eq(subscriber_id))
+                    .filter(repermission_requests::status.eq(WAITING)),
+            )
+            .set((
+                repermission_requests::status.eq(KEPT),
+                repermission_requests::answered_at.eq(Some(now)),
+            ))
+            .execute(conn)?;
             if changed == 0 {
                 // Another request (or the expiry) got there first.
                 return Ok(standing_in(conn, campaign_id, subscriber_id, now)?);
@@ -207,7 +234,9 @@ pub fn keep(
 }
 
 /// Unsubscribes, with the reason [`VIA_INACTIVE`], every reader whose campaign's deadline has
-/// passed without an answer; one who left meanwhile is only marked `left`. Returns how many
+/// passed without an answer although their message was delivered (status `sent`) before it;
+/// one whose message was not (it failed, was skipped, or was still queued) was never asked and
+/// is only marked `not_asked`; one who left meanwhile is only marked `left`. Returns how many
 /// were unsubscribed. Idempotent, and safe with several processes (see the module's note).
 pub fn expire(conn: &mut DbConnection, now: NaiveDateTime) -> Result<usize, DbError> {
     let mut unsubscribed = 0;
@@ -245,18 +274,45 @@ fn expire_one(
             .first(conn)
             .optional()?;
         let confirmed = status.as_deref() == Some(SubscriberStatus::Confirmed.as_str());
+        let asked = confirmed && was_asked(conn, campaign_id, subscriber_id)?;
+        let to = match (confirmed, asked) {
+            (false, _) => LEFT,
+            (true, false) => NOT_ASKED,
+            (true, true) => UNSUBSCRIBED,
+        };
         let changed = diesel::update(
             repermission_requests::table
                 .find((campaign_id, subscriber_id))
                 .filter(repermission_requests::status.eq(WAITING)),
         )
-        .set(repermission_requests::status.eq(if confirmed { UNSUBSCRIBED } else { LEFT }))
+        .set(repermission_requests::status.eq(to))
         .execute(conn)?;
-        if changed == 0 || !confirmed {
+        if changed == 0 || !asked {
             return Ok(false);
         }
         records::unsubscribe(conn, subscriber_id, VIA_INACTIVE)
     })
+}
+
+/// Whether the campaign's message reached the reader before its deadline: their re-permission
+/// delivery (queued by [`start`] at the campaign's `created_at`) was sent by then.
+fn was_asked(conn: &mut DbConnection, campaign_id: i64, subscriber_id: i64) -> QueryResult<bool> {
+    let (created_at, deadline): (NaiveDateTime, NaiveDateTime) = repermission_campaigns::table
+        .find(campaign_id)
+        .select((
+            repermission_campaigns::created_at,
+            repermission_campaigns::deadline,
+        ))
+        .first(conn)?;
+    let sent: i64 = deliveries::table
+        .filter(deliveries::kind.eq(delivery::Kind::Repermission.as_str()))
+        .filter(deliveries::subscriber_id.eq(subscriber_id))
+        .filter(deliveries::created_at.eq(created_at))
+        .filter(deliveries::status.eq(delivery::Status::Sent.as_str()))
+        .filter(deliveries::finished_at.le(deadline))
+        .count()
+        .get_result(conn)?;
+    Ok(sent > 0)
 }
 
 /// How many readers were unsubscribed as inactive by re-permission, ever.
@@ -296,7 +352,8 @@ pub fn recent(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<(Campaign,
                     WAITING => tally.waiting = *n,
                     KEPT => tally.kept = *n,
                     UNSUBSCRIBED => tally.unsubscribed = *n,
-                    _ => tally.left = *n,
+                    NOT_ASKED => tally.not_asked = *n,
+                    _ => tally.left += *n,
                 }
             }
             (c, tally)

@@ -400,3 +400,110 @@ on_both_backends!(
     inactive_filter_is_refused_outside_personal_mode,
     super::inactive_filter_is_refused_outside_personal_mode
 );
+
+/// A digest sent before the switch to `personal` (here in `anonymous` mode, through the same
+/// composing as ever) left no click rows: it does not count. Asking for more digests than were
+/// sent in `personal` mode selects nobody, and the console says why.
+async fn digests_sent_in_another_mode_do_not_count(backend: Backend) {
+    let Some(app) = app_in_mode(backend, "personal", vec![]).await else {
+        return;
+    };
+    let readers = app.add_confirmed("mixed", 2);
+    let (a, b) = (&readers[0].1, &readers[1].1);
+    // The first digest, composed and queued while clicks were anonymous.
+    let mut anonymous = app.settings.clone();
+    anonymous.click_tracking = iria_news::foundation::config::ClickTracking::Anonymous;
+    let draft = iria_news::stores::issues::Draft {
+        kind: iria_news::stores::issues::Kind::Announcement,
+        subject: "Digest mixed-1".into(),
+        preheader: String::new(),
+        body_html: super::support::ISSUE_HTML.into(),
+        body_text: None,
+        topics: Vec::new(),
+        period_key: None,
+        idempotency_key: None,
+    };
+    let first =
+        iria_news::processes::compose::create_and_queue(&mut app.conn(), &anonymous, &draft)
+            .expect("queue the anonymous issue");
+    let now = chrono::Utc::now().naive_utc();
+    let digest_id: i64 = diesel::insert_into(digests::table)
+        .values((
+            digests::period_key.eq("mixed-1"),
+            digests::cutoff.eq(now),
+            digests::articles.eq(1),
+            digests::created_at.eq(now),
+            digests::outcome.eq("sent"),
+        ))
+        .returning(digests::id)
+        .get_result(&mut app.conn())
+        .expect("digest row");
+    diesel::update(issues::table.find(first.issue_id))
+        .set(issues::digest_id.eq(Some(digest_id)))
+        .execute(&mut app.conn())
+        .expect("attach the issue to its digest");
+    app.wait_issue_done(first.issue_id, Duration::from_secs(30))
+        .await;
+    // The second in personal mode: a clicks, b does not.
+    let second = send_digest(&app, "mixed-2").await;
+    app.wait_for_mail_with_subject(a, "Digest mixed-2", 1).await;
+    age_deliveries(&app, second, 3600);
+    let (status, _) = click(
+        &app,
+        &tracked_links(&copy_html(&app, a, "Digest mixed-2"))[1],
+        BROWSER,
+    )
+    .await;
+    assert_eq!(status, 302);
+    app.flush_clicks().await;
+
+    let token = iria_news::stores::api_tokens::create(&mut app.conn(), "tests").expect("token");
+    let list = |n: u32| {
+        let (app, token) = (&app, &token);
+        async move {
+            let response = api_list(app, token, &format!("inactive_digests={n}")).await;
+            assert_eq!(response.status(), 200, "N = {n}");
+            let body: serde_json::Value = response.json().await.expect("JSON");
+            emails_of(&body)
+        }
+    };
+    assert_eq!(list(1).await, vec![b.clone()], "the personal digest: b");
+    assert_eq!(
+        list(2).await,
+        Vec::<String>::new(),
+        "one digest went out with per-reader clicks: b's clicks on the first are unknown"
+    );
+    let console = log_in(&app, true).await;
+    let page = console
+        .get("/admin/subscribers?inactive=2")
+        .await
+        .text()
+        .await
+        .expect("list");
+    assert!(
+        page.contains("Only 1 digest(s) were sent with per-reader clicks"),
+        "{page}"
+    );
+    let page = console
+        .get("/admin/repermission?inactive=2")
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("id=\"segment\">0<"), "{page}");
+    assert!(
+        page.contains("Only 1 digest(s) were sent with per-reader clicks"),
+        "{page}"
+    );
+    let page = console
+        .get("/admin/repermission?inactive=1")
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(!page.contains("too-few-digests"), "{page}");
+}
+on_both_backends!(
+    digests_sent_in_another_mode_do_not_count,
+    super::digests_sent_in_another_mode_do_not_count
+);

@@ -6,7 +6,10 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use iria_news::foundation::db::schema::{deliveries, repermission_campaigns, subscribers};
+use iria_news::foundation::db::schema::{
+    deliveries, repermission_campaigns, repermission_requests, subscribers,
+};
+use iria_news::stores::subscriptions::repermission;
 
 use super::readers::two_digests_and_their_readers;
 use super::support::app_in_mode;
@@ -141,8 +144,9 @@ async fn repermission_end_to_end(backend: Backend) {
     for email in [&a, &b, &c, &d] {
         assert_eq!(standing(&app, email).0, "confirmed", "{email}");
     }
-    // The deadline passes: the background task unsubscribes c, who did not answer.
-    let past = chrono::Utc::now().naive_utc() - chrono::Duration::minutes(1);
+    // The deadline passes (now: after c's message was delivered, so c was asked): the
+    // background task unsubscribes c, who did not answer.
+    let past = chrono::Utc::now().naive_utc();
     diesel::update(repermission_campaigns::table)
         .set(repermission_campaigns::deadline.eq(past))
         .execute(&mut app.conn())
@@ -188,3 +192,151 @@ async fn repermission_end_to_end(backend: Backend) {
     );
 }
 on_both_backends!(repermission_end_to_end, super::repermission_end_to_end);
+
+/// The statuses of the re-permission requests of `email`, by campaign.
+fn requests_of(app: &TestApp, email: &str) -> Vec<String> {
+    repermission_requests::table
+        .filter(repermission_requests::subscriber_id.eq(app.subscriber_id(email)))
+        .order(repermission_requests::campaign_id)
+        .select(repermission_requests::status)
+        .load(&mut app.conn())
+        .expect("requests")
+}
+
+/// A reader whose message never reached them (its delivery failed) is not unsubscribed at the
+/// deadline: they were never asked. One whose message was delivered and who did not answer is.
+async fn undelivered_message_does_not_unsubscribe(backend: Backend) {
+    let Some(app) = app_in_mode(backend, "personal", vec![]).await else {
+        return;
+    };
+    let [a, b, c, d] = two_digests_and_their_readers(&app, "fail").await;
+    // Queued for an hour from now, so that the worker leaves them until the test says.
+    let later = chrono::Utc::now().naive_utc() + chrono::Duration::hours(1);
+    let campaign = repermission::start(&mut app.conn(), 2, 7, None, later).expect("start");
+    assert_eq!(campaign.recipients, 2, "b and c are asked");
+    let now = chrono::Utc::now().naive_utc();
+    // c's message fails for good (as a refused address would); b's goes out.
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::kind.eq("repermission"))
+            .filter(deliveries::subscriber_id.eq(app.subscriber_id(&c))),
+    )
+    .set((
+        deliveries::status.eq("failed"),
+        deliveries::finished_at.eq(Some(now)),
+        deliveries::last_error.eq(Some("550 no such mailbox")),
+    ))
+    .execute(&mut app.conn())
+    .expect("c's message fails");
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::kind.eq("repermission"))
+            .filter(deliveries::subscriber_id.eq(app.subscriber_id(&b))),
+    )
+    .set(deliveries::next_attempt_at.eq(now))
+    .execute(&mut app.conn())
+    .expect("b's message is due");
+    keep_link(&app, &b).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status: String = deliveries::table
+            .filter(deliveries::kind.eq("repermission"))
+            .filter(deliveries::subscriber_id.eq(app.subscriber_id(&b)))
+            .select(deliveries::status)
+            .first(&mut app.conn())
+            .expect("b's delivery");
+        if status == "sent" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b's delivery stays {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The deadline passes.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let past = chrono::Utc::now().naive_utc();
+    diesel::update(repermission_campaigns::table)
+        .set(repermission_campaigns::deadline.eq(past))
+        .execute(&mut app.conn())
+        .expect("move the deadline");
+    repermission::expire(&mut app.conn(), chrono::Utc::now().naive_utc()).expect("expire");
+    assert_eq!(
+        standing(&app, &b),
+        ("unsubscribed".to_string(), Some("inactive".to_string())),
+        "b was asked and did not answer"
+    );
+    assert_eq!(standing(&app, &c).0, "confirmed", "c was never asked");
+    assert_eq!(requests_of(&app, &c), vec!["not_asked".to_string()]);
+    for email in [&a, &d] {
+        assert_eq!(standing(&app, email).0, "confirmed", "{email}");
+    }
+    let console = log_in(&app, true).await;
+    let page = console
+        .get("/admin/repermission")
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        page.contains(
+            "<td class=\"num\">1</td><td class=\"num\">0</td><td class=\"num\">1</td></tr>"
+        ),
+        "unsubscribed 1, left 0, not asked 1: {page}"
+    );
+}
+on_both_backends!(
+    undelivered_message_does_not_unsubscribe,
+    super::undelivered_message_does_not_unsubscribe
+);
+
+/// Two starts at the same moment (a double click; on PostgreSQL both transactions look for
+/// waiting readers before either writes) ask each inactive reader once, and one answer keeps
+/// them whichever campaign's link they press.
+async fn concurrent_starts_ask_each_reader_once(backend: Backend) {
+    let Some(app) = app_in_mode(backend, "personal", vec![]).await else {
+        return;
+    };
+    let [_, b, c, _] = two_digests_and_their_readers(&app, "twice").await;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let starts: Vec<_> = (0..2)
+        .map(|_| {
+            let (mut conn, barrier) = (app.conn(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                repermission::start(&mut conn, 2, 7, None, chrono::Utc::now().naive_utc())
+                    .expect("start")
+            })
+        })
+        .collect();
+    let campaigns: Vec<_> = starts
+        .into_iter()
+        .map(|t| t.join().expect("a start"))
+        .collect();
+    assert_eq!(
+        campaigns.iter().map(|c| c.recipients).sum::<i32>(),
+        2,
+        "b and c asked once between the two campaigns: {campaigns:?}"
+    );
+    for email in [&b, &c] {
+        assert_eq!(
+            requests_of(&app, email),
+            vec!["waiting".to_string()],
+            "{email}"
+        );
+        let messages: i64 = deliveries::table
+            .filter(deliveries::kind.eq("repermission"))
+            .filter(deliveries::subscriber_id.eq(app.subscriber_id(email)))
+            .count()
+            .get_result(&mut app.conn())
+            .expect("deliveries");
+        assert_eq!(messages, 1, "{email} gets one message");
+    }
+    // b answers: nothing of b's is left waiting for the expiry.
+    let keep_b = keep_link(&app, &b).await;
+    let kept = app.client.post(&keep_b).send().await.expect("POST keep");
+    assert_eq!(kept.status(), 200);
+    assert_eq!(requests_of(&app, &b), vec!["kept".to_string()]);
+}
+on_both_backends!(
+    concurrent_starts_ask_each_reader_once,
+    super::concurrent_starts_ask_each_reader_once
+);
