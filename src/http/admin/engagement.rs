@@ -68,14 +68,7 @@ pub fn audience(topics: &str) -> String {
     }
 }
 
-/// A cell a spreadsheet would not take for a formula.
-fn cell(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    }
-}
+use crate::stores::subscriptions::directory::cell;
 
 fn opt(n: Option<i64>) -> String {
     n.map(|n| n.to_string()).unwrap_or_default()

@@ -128,17 +128,14 @@ impl IssueContent {
     }
 
     fn resolve(settings: &Settings, content: issues::Content, urls: &[String]) -> Self {
-        let mode = settings.click_tracking;
+        // An issue composed without tracking, or a copy of no stored issue, has nothing to count.
+        let mode = if urls.is_empty() || content.id <= 0 {
+            ClickTracking::Off
+        } else {
+            settings.click_tracking
+        };
         let signer = Signer::new(settings.secret());
         match mode {
-            _ if urls.is_empty() || content.id <= 0 => Self::new(
-                content.id,
-                content.subject,
-                &content.html,
-                &content.text,
-                content.created_at,
-                urls,
-            ),
             ClickTracking::Off => Self::new(
                 content.id,
                 content.subject,

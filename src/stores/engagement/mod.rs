@@ -25,6 +25,7 @@ use crate::foundation::db::schema::{clicks, deliveries, issue_links, subscribers
 use crate::foundation::db::DbConnection;
 use crate::foundation::tracking::{OPEN_POSITION, TRAP_POSITION};
 
+mod counters;
 mod readers;
 pub use readers::{
     forget_subscriber, history_of, inactive_condition, inactive_ids, last_click_at,
@@ -287,12 +288,7 @@ fn write(
         };
     }
     for ((issue_id, position), (reader, machine)) in counters {
-        diesel::update(issue_links::table.find((issue_id, position)))
-            .set((
-                issue_links::clicks.eq(issue_links::clicks + reader),
-                issue_links::machine_clicks.eq(issue_links::machine_clicks + machine),
-            ))
-            .execute(conn)?;
+        counters::add(conn, issue_id, position, reader, machine)?;
     }
     Ok(())
 }

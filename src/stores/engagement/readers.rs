@@ -126,12 +126,7 @@ pub fn forget_subscriber(conn: &mut DbConnection, subscriber_id: i64) -> QueryRe
         }
     }
     for ((issue_id, position), (reader, machine)) in counts {
-        diesel::update(issue_links::table.find((issue_id, position)))
-            .set((
-                issue_links::clicks.eq(issue_links::clicks + reader),
-                issue_links::machine_clicks.eq(issue_links::machine_clicks + machine),
-            ))
-            .execute(conn)?;
+        super::counters::add(conn, issue_id, position, reader, machine)?;
     }
     Ok(rows.len())
 }

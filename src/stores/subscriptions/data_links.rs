@@ -14,7 +14,7 @@ use diesel::prelude::*;
 
 use super::records::{self, SubscriberRecord};
 use super::tokens::{self, LinkPurpose};
-use crate::foundation::db::schema::{data_links, subscribers};
+use crate::foundation::db::schema::data_links;
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::SubscriberStatus;
 use crate::stores::delivery;
@@ -89,14 +89,7 @@ pub fn request(
 ) -> Result<(), RequestError> {
     db::write_transaction(conn, |conn| {
         let now = db::now();
-        if let DbConnection::Pg(pg) = conn {
-            subscribers::table
-                .find(subscriber_id)
-                .select(subscribers::id)
-                .for_update()
-                .first::<i64>(pg)
-                .optional()?;
-        }
+        records::lock(conn, subscriber_id)?;
         match records::find(conn, subscriber_id)? {
             Some(record) if record.is_erased() => return Err(RequestError::Gone),
             Some(record) if !may_mail(&record.status) => return Err(RequestError::Suppressed),

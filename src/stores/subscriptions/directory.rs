@@ -161,10 +161,13 @@ pub fn deliveries_of(
         .load(conn)
 }
 
-/// A cell as a spreadsheet may open it: text that a spreadsheet would run as a formula gets a
-/// leading apostrophe.
-fn cell(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+/// A cell as a spreadsheet may open it: text that a spreadsheet would run as a formula (even
+/// after leading spaces) gets a leading apostrophe.
+pub fn cell(text: &str) -> String {
+    if text
+        .trim_start_matches(' ')
+        .starts_with(['=', '+', '-', '@', '\t', '\r'])
+    {
         format!("'{text}")
     } else {
         text.to_string()

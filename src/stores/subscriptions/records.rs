@@ -258,6 +258,20 @@ pub fn upgrade_erased_markers(conn: &mut DbConnection, secret: &[u8]) -> QueryRe
     Ok(converted)
 }
 
+/// Locks a subscriber's row until the transaction ends (PostgreSQL; SQLite's writers take
+/// turns anyway).
+pub(crate) fn lock(conn: &mut DbConnection, subscriber_id: i64) -> QueryResult<()> {
+    if let DbConnection::Pg(pg) = conn {
+        subscribers::table
+            .find(subscriber_id)
+            .select(subscribers::id)
+            .for_update()
+            .first::<i64>(pg)
+            .optional()?;
+    }
+    Ok(())
+}
+
 /// Erases a subscriber's personal data (GDPR Art. 17): name, topics and consent records go, the
 /// address is replaced by its keyed hash ([`erased_marker`], `secret` is `IRIA_SECRET_KEY`),
 /// queued messages and webhook events are skipped and confirmation and data-link secrets wiped;
@@ -269,14 +283,7 @@ pub fn erase(conn: &mut DbConnection, subscriber_id: i64, secret: &[u8]) -> Resu
         let now = db::now();
         // On PostgreSQL the reader's row is locked first, so that clicks being written for them
         // now are either written before (and forgotten below) or see the erasure.
-        if let DbConnection::Pg(pg) = conn {
-            subscribers::table
-                .find(subscriber_id)
-                .select(subscribers::id)
-                .for_update()
-                .first::<i64>(pg)
-                .optional()?;
-        }
+        lock(conn, subscriber_id)?;
         let Some(record) = find(conn, subscriber_id)? else {
             return Ok(false);
         };
