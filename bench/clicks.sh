@@ -64,16 +64,16 @@ run() {
   "$bin" serve >"$work/$name-serve.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-  wrk -t1 -c"$connections" -d2s "$link" >/dev/null
+  wrk -t1 -c"$connections" -d2s "$link" >"$work/$name-warmup.txt"
   wrk -t2 -c"$connections" -d"${duration}s" --latency "$link" | tee "$work/$name-wrk.txt"
   kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
   local rps p99 requests counted
   rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$name-wrk.txt")
   p99=$(awk '$1 == "99%" {print $2}' "$work/$name-wrk.txt")
-  requests=$(awk '/requests in/ {print $1}' "$work/$name-wrk.txt")
+  requests=$(cat "$work/$name-warmup.txt" "$work/$name-wrk.txt" | awk '/requests in/ {n += $1} END {print n}')
   counted=$(eval "$query \"$count_sql\"")
-  printf '%s: redirects/s %s   p99 %s   clicks written after SIGTERM %s (warm-up included)\n' \
-    "$name" "$rps" "$p99" "$counted" | tee -a "$work/summary.txt"
+  printf '%s: redirects/s %s   p99 %s   clicks written after SIGTERM %s of %s requests (warm-up included)\n' \
+    "$name" "$rps" "$p99" "$counted" "$requests" | tee -a "$work/summary.txt"
 }
 
 count_sql="SELECT (SELECT COALESCE(SUM(clicks + machine_clicks), 0) FROM issue_links) + (SELECT COUNT(*) FROM clicks)"
