@@ -69,16 +69,36 @@ enum DigestCommand {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Make a bearer token for the JSON API (the site's CMS, the MTA's bounce pipe); it is shown
-    /// once and only its hash is kept. Making one with a name in use replaces that token.
+    /// Make a bearer token for the JSON API (the site's CMS, the MTA's bounce pipe), limited to
+    /// its scopes; it is shown once and only its hash is kept. Making one with a name in use
+    /// replaces that token.
     CreateToken {
         /// Who uses the token, e.g. "cms" or "mta".
+        name: String,
+        /// What it may do, comma-separated: articles:read, articles:write, bounces:write,
+        /// subscribers:read, subscribers:write, issues:read, issues:write, issues:send,
+        /// digest:run, metrics:read, webhooks:write, audit:read.
+        #[arg(long, required = true)]
+        scope: String,
+        /// The token stops working this many days from now.
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// Remove an editor's second factor (they enrol again at their next login).
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        /// The editor's login name.
         name: String,
     },
     /// Make an editor account (argon2id hash of the password).
     CreateUser {
         /// The editor's login name.
         name: String,
+        /// author (drafts, previews, test copies), editor (also sends, schedules, manages
+        /// subscribers and articles) or admin (also accounts, tokens, webhooks, settings).
+        /// Default: admin for the first account, editor for later ones.
+        #[arg(long)]
+        role: Option<String>,
         /// Read the password from standard input (one line) instead of asking for it.
         #[arg(long)]
         password_stdin: bool,
@@ -189,10 +209,14 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         }
         Command::Admin(AdminCommand::CreateUser {
             name,
+            role,
             password_stdin,
-        }) => commands::create_user(&settings, &name, password_stdin),
-        Command::Admin(AdminCommand::CreateToken { name }) => {
-            commands::create_token(&settings, &name)
-        }
+        }) => commands::create_user(&settings, &name, role.as_deref(), password_stdin),
+        Command::Admin(AdminCommand::CreateToken {
+            name,
+            scope,
+            expires_days,
+        }) => commands::create_token(&settings, &name, &scope, expires_days),
+        Command::Admin(AdminCommand::Reset2fa { name }) => commands::reset_2fa(&settings, &name),
     }
 }

@@ -1,5 +1,6 @@
 //! The foundation: what every other layer stands on and what imports nothing of theirs.
 
+pub mod access;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::foundation::access::{Role, Scope};
 use crate::foundation::config::Settings;
 use crate::foundation::db::{self, Pool};
 use crate::processes::compose::{self, Announcement, Door};
@@ -19,7 +20,7 @@ use crate::startup::server::Application;
 use crate::startup::tasks::{spawn_webhooks, stop_signal};
 use crate::stores::delivery::Progress;
 use crate::stores::issues::{Queued, PREFERENCES_MARK, UNSUBSCRIBE_MARK, VIEW_MARK};
-use crate::stores::{api_tokens, delivery, editors};
+use crate::stores::{api_tokens, audit, delivery, editors};
 
 /// `serve`: the web application, the background tasks and a delivery worker, until a signal.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -238,9 +239,18 @@ pub async fn preview_digest(settings: &Settings, text: bool) -> anyhow::Result<(
     Ok(())
 }
 
-/// `admin create-user NAME`: an editor account; the password from standard input or asked for
-/// twice.
-pub fn create_user(settings: &Settings, name: &str, password_stdin: bool) -> anyhow::Result<()> {
+/// `admin create-user NAME [--role ROLE]`: an editor account; the password from standard input
+/// or asked for twice. Without a role: admin for the first account, editor for later ones.
+pub fn create_user(
+    settings: &Settings,
+    name: &str,
+    role: Option<&str>,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let role = role
+        .map(Role::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let password = if password_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -258,22 +268,57 @@ pub fn create_user(settings: &Settings, name: &str, password_stdin: bool) -> any
     };
     let pool = ready_pool(settings, 1)?;
     let mut conn = pool.get().context("connecting to the database")?;
-    editors::create(&mut conn, name, &password)?;
-    println!("editor {name:?} created");
+    let role = editors::create_with_role(&mut conn, name, &password, role)?;
+    operator_did(&mut conn, "account created", format!("{name} ({role})"))?;
+    println!("editor {name:?} created ({role})");
     Ok(())
 }
 
-/// `admin create-token NAME`: a bearer token for the API, printed once.
-pub fn create_token(settings: &Settings, name: &str) -> anyhow::Result<()> {
+/// `admin reset-2fa NAME`: removes an editor's second factor; they enrol again at next login.
+pub fn reset_2fa(settings: &Settings, name: &str) -> anyhow::Result<()> {
+    let pool = ready_pool(settings, 1)?;
+    let mut conn = pool.get().context("connecting to the database")?;
+    editors::reset_second_factor(&mut conn, name)?;
+    operator_did(&mut conn, "second factor reset", name.to_string())?;
+    println!("second factor of {name:?} removed; they enrol again at their next login");
+    Ok(())
+}
+
+/// Notes in the audit log what the operator did on the command line.
+fn operator_did(conn: &mut db::DbConnection, action: &str, detail: String) -> anyhow::Result<()> {
+    audit::record(
+        conn,
+        &audit::Entry::new("operator", "", action).detail(detail),
+    )
+    .context("writing the audit log")
+}
+
+/// `admin create-token NAME --scope S[,S…] [--expires-days N]`: a bearer token for the API,
+/// limited to its scopes, printed once.
+pub fn create_token(
+    settings: &Settings,
+    name: &str,
+    scopes: &str,
+    expires_days: Option<u32>,
+) -> anyhow::Result<()> {
     let name = name.trim();
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         anyhow::bail!("a token name is 1 to 64 printable characters");
     }
+    let scopes = Scope::parse_list(scopes).map_err(anyhow::Error::msg)?;
+    let expires_at = match expires_days {
+        Some(0) => anyhow::bail!("--expires-days is at least 1"),
+        Some(days) => Some(db::now() + chrono::Duration::days(i64::from(days))),
+        None => None,
+    };
     let pool = ready_pool(settings, 1)?;
     let mut conn = pool.get().context("connecting to the database")?;
-    let token = api_tokens::create(&mut conn, name).context("storing the token")?;
+    let token = api_tokens::create_scoped(&mut conn, name, &scopes, expires_at, Some("operator"))
+        .context("storing the token")?;
+    let scopes = Scope::join(&scopes);
+    operator_did(&mut conn, "token created", format!("{name} ({scopes})"))?;
     println!("{token}");
-    eprintln!("API token {name:?} made; it is shown only this once");
+    eprintln!("API token {name:?} made with {scopes}; it is shown only this once");
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 pub mod api_tokens;
 pub mod articles;
+pub mod audit;
 pub mod delivery;
 pub mod digests;
 pub mod editors;

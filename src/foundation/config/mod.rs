@@ -77,6 +77,10 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     // Engagement.
     ("click_tracking", Some("anonymous"), "off, anonymous (clicks per issue and link) or personal (clicks per reader)"),
     ("open_tracking", Some("false"), "a 1x1 image per copy, counted as opens (unreliable)"),
+    // Editors' accounts and API trust.
+    ("require_2fa", None, "editors must enrol a second factor (default: true when base_url is https)"),
+    ("metrics_listen", None, "a second address serving /metrics without a token (e.g. 127.0.0.1:9090)"),
+    ("audit_retention_days", Some("400"), "days the audit log keeps its entries"),
 ];
 
 /// Where the database lives.
@@ -212,6 +216,12 @@ pub struct Settings {
     pub click_tracking: ClickTracking,
     /// Whether each copy carries a 1×1 image whose loading is counted as an open.
     pub open_tracking: bool,
+    /// Whether an editor without a second factor must enrol one before anything else.
+    pub require_2fa: bool,
+    /// A second address serving `/metrics` without a token (for a scraper on a private network).
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long the audit log keeps its entries.
+    pub audit_retention_days: u32,
 }
 
 /// How clicks on the links of an issue are counted (`IRIA_CLICK_TRACKING`).
@@ -374,6 +384,17 @@ impl Settings {
             click_tracking: ClickTracking::parse(v.required("click_tracking")?)
                 .map_err(|e| bad("click_tracking", e))?,
             open_tracking: parse_bool(&v, "open_tracking")?,
+            require_2fa: parse_require_2fa(&v)?,
+            metrics_listen: match v.get("metrics_listen") {
+                None => None,
+                Some(raw) => Some(raw.trim().parse().map_err(|e| {
+                    bad(
+                        "metrics_listen",
+                        format!("expected HOST:PORT, got {raw:?} ({e})"),
+                    )
+                })?),
+            },
+            audit_retention_days: v.number("audit_retention_days", 1u32)?,
         })
     }
 
@@ -401,6 +422,14 @@ fn parse_trusted_proxies(v: &Values) -> Result<TrustedProxies, ConfigError> {
         Some(raw) => TrustedProxies::parse(raw).map_err(|e| bad("trusted_proxies", e)),
         None if legacy => Ok(TrustedProxies::Hops(1)),
         None => Ok(TrustedProxies::None),
+    }
+}
+
+/// `IRIA_REQUIRE_2FA`; when unset, true exactly when the console is served over https.
+fn parse_require_2fa(v: &Values) -> Result<bool, ConfigError> {
+    match v.get("require_2fa") {
+        Some(_) => parse_bool(v, "require_2fa"),
+        None => Ok(parse_base_url(v)?.scheme() == "https"),
     }
 }
 

@@ -111,6 +111,9 @@ diesel::table! {
         token_hash -> Text,
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
+        scopes -> Nullable<Text>,
+        expires_at -> Nullable<Timestamp>,
+        created_by -> Nullable<Text>,
     }
 }
 
@@ -121,6 +124,54 @@ diesel::table! {
         password_hash -> Text,
         created_at -> Timestamp,
         session_version -> Integer,
+        role -> Text,
+        disabled_at -> Nullable<Timestamp>,
+        totp_secret -> Nullable<Text>,
+        totp_enrolled_at -> Nullable<Timestamp>,
+        totp_last_step -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        editor_id -> BigInt,
+        code_hash -> Text,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    editor_sessions (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        editor_id -> BigInt,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        ip -> Text,
+        user_agent -> Text,
+        pending -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    known_devices (id) {
+        id -> BigInt,
+        editor_id -> BigInt,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        actor -> Text,
+        ip -> Text,
+        action -> Text,
+        detail -> Text,
     }
 }
 
@@ -146,6 +197,16 @@ diesel::allow_tables_to_appear_in_same_query!(
     feed_state,
     editors,
     login_failures
+);
+
+diesel::joinable!(editor_sessions -> editors (editor_id));
+diesel::joinable!(recovery_codes -> editors (editor_id));
+diesel::joinable!(known_devices -> editors (editor_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    editors,
+    editor_sessions,
+    recovery_codes,
+    known_devices
 );
 
 diesel::table! {

@@ -6,9 +6,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
+use actix_web::HttpMessage;
+
+use super::session::{SessionId, SESSION_KEY};
 use super::{csrf_token, query, random_token, see_other, Answer, Chrome};
 use crate::http::pages::html;
 use crate::http::state::AppState;
+use crate::stores::audit;
+use crate::stores::editors::sessions::{self, Pending};
 use crate::stores::editors::{self, AccountError, Login};
 
 #[derive(Template)]
@@ -83,8 +88,9 @@ pub async fn login(
     let ip = state.client_ip(&req).to_string();
     let next = safe_next(form.next.as_deref());
     let (name, password) = (form.name.clone(), form.password);
+    let login_ip = ip.clone();
     let attempt = query(&state, move |conn| {
-        Ok(editors::begin_login(conn, &name, &ip)?)
+        Ok(editors::begin_login(conn, &name, &login_ip)?)
     })
     .await?;
     let outcome = match attempt {
@@ -117,26 +123,56 @@ pub async fn login(
             },
         )
     };
+    let audit = |action: &'static str, actor: String| {
+        let entry = audit::Entry::new(actor, ip.clone(), action);
+        query(&state, move |conn| Ok(audit::record(conn, &entry)?))
+    };
     match outcome {
         Login::Welcome(editor) => {
+            let pending = if editor.has_second_factor {
+                Some(Pending::Code)
+            } else if state.settings.require_2fa {
+                Some(Pending::Enrol)
+            } else {
+                None
+            };
+            let (editor_id, session_ip) = (editor.id, ip.clone());
+            let user_agent = user_agent(&req);
+            let token = query(&state, move |conn| {
+                Ok(sessions::start(
+                    conn,
+                    editor_id,
+                    &session_ip,
+                    &user_agent,
+                    pending,
+                )?)
+            })
+            .await?;
             session.renew();
             session.clear();
             let stored = session
-                .insert("editor", editor.id)
-                .and(session.insert("v", editor.session_version))
-                .and(session.insert("at", chrono::Utc::now().timestamp()))
+                .insert(SESSION_KEY, token)
                 .and(session.insert("csrf", random_token()));
             if let Err(e) = stored {
                 return Err(super::Fault::Internal(e.to_string()));
             }
+            audit("login", format!("editor {}", editor.name)).await?;
             tracing::info!(editor = %editor.name, "editor logged in");
-            Ok(see_other(&next))
+            Ok(see_other(match pending {
+                Some(Pending::Code) => "/admin/login/code",
+                Some(Pending::Enrol) => "/admin/2fa/enrol",
+                None => &next,
+            }))
         }
-        Login::Refused => Ok(refuse(
-            StatusCode::UNAUTHORIZED,
-            "That name and password do not match an editor's account.",
-        )),
+        Login::Refused | Login::Disabled => {
+            audit("login failed", form.name.chars().take(64).collect()).await?;
+            Ok(refuse(
+                StatusCode::UNAUTHORIZED,
+                "That name and password do not match an editor's account.",
+            ))
+        }
         Login::Throttled => {
+            audit("login locked out", form.name.chars().take(64).collect()).await?;
             let mut response = refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many failed logins for this account or from your address. Wait 15 minutes \
@@ -151,10 +187,24 @@ pub async fn login(
     }
 }
 
-/// `POST /admin/logout`.
-pub async fn logout(session: Session) -> HttpResponse {
+/// The browser's `User-Agent`, as the sessions page shows it.
+pub fn user_agent(req: &HttpRequest) -> String {
+    req.headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// `POST /admin/logout`: the session's row goes, so a copy of the cookie is refused afterwards.
+pub async fn logout(state: web::Data<AppState>, session: Session) -> Answer {
+    if let Some(token) = session.get::<String>(SESSION_KEY).ok().flatten() {
+        query(&state, move |conn| Ok(sessions::end_token(conn, &token)?)).await?;
+    }
     session.purge();
-    see_other("/admin/login")
+    Ok(see_other("/admin/login"))
 }
 
 #[derive(Template)]
@@ -198,6 +248,7 @@ pub async fn change_password(
     let Some(editor) = super::editor(&req) else {
         return Ok(see_other("/admin/login"));
     };
+    let keep = req.extensions().get::<SessionId>().map(|s| s.0);
     let page = |status, error: Option<&str>, done| {
         html(
             status,
@@ -221,12 +272,12 @@ pub async fn change_password(
             &editor,
             &form.current,
             &form.new,
+            keep,
         ))
     })
     .await?;
     match changed {
-        Ok(Some(version)) => {
-            let _ = session.insert("v", version);
+        Ok(Some(_)) => {
             session.renew();
             Ok(page(StatusCode::OK, None, true))
         }

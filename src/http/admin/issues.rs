@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::dashboard::{last_issues, IssueProgress};
 use super::{path_id, query, random_token, see_other, Answer, Chrome, Fault, PageQuery};
+use crate::foundation::access::Role;
 use crate::foundation::config::Settings;
 use crate::foundation::domain::SubscriberEmail;
 use crate::http::pages::html;
@@ -198,6 +199,11 @@ pub async fn compose(state: web::Data<AppState>, req: HttpRequest, body: web::By
     match form.action.as_str() {
         "preview" => reply.page(StatusCode::OK, vec![], None, Some(for_preview(composed))),
         "test" => send_test_copy(&reply, composed).await,
+        "send" | "schedule" if !super::may(&req, Role::Editor) => Ok(super::forbidden(
+            &settings.site_name,
+            "Only an editor or an admin can send or schedule an issue. Keep it as a draft; \
+             an editor can send it from the issue's page.",
+        )),
         "send" | "schedule" | "draft" => {
             let when = match when_to_send(&form, &settings.timezone) {
                 Ok(when) => when,

@@ -1,12 +1,13 @@
 //! The editor console under `/admin`: server-rendered pages behind a login.
 //!
-//! Every route is declared once, in [`routes::ROUTES`], which both registers it and lets the
-//! tests walk the table (every route but the login must redirect a visitor without a session).
-//! The whole scope sits behind [`session::guard`]: a session (a signed and encrypted cookie, path
-//! `/admin`, no server-side store) naming an editor whose password has not changed since, and on
-//! every POST the session's CSRF token, sent back by each form in a hidden `csrf` field (or, for a
-//! file upload, in the form's query string). This file holds what every page shares; it imports
-//! none of them.
+//! Every route is declared once, in [`routes::ROUTES`], with the least role that may use it;
+//! the table both registers the routes and lets the tests walk them (every route but the login
+//! must redirect a visitor without a session, and answer each role as the table says). The whole
+//! scope sits behind [`session::guard`]: a session (a signed and encrypted cookie, path `/admin`,
+//! holding a random token whose hash names a row of `editor_sessions`), a role the route allows,
+//! and on every POST the session's CSRF token, sent back by each form in a hidden `csrf` field
+//! (or, for a file upload, in the form's query string). This file holds what every page shares;
+//! it imports none of them.
 
 pub mod articles;
 pub mod auth;
@@ -27,6 +28,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpMessage, HttpResponse, ResponseError};
 use rand::RngCore;
 
+use crate::foundation::access::Role;
 use crate::foundation::db::{self, DbError};
 use crate::http::state::AppState;
 use crate::stores::editors::Editor;
@@ -61,6 +63,21 @@ pub fn csrf_token(session: &Session) -> String {
 /// The editor of a request that passed the guard.
 pub fn editor(req: &actix_web::HttpRequest) -> Option<Editor> {
     req.extensions().get::<Editor>().cloned()
+}
+
+/// Whether the editor of a request that passed the guard has at least `role`.
+pub fn may(req: &actix_web::HttpRequest, role: Role) -> bool {
+    editor(req).is_some_and(|e| e.role.allows(role))
+}
+
+/// A 403 page for what the editor's role may not do.
+pub fn forbidden(site_name: &str, detail: &str) -> HttpResponse {
+    crate::http::pages::problem(
+        site_name,
+        StatusCode::FORBIDDEN,
+        "Not for your role",
+        detail,
+    )
 }
 
 /// The name of the editor of a request that passed the guard.

@@ -9,13 +9,14 @@ use super::{
     articles, auth, dashboard, digest, engagement, issues, repermission, signup_form, subscribers,
     webhooks, welcome, MAX_FORM_BYTES,
 };
+use crate::foundation::access::Role;
 use crate::foundation::config::Settings;
 
 /// Declares the console's routes: the table the tests walk and the function that registers it.
 macro_rules! route_table {
-    ($( $method:ident $path:literal => $handler:path ),* $(,)?) => {
-        /// Every route of the console: (method, path).
-        pub const ROUTES: &[(&str, &str)] = &[ $( (stringify!($method), concat!("/admin", $path)) ),* ];
+    ($( $method:ident $path:literal => $handler:path [$role:ident] ),* $(,)?) => {
+        /// Every route of the console: (method, path, the least role that may use it).
+        pub const ROUTES: &[(&str, &str, Role)] = &[ $( (stringify!($method), concat!("/admin", $path), Role::$role) ),* ];
 
         fn register(cfg: &mut web::ServiceConfig) {
             $( cfg.route($path, web::$method().to($handler)); )*
@@ -24,47 +25,68 @@ macro_rules! route_table {
 }
 
 route_table! {
-    get "/login" => auth::login_page,
-    post "/login" => auth::login,
-    post "/logout" => auth::logout,
-    get "/password" => auth::password_page,
-    post "/password" => auth::change_password,
-    get "" => dashboard::page,
-    get "/issues" => issues::list,
-    get "/issues/new" => issues::compose_page,
-    post "/issues" => issues::compose,
-    get "/issues/{id}" => issues::page,
-    get "/issues/{id}/preview" => issues::preview,
-    get "/issues/{id}/engagement.csv" => engagement::csv,
-    post "/issues/{id}/send" => issues::send_draft,
-    post "/issues/{id}/retry" => issues::retry_failed,
-    get "/digest" => digest::page,
-    get "/digest/preview" => digest::preview,
-    post "/digest/send" => digest::send_now,
-    post "/digest/skip" => digest::skip,
-    get "/subscribers" => subscribers::list,
-    get "/subscribers/export.csv" => subscribers::export,
-    get "/subscribers/import" => subscribers::import_page,
-    post "/subscribers/import" => subscribers::import,
-    get "/subscribers/{id}" => subscribers::record,
-    post "/subscribers/{id}/unsubscribe" => subscribers::unsubscribe,
-    post "/subscribers/{id}/erase" => subscribers::erase,
-    get "/repermission" => repermission::page,
-    post "/repermission" => repermission::start,
-    get "/articles" => articles::list,
-    get "/articles/new" => articles::new_page,
-    post "/articles" => articles::create,
-    get "/articles/{id}" => articles::edit_page,
-    post "/articles/{id}" => articles::update,
-    post "/articles/{id}/exclude" => articles::exclude,
-    get "/signup-form" => signup_form::page,
-    get "/welcome" => welcome::page,
-    post "/welcome" => welcome::save,
-    get "/webhooks" => webhooks::list,
-    post "/webhooks" => webhooks::create,
-    get "/webhooks/{id}" => webhooks::page,
-    post "/webhooks/{id}/enable" => webhooks::enable,
-    post "/webhooks/{id}/delete" => webhooks::delete,
+    get "/login" => auth::login_page [Author],
+    post "/login" => auth::login [Author],
+    post "/logout" => auth::logout [Author],
+    get "/password" => auth::password_page [Author],
+    post "/password" => auth::change_password [Author],
+    get "" => dashboard::page [Author],
+    get "/issues" => issues::list [Author],
+    get "/issues/new" => issues::compose_page [Author],
+    post "/issues" => issues::compose [Author],
+    get "/issues/{id}" => issues::page [Author],
+    get "/issues/{id}/preview" => issues::preview [Author],
+    get "/issues/{id}/engagement.csv" => engagement::csv [Author],
+    post "/issues/{id}/send" => issues::send_draft [Editor],
+    post "/issues/{id}/retry" => issues::retry_failed [Editor],
+    get "/digest" => digest::page [Author],
+    get "/digest/preview" => digest::preview [Author],
+    post "/digest/send" => digest::send_now [Editor],
+    post "/digest/skip" => digest::skip [Editor],
+    get "/subscribers" => subscribers::list [Editor],
+    get "/subscribers/export.csv" => subscribers::export [Editor],
+    get "/subscribers/import" => subscribers::import_page [Editor],
+    post "/subscribers/import" => subscribers::import [Editor],
+    get "/subscribers/{id}" => subscribers::record [Editor],
+    post "/subscribers/{id}/unsubscribe" => subscribers::unsubscribe [Editor],
+    post "/subscribers/{id}/erase" => subscribers::erase [Editor],
+    get "/repermission" => repermission::page [Editor],
+    post "/repermission" => repermission::start [Editor],
+    get "/articles" => articles::list [Author],
+    get "/articles/new" => articles::new_page [Editor],
+    post "/articles" => articles::create [Editor],
+    get "/articles/{id}" => articles::edit_page [Author],
+    post "/articles/{id}" => articles::update [Editor],
+    post "/articles/{id}/exclude" => articles::exclude [Editor],
+    get "/signup-form" => signup_form::page [Author],
+    get "/welcome" => welcome::page [Editor],
+    post "/welcome" => welcome::save [Editor],
+    get "/webhooks" => webhooks::list [Admin],
+    post "/webhooks" => webhooks::create [Admin],
+    get "/webhooks/{id}" => webhooks::page [Admin],
+    post "/webhooks/{id}/enable" => webhooks::enable [Admin],
+    post "/webhooks/{id}/delete" => webhooks::delete [Admin],
+}
+
+/// The least role that may use a request's route (`None`: no route of the table matches). The
+/// first route of the table that matches wins, as it does when actix routes the request.
+pub fn role_needed(method: &str, path: &str) -> Option<Role> {
+    ROUTES
+        .iter()
+        .find(|(m, pattern, _)| m.eq_ignore_ascii_case(method) && path_matches(pattern, path))
+        .map(|(_, _, role)| *role)
+}
+
+/// Whether a route's path (with `{name}` segments) matches a request path.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let (mut p, mut q) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if (a.starts_with('{') && !b.is_empty()) || a == b => {}
+            _ => return false,
+        }
+    }
 }
 
 /// The `/admin` scope, with its session cookie and guard.
@@ -83,6 +105,8 @@ pub fn scope(
         // Forms (an issue's body is the largest); CSV uploads stream past this, see subscribers.
         .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
         .configure(register)
-        .wrap(actix_web::middleware::from_fn(guard))
+        .wrap(actix_web::middleware::from_fn(|req, next| {
+            guard(req, next, role_needed)
+        }))
         .wrap(session_middleware(settings))
 }

@@ -13,12 +13,19 @@ use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use sha2::{Digest, Sha512};
 
 use super::{Fault, SESSION_HOURS};
+use crate::foundation::access::Role;
 use crate::foundation::config::Settings;
 use crate::foundation::db;
 use crate::http::state::AppState;
+use crate::stores::editors::sessions::{self, Pending};
 
 /// Paths a visitor without a session may open.
 const PUBLIC: &[&str] = &["/admin/login"];
+
+/// The paths a session that must still give a second-factor code may open.
+pub const CODE_PATHS: &[&str] = &["/admin/login/code", "/admin/logout"];
+/// The paths a session that must still enrol a second factor may open.
+pub const ENROL_PATHS: &[&str] = &["/admin/2fa/enrol", "/admin/logout"];
 
 pub fn session_middleware(settings: &Settings) -> SessionMiddleware<CookieSessionStore> {
     // A key of its own, derived from the secret key: nothing else signs with it.
@@ -39,63 +46,76 @@ pub fn session_middleware(settings: &Settings) -> SessionMiddleware<CookieSessio
         .build()
 }
 
-/// Lets a request through with a live session (and, on a POST, its CSRF token); sends a visitor
-/// without one to the login page.
+/// The least role that may use a (method, path), from the route table.
+pub type RoleNeeded = fn(&str, &str) -> Option<Role>;
+
+/// The session of a request that passed the guard (its row's id, for "this session").
+#[derive(Clone, Copy, Debug)]
+pub struct SessionId(pub i64);
+
+/// Lets a request through with a live session whose role may use the route (and, on a POST, its
+/// CSRF token); sends a visitor without one to the login page, a session that must still give
+/// or enrol a second factor to that page, and answers 403 to a role below the route's.
 pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
+    role_needed: RoleNeeded,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let session = req.get_session();
-    let public = PUBLIC.contains(&req.path());
-    if public {
+    if PUBLIC.contains(&req.path()) {
         if let Some(refused) = check_csrf(&mut req, &session).await? {
             return Ok(refused);
         }
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
-    let signed_in = match session_editor(&session) {
-        Some((id, version)) => {
+    let live = match session.get::<String>(SESSION_KEY).ok().flatten() {
+        Some(token) => {
             let pool = state(&req).pool.clone();
-            match db::run(&pool, move |conn| {
-                Ok(crate::stores::editors::find(conn, id, version)?)
-            })
-            .await
-            {
+            match db::run(&pool, move |conn| Ok(sessions::find(conn, &token)?)).await {
                 Ok(found) => found,
                 Err(e) => return Ok(req.into_response(Fault::from(e).error_response())),
             }
         }
         None => None,
     };
-    let Some(editor) = signed_in else {
+    let Some(live) = live else {
         session.purge();
-        let target = match req.method() {
-            &Method::GET => req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        let location = if target.is_empty() {
-            "/admin/login".to_string()
-        } else {
-            format!(
-                "/admin/login?next={}",
-                url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
-            )
-        };
-        let response = HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, location))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish();
-        return Ok(req.into_response(response));
+        return Ok(to_login(req));
     };
+    let pending_paths = match live.pending {
+        Some(Pending::Code) => Some((CODE_PATHS, "/admin/login/code")),
+        Some(Pending::Enrol) => Some((ENROL_PATHS, "/admin/2fa/enrol")),
+        None => None,
+    };
+    if let Some((allowed, page)) = pending_paths {
+        if !allowed.contains(&req.path()) {
+            return Ok(req.into_response(no_store(super::see_other(page))));
+        }
+    }
     // Signed in: a POST must carry the session's token.
     if let Some(refused) = check_csrf(&mut req, &session).await? {
         return Ok(refused);
     }
-    req.extensions_mut().insert(editor);
+    let needed = role_needed(req.method().as_str(), req.path());
+    if let Some(needed) = needed.filter(|n| !live.editor.role.allows(*n)) {
+        let page = crate::http::pages::problem(
+            &state(&req).settings.site_name,
+            StatusCode::FORBIDDEN,
+            "Not for your role",
+            &format!(
+                "Your account is an {} account; this needs {}. Ask an admin if you need it.",
+                live.editor.role,
+                match needed {
+                    Role::Author => "an author's",
+                    Role::Editor => "an editor's or an admin's",
+                    Role::Admin => "an admin's",
+                }
+            ),
+        );
+        return Ok(req.into_response(no_store(page)));
+    }
+    req.extensions_mut().insert(live.editor);
+    req.extensions_mut().insert(SessionId(live.id));
     let mut response = next.call(req).await?.map_into_boxed_body();
     // Console pages hold subscribers' data: never kept by a cache.
     response.headers_mut().insert(
@@ -103,6 +123,42 @@ pub async fn guard(
         header::HeaderValue::from_static("no-store"),
     );
     Ok(response)
+}
+
+/// The cookie's key holding the session's token.
+pub const SESSION_KEY: &str = "sid";
+
+fn no_store(mut response: HttpResponse) -> HttpResponse {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// A visitor without a session goes to the login page, and back to the page asked for after it.
+fn to_login(req: ServiceRequest) -> ServiceResponse<BoxBody> {
+    let target = match req.method() {
+        &Method::GET => req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let location = if target.is_empty() {
+        "/admin/login".to_string()
+    } else {
+        format!(
+            "/admin/login?next={}",
+            url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+        )
+    };
+    let response = HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish();
+    req.into_response(response)
 }
 
 /// For a POST: `Some(403 answer)` unless it carries the session's CSRF token.
@@ -135,17 +191,6 @@ fn state(req: &ServiceRequest) -> web::Data<AppState> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
         .expect("the application state is registered")
-}
-
-/// (editor id, session version) of a session still within its lifetime.
-fn session_editor(session: &Session) -> Option<(i64, i32)> {
-    let id = session.get::<i64>("editor").ok().flatten()?;
-    let version = session.get::<i32>("v").ok().flatten()?;
-    let at = session.get::<i64>("at").ok().flatten()?;
-    let age = chrono::Utc::now().timestamp() - at;
-    (0..SESSION_HOURS * 3600)
-        .contains(&age)
-        .then_some((id, version))
 }
 
 /// The CSRF token a POST sent: the `csrf` field of a form, or `csrf` in the query string (file

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{id_of, paging, run, token_name, topics_of, utc, Answer, ApiError, PageQuery, Problem};
+use crate::foundation::access::Scope;
 use crate::http::state::AppState;
 use crate::processes::compose::{self, Announcement, Door};
 use crate::stores::issues::{self, IssueError, When};
@@ -130,6 +131,11 @@ pub async fn create_issue(
         (None, true) => When::Now,
         (None, false) => When::Later,
     };
+    if !matches!(when, When::Later) {
+        if let Err(refused) = super::require_scope(&req, Scope::IssuesSend) {
+            return Ok(refused);
+        }
+    }
     let draft = Announcement {
         subject: body.subject,
         preheader: body.preheader,

@@ -23,6 +23,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::foundation::access::{Grant, Scope};
 use crate::foundation::db::{self, DbError};
 use crate::http::state::AppState;
 use crate::stores::api_tokens;
@@ -41,14 +42,55 @@ fn bearer_credentials(value: &str) -> Option<&str> {
         .then(|| credentials.trim())
 }
 
+/// A 403 for a token without the scope an operation needs; the problem names the scope.
+pub fn out_of_scope(token: &str, scope: Scope) -> HttpResponse {
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "scope".into(),
+        serde_json::Value::String(scope.as_str().into()),
+    );
+    crate::http::pages::problem_details(
+        StatusCode::FORBIDDEN,
+        "Outside the token's scopes",
+        &format!(
+            "This operation needs the `{scope}` scope, which the token {token:?} does not have. \
+             An admin can make a token with it: `iria-news admin create-token NAME --scope {scope}`."
+        ),
+        extra,
+    )
+}
+
+/// `Err(403)` unless the request's token holds `scope` (for what one route does beyond its
+/// table scope, such as sending an issue while creating it).
+pub fn require_scope(req: &HttpRequest, scope: Scope) -> Result<(), HttpResponse> {
+    let allowed = req
+        .extensions()
+        .get::<Grant>()
+        .is_some_and(|grant| grant.allows(scope));
+    if allowed {
+        Ok(())
+    } else {
+        let name = req
+            .extensions()
+            .get::<TokenName>()
+            .map(|t| t.0.clone())
+            .unwrap_or_default();
+        Err(out_of_scope(&name, scope))
+    }
+}
+
 /// Checks the `Authorization: Bearer …` header; `Err` is the 401 (or 503) to answer with.
-pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<String, HttpResponse> {
+pub async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<api_tokens::Verified, HttpResponse> {
     let unauthorized = || {
         let mut response = problem(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
             "This API needs an `Authorization: Bearer <token>` header with a token made by \
-             `iria-news admin create-token NAME`.",
+             `iria-news admin create-token NAME --scope S[,S…]` (unknown, revoked and expired \
+             tokens are refused alike).",
         );
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -67,7 +109,7 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<String,
         return Err(unauthorized());
     };
     match db::run(&state.pool, move |conn| Ok(api_tokens::verify(conn, &raw)?)).await {
-        Ok(Some(name)) => Ok(name),
+        Ok(Some(token)) => Ok(token),
         Ok(None) => Err(unauthorized()),
         Err(e) if e.is_unavailable() => Err(problem(
             StatusCode::SERVICE_UNAVAILABLE,

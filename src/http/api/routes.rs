@@ -8,6 +8,8 @@ use super::{
     articles, bounces, digest, engagement, issues, openapi, problem, subscribers, webhooks,
     ApiError, TokenName,
 };
+use crate::foundation::access::Scope;
+use crate::foundation::access::Scope::*;
 use crate::http::state::AppState;
 
 /// The routes of `/api/v1`, behind the token check.
@@ -17,9 +19,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Declares the API's routes: the table the tests walk and the function that registers it.
 macro_rules! route_table {
-    ($( $method:ident $path:literal => $handler:path ),* $(,)?) => {
-        /// Every route of the API: (method, path).
-        pub const ROUTES: &[(&str, &str)] = &[ $( (stringify!($method), concat!("/api/v1", $path)) ),* ];
+    ($( $method:ident $path:literal => $handler:path [$scope:expr] ),* $(,)?) => {
+        /// Every route of the API: (method, path, the scope its token needs; `None`: no token).
+        pub const ROUTES: &[(&str, &str, Option<Scope>)] = &[ $( (stringify!($method), concat!("/api/v1", $path), $scope) ),* ];
 
         fn register(cfg: &mut web::ServiceConfig) {
             $( cfg.route($path, web::$method().to($handler)); )*
@@ -28,32 +30,38 @@ macro_rules! route_table {
 }
 
 route_table! {
-    get "/openapi.json" => openapi::openapi,
-    get "/subscribers" => subscribers::list_subscribers,
-    post "/subscribers" => subscribers::create_subscriber,
-    get "/subscribers/{id}" => subscribers::get_subscriber,
-    delete "/subscribers/{id}" => subscribers::erase_subscriber,
-    post "/subscribers/{id}/unsubscribe" => subscribers::unsubscribe_subscriber,
-    get "/articles" => articles::list_articles,
-    post "/articles" => articles::push_article,
-    get "/articles/{id}" => articles::get_article,
-    patch "/articles/{id}" => articles::patch_article,
-    get "/issues" => issues::list_issues,
-    post "/issues" => issues::create_issue,
-    get "/issues/{id}" => issues::get_issue,
-    post "/issues/{id}/send" => issues::send_issue,
-    get "/issues/{id}/engagement" => engagement::get_issue_engagement,
-    get "/digest/preview" => digest::digest_preview,
-    post "/digest/run" => digest::digest_run,
-    post "/bounces" => bounces::receive_bounce,
-    get "/webhooks" => webhooks::list_webhooks,
-    post "/webhooks" => webhooks::create_webhook,
-    get "/webhooks/{id}" => webhooks::get_webhook,
-    delete "/webhooks/{id}" => webhooks::delete_webhook,
+    get "/openapi.json" => openapi::openapi [None],
+    get "/subscribers" => subscribers::list_subscribers [Some(SubscribersRead)],
+    post "/subscribers" => subscribers::create_subscriber [Some(SubscribersWrite)],
+    get "/subscribers/{id}" => subscribers::get_subscriber [Some(SubscribersRead)],
+    delete "/subscribers/{id}" => subscribers::erase_subscriber [Some(SubscribersWrite)],
+    post "/subscribers/{id}/unsubscribe" => subscribers::unsubscribe_subscriber [Some(SubscribersWrite)],
+    get "/articles" => articles::list_articles [Some(ArticlesRead)],
+    post "/articles" => articles::push_article [Some(ArticlesWrite)],
+    get "/articles/{id}" => articles::get_article [Some(ArticlesRead)],
+    patch "/articles/{id}" => articles::patch_article [Some(ArticlesWrite)],
+    get "/issues" => issues::list_issues [Some(IssuesRead)],
+    post "/issues" => issues::create_issue [Some(IssuesWrite)],
+    get "/issues/{id}" => issues::get_issue [Some(IssuesRead)],
+    post "/issues/{id}/send" => issues::send_issue [Some(IssuesSend)],
+    get "/issues/{id}/engagement" => engagement::get_issue_engagement [Some(IssuesRead)],
+    get "/digest/preview" => digest::digest_preview [Some(IssuesRead)],
+    post "/digest/run" => digest::digest_run [Some(DigestRun)],
+    post "/bounces" => bounces::receive_bounce [Some(BouncesWrite)],
+    get "/webhooks" => webhooks::list_webhooks [Some(WebhooksWrite)],
+    post "/webhooks" => webhooks::create_webhook [Some(WebhooksWrite)],
+    get "/webhooks/{id}" => webhooks::get_webhook [Some(WebhooksWrite)],
+    delete "/webhooks/{id}" => webhooks::delete_webhook [Some(WebhooksWrite)],
 }
 
-/// Paths open without a token.
-pub const PUBLIC: &[&str] = &["/api/v1/openapi.json"];
+/// The scope a request's route needs: `Some(None)` for a route open without a token, `None` when
+/// no route matches (the answer is then 404 or 405, to a valid token only).
+pub fn scope_needed(method: &str, path: &str) -> Option<Option<Scope>> {
+    ROUTES
+        .iter()
+        .find(|(m, pattern, _)| m.eq_ignore_ascii_case(method) && path_matches(pattern, path))
+        .map(|(_, _, scope)| *scope)
+}
 
 /// The `/api/v1` scope: its routes behind the token check, problem details for every error.
 fn scope() -> actix_web::Scope<
@@ -101,7 +109,7 @@ fn path_matches(pattern: &str, path: &str) -> bool {
     loop {
         match (p.next(), q.next()) {
             (None, None) => return true,
-            (Some(a), Some(b)) if a.starts_with('{') || a == b => {}
+            (Some(a), Some(b)) if (a.starts_with('{') && !b.is_empty()) || a == b => {}
             _ => return false,
         }
     }
@@ -112,8 +120,8 @@ fn path_matches(pattern: &str, path: &str) -> bool {
 async fn unrouted(req: HttpRequest) -> HttpResponse {
     let allowed: Vec<String> = ROUTES
         .iter()
-        .filter(|(_, pattern)| path_matches(pattern, req.path()))
-        .map(|(method, _)| method.to_uppercase())
+        .filter(|(_, pattern, _)| path_matches(pattern, req.path()))
+        .map(|(method, _, _)| method.to_uppercase())
         .collect();
     if allowed.is_empty() {
         return problem(
@@ -133,21 +141,29 @@ async fn unrouted(req: HttpRequest) -> HttpResponse {
     response
 }
 
-/// Lets a request through with a valid token, noting its name for the records of who did what;
-/// answers anything else with the 401 (or 503) of [`super::authenticate`].
+/// Lets a request through with a valid token holding the route's scope, noting its name for the
+/// records of who did what; answers a missing or unknown token with the 401 (or 503) of
+/// [`super::authenticate`], and a token without the route's scope with a 403 naming it.
 async fn require_token(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    if PUBLIC.contains(&req.path()) {
+    let needed = scope_needed(req.method().as_str(), req.path());
+    if needed == Some(None) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Err(actix_web::error::ErrorInternalServerError("no state"));
     };
     match super::authenticate(&state, req.request()).await {
-        Ok(name) => {
-            req.extensions_mut().insert(TokenName(name));
+        Ok(token) => {
+            if let Some(Some(scope)) = needed {
+                if !token.grant.allows(scope) {
+                    return Ok(req.into_response(super::out_of_scope(&token.name, scope)));
+                }
+            }
+            req.extensions_mut().insert(TokenName(token.name));
+            req.extensions_mut().insert(token.grant);
             Ok(next.call(req).await?.map_into_boxed_body())
         }
         Err(response) => Ok(req.into_response(response)),

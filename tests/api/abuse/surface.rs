@@ -33,11 +33,16 @@ fn get_routes(unsubscribe: &str, preferences: &str) -> Vec<String> {
     .collect();
     paths.push(format!("/unsubscribe/{unsubscribe}"));
     paths.push(format!("/preferences/{preferences}"));
-    let tables = iria_news::http::admin::routes::ROUTES
+    let tables = (iria_news::http::admin::routes::ROUTES
         .iter()
-        .chain(iria_news::http::api::routes::ROUTES.iter());
+        .map(|(m, p, _)| (*m, *p)))
+    .chain(
+        iria_news::http::api::routes::ROUTES
+            .iter()
+            .map(|(m, p, _)| (*m, *p)),
+    );
     for (method, path) in tables {
-        if *method == "get" {
+        if method == "get" {
             paths.push(path.replace("{id}", "1"));
         }
     }

@@ -1,12 +1,16 @@
-//! Editors' accounts: made with `iria-news admin create-user NAME`, passwords kept as argon2id
-//! hashes; logins counted and throttled per account and per client address.
+//! Editors' accounts: made with `iria-news admin create-user NAME [--role ROLE]` or by an admin in
+//! the console, passwords kept as argon2id hashes; logins counted and throttled per account and
+//! per client address. [`sessions`] keeps the console's sessions.
+
+pub mod sessions;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use diesel::prelude::*;
 
-use crate::foundation::db::schema::{editors, login_failures};
+use crate::foundation::access::Role;
+use crate::foundation::db::schema::{editor_sessions, editors, login_failures, recovery_codes};
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::net;
 
@@ -22,6 +26,10 @@ pub enum AccountError {
     ShortPassword,
     #[error("an editor named {0:?} exists already")]
     Exists(String),
+    #[error("no editor is named {0:?}")]
+    Unknown(String),
+    #[error("the last active admin cannot lose the admin role or be disabled")]
+    LastAdmin,
     #[error("hashing the password failed: {0}")]
     Hash(String),
     #[error(transparent)]
@@ -47,8 +55,18 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
-/// Makes an editor account.
-pub fn create(conn: &mut DbConnection, name: &str, password: &str) -> Result<(), AccountError> {
+/// Makes an editor account: the first account is an admin, later ones editors.
+pub fn create(conn: &mut DbConnection, name: &str, password: &str) -> Result<Role, AccountError> {
+    create_with_role(conn, name, password, None)
+}
+
+/// Makes an editor account with a role (`None`: admin for the first account, else editor).
+pub fn create_with_role(
+    conn: &mut DbConnection,
+    name: &str,
+    password: &str,
+    role: Option<Role>,
+) -> Result<Role, AccountError> {
     if !valid_name(name) {
         return Err(AccountError::BadName);
     }
@@ -56,15 +74,30 @@ pub fn create(conn: &mut DbConnection, name: &str, password: &str) -> Result<(),
         return Err(AccountError::ShortPassword);
     }
     let hash = hash(password)?;
-    let inserted = diesel::insert_into(editors::table)
-        .values((
-            editors::name.eq(name),
-            editors::password_hash.eq(hash),
-            editors::created_at.eq(db::now()),
-        ))
-        .execute(conn);
+    let inserted = db::write_transaction(conn, |conn| {
+        let role = match role {
+            Some(role) => role,
+            None => {
+                let existing: i64 = editors::table.count().get_result(conn)?;
+                if existing == 0 {
+                    Role::Admin
+                } else {
+                    Role::Editor
+                }
+            }
+        };
+        diesel::insert_into(editors::table)
+            .values((
+                editors::name.eq(name),
+                editors::password_hash.eq(&hash),
+                editors::created_at.eq(db::now()),
+                editors::role.eq(role.as_str()),
+            ))
+            .execute(conn)?;
+        Ok(role)
+    });
     match inserted {
-        Ok(_) => Ok(()),
+        Ok(role) => Ok(role),
         Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
@@ -118,8 +151,44 @@ fn hash(password: &str) -> Result<String, AccountError> {
 pub struct Editor {
     pub id: i64,
     pub name: String,
-    /// Bumped when the password changes: sessions made before then end.
+    pub role: Role,
+    /// Bumped when the password changes.
     pub session_version: i32,
+    /// Whether a second factor is enrolled.
+    pub has_second_factor: bool,
+}
+
+/// The columns an [`Editor`] is read from.
+pub(crate) type EditorColumns = (
+    editors::id,
+    editors::name,
+    editors::role,
+    editors::session_version,
+    editors::totp_enrolled_at,
+);
+
+pub(crate) const EDITOR_COLUMNS: EditorColumns = (
+    editors::id,
+    editors::name,
+    editors::role,
+    editors::session_version,
+    editors::totp_enrolled_at,
+);
+
+pub(crate) type EditorRow = (i64, String, String, i32, Option<chrono::NaiveDateTime>);
+
+impl Editor {
+    pub(crate) fn from_row(row: EditorRow) -> Self {
+        let (id, name, role, session_version, enrolled) = row;
+        Editor {
+            id,
+            name,
+            // The column's CHECK allows only the three names.
+            role: Role::parse(&role).unwrap_or(Role::Author),
+            session_version,
+            has_second_factor: enrolled.is_some(),
+        }
+    }
 }
 
 /// How a login attempt ended.
@@ -130,6 +199,8 @@ pub enum Login {
     Refused,
     /// Too many failures lately for this account or from this address; nothing was checked.
     Throttled,
+    /// The right password for an account an admin has disabled.
+    Disabled,
 }
 
 fn account_key(name: &str) -> String {
@@ -262,15 +333,14 @@ pub fn finish_login(
             ),
         )
         .execute(conn)?;
-        let editor = editors::table
+        let (editor, disabled) = editors::table
             .filter(editors::name.eq(&attempt.name))
-            .select((editors::id, editors::name, editors::session_version))
-            .first::<(i64, String, i32)>(conn)?;
-        return Ok(Login::Welcome(Editor {
-            id: editor.0,
-            name: editor.1,
-            session_version: editor.2,
-        }));
+            .select((EDITOR_COLUMNS, editors::disabled_at))
+            .first::<(EditorRow, Option<chrono::NaiveDateTime>)>(conn)?;
+        if disabled.is_some() {
+            return Ok(Login::Disabled);
+        }
+        return Ok(Login::Welcome(Editor::from_row(editor)));
     }
     // Old failures are of no use: keep the table small.
     let old = db::now() - chrono::Duration::days(1);
@@ -292,29 +362,26 @@ pub fn log_in(conn: &mut DbConnection, name: &str, password: &str, ip: &str) -> 
     finish_login(conn, &attempt, matched)
 }
 
-/// The editor a session names, if the account still exists and the session is not older than
-/// the last password change.
-pub fn find(conn: &mut DbConnection, id: i64, session_version: i32) -> QueryResult<Option<Editor>> {
+/// An enabled editor by name.
+pub fn by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Editor>> {
     Ok(editors::table
-        .find(id)
-        .select((editors::id, editors::name, editors::session_version))
-        .first::<(i64, String, i32)>(conn)
+        .filter(editors::name.eq(name))
+        .filter(editors::disabled_at.is_null())
+        .select(EDITOR_COLUMNS)
+        .first::<EditorRow>(conn)
         .optional()?
-        .filter(|e| e.2 == session_version)
-        .map(|(id, name, session_version)| Editor {
-            id,
-            name,
-            session_version,
-        }))
+        .map(Editor::from_row))
 }
 
-/// Changes an editor's password after checking the current one; every other session of the
-/// account ends. Returns the new session version, or `None` when the current password is wrong.
+/// Changes an editor's password after checking the current one; every session of the account
+/// but `keep_session` (the one the change was made from) ends. Returns the new session version,
+/// or `None` when the current password is wrong.
 pub fn change_password(
     conn: &mut DbConnection,
     editor: &Editor,
     current: &str,
     new: &str,
+    keep_session: Option<i64>,
 ) -> Result<Option<i32>, AccountError> {
     if new.chars().count() < MIN_PASSWORD_CHARS {
         return Err(AccountError::ShortPassword);
@@ -324,11 +391,137 @@ pub fn change_password(
     }
     let hash = hash(new)?;
     let version = editor.session_version + 1;
-    diesel::update(editors::table.find(editor.id))
-        .set((
-            editors::password_hash.eq(hash),
-            editors::session_version.eq(version),
-        ))
-        .execute(conn)?;
+    db::write_transaction(conn, |conn| {
+        diesel::update(editors::table.find(editor.id))
+            .set((
+                editors::password_hash.eq(&hash),
+                editors::session_version.eq(version),
+            ))
+            .execute(conn)?;
+        sessions::end_all(conn, editor.id, keep_session)?;
+        Ok::<_, AccountError>(())
+    })?;
     Ok(Some(version))
+}
+
+/// An account as the accounts page lists it.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub editor: Editor,
+    pub created_at: chrono::NaiveDateTime,
+    pub disabled_at: Option<chrono::NaiveDateTime>,
+}
+
+/// Every account, by name.
+pub fn accounts(conn: &mut DbConnection) -> QueryResult<Vec<Account>> {
+    Ok(editors::table
+        .order(editors::name.asc())
+        .select((EDITOR_COLUMNS, editors::created_at, editors::disabled_at))
+        .load::<(
+            EditorRow,
+            chrono::NaiveDateTime,
+            Option<chrono::NaiveDateTime>,
+        )>(conn)?
+        .into_iter()
+        .map(|(row, created_at, disabled_at)| Account {
+            editor: Editor::from_row(row),
+            created_at,
+            disabled_at,
+        })
+        .collect())
+}
+
+/// One account by id.
+pub fn account(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Account>> {
+    Ok(accounts(conn)?.into_iter().find(|a| a.editor.id == id))
+}
+
+/// The id of the account named `name`, disabled or not.
+fn id_of(conn: &mut DbConnection, name: &str) -> Result<i64, AccountError> {
+    editors::table
+        .filter(editors::name.eq(name))
+        .select(editors::id)
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| AccountError::Unknown(name.to_string()))
+}
+
+/// Fails when the change would leave no enabled admin (`id` losing the role or being disabled).
+fn keep_an_admin(conn: &mut DbConnection, id: i64) -> Result<(), AccountError> {
+    let others: i64 = editors::table
+        .filter(editors::role.eq(Role::Admin.as_str()))
+        .filter(editors::disabled_at.is_null())
+        .filter(editors::id.ne(id))
+        .count()
+        .get_result(conn)?;
+    if others == 0 {
+        return Err(AccountError::LastAdmin);
+    }
+    Ok(())
+}
+
+/// Changes an account's role (the last enabled admin keeps theirs). Returns the old role.
+pub fn set_role(conn: &mut DbConnection, name: &str, role: Role) -> Result<Role, AccountError> {
+    db::write_transaction(conn, |conn| {
+        let id = id_of(conn, name)?;
+        let old: String = editors::table.find(id).select(editors::role).first(conn)?;
+        if old == Role::Admin.as_str() && role != Role::Admin {
+            keep_an_admin(conn, id)?;
+        }
+        diesel::update(editors::table.find(id))
+            .set(editors::role.eq(role.as_str()))
+            .execute(conn)?;
+        Ok(Role::parse(&old).unwrap_or(Role::Author))
+    })
+}
+
+/// Disables (or enables again) an account; disabling ends all its sessions. The last enabled
+/// admin cannot be disabled.
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    name: &str,
+    disabled: bool,
+) -> Result<(), AccountError> {
+    db::write_transaction(conn, |conn| {
+        let id = id_of(conn, name)?;
+        if disabled {
+            let role: String = editors::table.find(id).select(editors::role).first(conn)?;
+            if role == Role::Admin.as_str() {
+                keep_an_admin(conn, id)?;
+            }
+            diesel::update(
+                editors::table
+                    .find(id)
+                    .filter(editors::disabled_at.is_null()),
+            )
+            .set(editors::disabled_at.eq(Some(db::now())))
+            .execute(conn)?;
+            diesel::delete(editor_sessions::table.filter(editor_sessions::editor_id.eq(id)))
+                .execute(conn)?;
+        } else {
+            diesel::update(editors::table.find(id))
+                .set(editors::disabled_at.eq(None::<chrono::NaiveDateTime>))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// Removes an editor's second factor (TOTP secret and recovery codes) and ends their sessions:
+/// they enrol again at their next login. Fails for an unknown name.
+pub fn reset_second_factor(conn: &mut DbConnection, name: &str) -> Result<(), AccountError> {
+    db::write_transaction(conn, |conn| {
+        let id = id_of(conn, name)?;
+        diesel::update(editors::table.find(id))
+            .set((
+                editors::totp_secret.eq(None::<String>),
+                editors::totp_enrolled_at.eq(None::<chrono::NaiveDateTime>),
+                editors::totp_last_step.eq(None::<i64>),
+            ))
+            .execute(conn)?;
+        diesel::delete(recovery_codes::table.filter(recovery_codes::editor_id.eq(id)))
+            .execute(conn)?;
+        sessions::end_all(conn, id, None)?;
+        Ok(())
+    })
 }

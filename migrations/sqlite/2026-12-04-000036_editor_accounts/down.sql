@@ -1,0 +1,12 @@
+DROP TABLE audit_log;
+ALTER TABLE api_tokens DROP COLUMN created_by;
+ALTER TABLE api_tokens DROP COLUMN expires_at;
+ALTER TABLE api_tokens DROP COLUMN scopes;
+DROP TABLE known_devices;
+DROP TABLE editor_sessions;
+DROP TABLE recovery_codes;
+ALTER TABLE editors DROP COLUMN totp_last_step;
+ALTER TABLE editors DROP COLUMN totp_enrolled_at;
+ALTER TABLE editors DROP COLUMN totp_secret;
+ALTER TABLE editors DROP COLUMN disabled_at;
+ALTER TABLE editors DROP COLUMN role;
