@@ -4,6 +4,7 @@ mod helpers;
 mod ops;
 
 mod abuse;
+mod accounts;
 mod browser;
 mod checklist_signup;
 mod cli;

@@ -66,6 +66,9 @@ route_table! {
     get "/webhooks/{id}" => webhooks::page [Admin],
     post "/webhooks/{id}/enable" => webhooks::enable [Admin],
     post "/webhooks/{id}/delete" => webhooks::delete [Admin],
+    // The second factor (enrolment, the login's code step, recovery codes).
+    // Accounts, sessions and the audit log.
+    // API tokens.
 }
 
 /// The least role that may use a request's route (`None`: no route of the table matches). The
