@@ -92,6 +92,8 @@ pub fn editor_name(req: &actix_web::HttpRequest) -> String {
 pub struct Chrome {
     pub site_name: String,
     pub editor: String,
+    /// The editor's role: the navigation shows only what it may open.
+    pub role: &'static str,
     pub csrf: String,
     /// Which section of the navigation is current.
     pub section: &'static str,
@@ -102,6 +104,7 @@ impl Chrome {
         Self {
             site_name: state.settings.site_name.clone(),
             editor: editor_name(req),
+            role: editor(req).map(|e| e.role.as_str()).unwrap_or("author"),
             csrf: csrf_token(&req.get_session()),
             section,
         }
