@@ -1,5 +1,5 @@
 //! The background tasks of `serve`: the digest scheduler, scheduled issues, the feed poller, the
-//! rate limits' clean-up, re-permission deadlines and the webhook worker; and the signal that stops the process.
+//! rate limits' clean-up, re-permission deadlines, the audit log's retention and the webhook worker; and the signal that stops the process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +14,9 @@ use crate::foundation::schedule::Schedule;
 use crate::http::state::AppState;
 use crate::processes::webhooks::WebhookWorker;
 use crate::processes::{digest, feed};
+use crate::stores::editors::sessions;
 use crate::stores::subscriptions::repermission;
-use crate::stores::{issues, limits};
+use crate::stores::{audit, issues, limits};
 
 /// Starts every background task of a `serve` process; each runs until the process stops.
 pub fn spawn_background(state: &web::Data<AppState>, settings: &Arc<Settings>) {
@@ -40,6 +41,10 @@ pub fn spawn_background(state: &web::Data<AppState>, settings: &Arc<Settings>) {
         settings.schedule.clone(),
     ));
     tokio::spawn(repermission_forever(state.pool.clone()));
+    tokio::spawn(retention_forever(
+        state.pool.clone(),
+        settings.audit_retention_days,
+    ));
     tokio::spawn(scheduled_issues_forever(
         state.pool.clone(),
         state.wake.clone(),
@@ -124,6 +129,34 @@ pub async fn repermission_forever(pool: Pool) {
             Ok(0) => {}
             Ok(n) => tracing::info!(unsubscribed = n, "inactive readers unsubscribed"),
             Err(e) => tracing::warn!(error = %e, "re-permission deadlines: next time"),
+        }
+    }
+}
+
+/// How often old audit entries and ended sessions are deleted.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes audit entries older than `IRIA_AUDIT_RETENTION_DAYS` and sessions past their idle or
+/// absolute end: at start, then once an hour, until the process stops.
+pub async fn retention_forever(pool: Pool, days: u32) {
+    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let purged = db::run(&pool, move |conn| {
+            Ok((audit::purge(conn, days)?, sessions::purge_expired(conn)?))
+        })
+        .await;
+        match purged {
+            Ok((0, 0)) => {}
+            Ok((entries, ended)) => {
+                tracing::info!(
+                    entries,
+                    sessions = ended,
+                    "old audit entries and ended sessions deleted"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "deleting old audit entries: next time"),
         }
     }
 }

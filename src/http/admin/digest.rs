@@ -109,7 +109,7 @@ pub async fn preview(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `POST /admin/digest/send`: the coming digest, now.
-pub async fn send_now(state: web::Data<AppState>) -> Answer {
+pub async fn send_now(state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let Some((key, _)) = coming_period(&state) else {
         return Ok(see_other("/admin/digest?notice=done"));
     };
@@ -125,6 +125,7 @@ pub async fn send_now(state: web::Data<AppState>) -> Answer {
     })
     .await?
     .map_err(|e| Fault::Internal(e.to_string()))?;
+    super::audit::note(&state, &req, "digest run", outcome.to_string()).await;
     let notice = match outcome {
         digest::Outcome::Queued { .. } => {
             state.wake.notify_waiters();
@@ -137,14 +138,19 @@ pub async fn send_now(state: web::Data<AppState>) -> Answer {
 }
 
 /// `POST /admin/digest/skip`: the coming digest is not sent.
-pub async fn skip(state: web::Data<AppState>) -> Answer {
+pub async fn skip(state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let Some((key, _)) = coming_period(&state) else {
         return Ok(see_other("/admin/digest?notice=done"));
     };
+    let period = key.clone();
     let skipped = query(&state, move |conn| {
         Ok(digests::skip(conn, &key, crate::foundation::db::now())?)
     })
     .await?;
+    if skipped {
+        let detail = format!("the digest of period {period}");
+        super::audit::note(&state, &req, "digest skipped", detail).await;
+    }
     Ok(see_other(if skipped {
         "/admin/digest?notice=skipped"
     } else {

@@ -229,12 +229,16 @@ async fn send_test_copy(reply: &ComposeReply<'_>, composed: Composed) -> Answer 
         }
     };
     match test_send(reply.state, &composed, address.as_str()).await {
-        Ok(()) => reply.page(
-            StatusCode::OK,
-            vec![],
-            Some(format!("A test copy went to {address}.")),
-            Some(for_preview(composed)),
-        ),
+        Ok(()) => {
+            let detail = format!("to {address}: {:?}", reply.form.subject);
+            super::audit::note(reply.state, reply.req, "test copy sent", detail).await;
+            reply.page(
+                StatusCode::OK,
+                vec![],
+                Some(format!("A test copy went to {address}.")),
+                Some(for_preview(composed)),
+            )
+        }
         Err(e) => reply.page(
             StatusCode::BAD_GATEWAY,
             vec![format!("The test copy could not be sent: {e}")],
@@ -267,6 +271,7 @@ async fn queue_issue(
     when: When,
     editor: String,
 ) -> Answer {
+    let subject = draft.subject.clone();
     let queued = query(reply.state, move |conn| {
         Ok(compose::create(
             conn,
@@ -282,11 +287,43 @@ async fn queue_issue(
             if q.created && when == When::Now {
                 reply.state.wake.notify_waiters();
             }
+            if q.created {
+                note_queued(reply.state, reply.req, &q, &subject, when).await;
+            }
             Ok(see_other(&format!("/admin/issues/{}", q.issue_id)))
         }
         Err(IssueError::Db(e)) => Err(Fault::Db(e)),
         Err(e) => reply.refuse(explain(&e)),
     }
+}
+
+/// Notes a new issue sent now or scheduled (a plain draft is not noted).
+async fn note_queued(
+    state: &AppState,
+    req: &HttpRequest,
+    q: &issues::Queued,
+    subject: &str,
+    when: When,
+) {
+    let (action, detail) = match when {
+        When::Now => (
+            "issue sent",
+            format!(
+                "issue {} {subject:?} to {} recipients",
+                q.issue_id, q.recipients
+            ),
+        ),
+        When::At(at) => (
+            "issue scheduled",
+            format!(
+                "issue {} {subject:?} for {}",
+                q.issue_id,
+                at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        ),
+        When::Later => return,
+    };
+    super::audit::note(state, req, action, detail).await;
 }
 
 fn explain(e: &IssueError) -> String {
@@ -446,11 +483,21 @@ pub async fn preview(state: web::Data<AppState>, path: web::Path<String>) -> Ans
 }
 
 /// `POST /admin/issues/{id}/send`: a draft or scheduled issue, queued now.
-pub async fn send_draft(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
+pub async fn send_draft(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
     let id = path_id(&path)?;
-    let queued = query(&state, move |conn| Ok(issues::send_draft(conn, id)?)).await?;
-    let notice = if queued.is_some() {
+    let queued = query(&state, move |conn| {
+        let queued = issues::send_draft(conn, id)?;
+        let subject = issues::summary(conn, id)?.map(|s| s.subject);
+        Ok(queued.map(|q| (q, subject.unwrap_or_default())))
+    })
+    .await?;
+    let notice = if let Some((q, subject)) = queued {
         state.wake.notify_waiters();
+        note_queued(&state, &req, &q, &subject, When::Now).await;
         "sent"
     } else {
         "not-draft"

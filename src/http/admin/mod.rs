@@ -9,7 +9,9 @@
 //! (or, for a file upload, in the form's query string). This file holds what every page shares;
 //! it imports none of them.
 
+pub mod accounts;
 pub mod articles;
+pub mod audit;
 pub mod auth;
 pub mod dashboard;
 pub mod digest;
@@ -18,6 +20,7 @@ pub mod issues;
 pub mod repermission;
 pub mod routes;
 pub mod session;
+pub mod sessions;
 pub mod signup_form;
 pub mod subscribers;
 pub mod webhooks;

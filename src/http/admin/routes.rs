@@ -6,8 +6,8 @@ use actix_web::web;
 
 use super::session::{guard, session_middleware};
 use super::{
-    articles, auth, dashboard, digest, engagement, issues, repermission, signup_form, subscribers,
-    webhooks, welcome, MAX_FORM_BYTES,
+    accounts, articles, audit, auth, dashboard, digest, engagement, issues, repermission, sessions,
+    signup_form, subscribers, webhooks, welcome, MAX_FORM_BYTES,
 };
 use crate::foundation::access::Role;
 use crate::foundation::config::Settings;
@@ -68,6 +68,15 @@ route_table! {
     post "/webhooks/{id}/delete" => webhooks::delete [Admin],
     // The second factor (enrolment, the login's code step, recovery codes).
     // Accounts, sessions and the audit log.
+    get "/accounts" => accounts::list [Admin],
+    post "/accounts" => accounts::create [Admin],
+    post "/accounts/{id}/role" => accounts::set_role [Admin],
+    post "/accounts/{id}/disable" => accounts::disable [Admin],
+    post "/accounts/{id}/enable" => accounts::enable [Admin],
+    post "/accounts/{id}/reset-2fa" => accounts::reset_second_factor [Admin],
+    get "/sessions" => sessions::list [Author],
+    post "/sessions/{id}/end" => sessions::end [Author],
+    get "/audit" => audit::page [Admin],
     // API tokens.
 }
 

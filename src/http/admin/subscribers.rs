@@ -173,12 +173,27 @@ pub async fn list(
 }
 
 /// `GET /admin/subscribers/export.csv`: the (filtered) list as CSV.
-pub async fn export(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Answer {
+pub async fn export(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<ListQuery>,
+) -> Answer {
     let mut filter = q.filter();
     if q.refusal(state.settings.click_tracking).is_some() {
         filter.inactive_digests = None;
     }
-    let csv = query(&state, move |conn| directory::export_csv(conn, &filter)).await?;
+    // Whether a filter was set, not the filter: a search text may be an address.
+    let whole = filter.text.trim().is_empty()
+        && filter.status.is_none()
+        && filter.topic.is_none()
+        && filter.inactive_digests.is_none();
+    let (csv, rows) = query(&state, move |conn| {
+        let rows = directory::count(conn, &filter)?;
+        Ok((directory::export_csv(conn, &filter)?, rows))
+    })
+    .await?;
+    let detail = format!("{rows} rows{}", if whole { "" } else { " (filtered)" });
+    super::audit::note(&state, &req, "subscribers exported", detail).await;
     let name = format!("subscribers-{}.csv", chrono::Utc::now().format("%Y-%m-%d"));
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/csv; charset=utf-8"))
@@ -251,20 +266,38 @@ pub async fn unsubscribe(
 ) -> Answer {
     let id = path_id(&path)?;
     let via = format!("editor {}", super::editor_name(&req));
-    query(&state, move |conn| records::unsubscribe(conn, id, &via)).await?;
+    let changed = query(&state, move |conn| records::unsubscribe(conn, id, &via)).await?;
+    if changed {
+        let detail = format!("subscriber {id}");
+        super::audit::note(&state, &req, "subscriber unsubscribed", detail).await;
+    }
     Ok(see_other(&format!(
         "/admin/subscribers/{id}?notice=unsubscribed"
     )))
 }
 
 /// `POST /admin/subscribers/{id}/erase`.
-pub async fn erase(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
+pub async fn erase(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
     let id = path_id(&path)?;
     let settings = state.settings.clone();
-    query(&state, move |conn| {
+    let erased = query(&state, move |conn| {
         records::erase(conn, id, settings.secret())
     })
     .await?;
+    // The subscriber's id only: the log must not keep the address that was erased.
+    if erased {
+        super::audit::note(
+            &state,
+            &req,
+            "subscriber erased",
+            format!("subscriber {id}"),
+        )
+        .await;
+    }
     Ok(see_other(&format!("/admin/subscribers/{id}?notice=erased")))
 }
 
@@ -404,6 +437,15 @@ pub async fn import(state: web::Data<AppState>, req: HttpRequest, mut form: Mult
     if report.invited > 0 {
         state.wake.notify_waiters();
     }
+    let detail = format!(
+        "{} rows accepted ({} confirmed, {} invited), {} already on file, {} refused",
+        report.confirmed + report.invited,
+        report.confirmed,
+        report.invited,
+        report.existing.len(),
+        report.errors.len()
+    );
+    super::audit::note(&state, &req, "subscribers imported", detail).await;
     Ok(import_page_with(
         &state,
         &req,

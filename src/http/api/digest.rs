@@ -1,7 +1,7 @@
 //! `/api/v1/digest`: what the coming digest holds, and making it now.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -87,7 +87,11 @@ pub struct QueuedIssue {
 /// Make and send the coming digest now (its scheduled run then finds it done: once a week).
 #[utoipa::path(post, path = "/api/v1/digest/run", tag = "digest", params(RunQuery),
     responses((status = 200, body = DigestRun), (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
-pub async fn digest_run(state: web::Data<AppState>, q: web::Query<RunQuery>) -> Answer {
+pub async fn digest_run(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<RunQuery>,
+) -> Answer {
     let settings = state.settings.clone();
     let Some(next) = settings.schedule.next(Utc::now()) else {
         return Err(ApiError::bad(
@@ -104,6 +108,9 @@ pub async fn digest_run(state: web::Data<AppState>, q: web::Query<RunQuery>) -> 
     })
     .await?;
     let summary = outcome.to_string();
+    if !dry_run {
+        super::audit::note(&state, &req, "digest run", summary.clone()).await;
+    }
     let (name, articles, issues) = match outcome {
         Outcome::Queued {
             articles, issues, ..

@@ -148,6 +148,7 @@ pub async fn create_issue(
     .into_draft(&state.settings, Door::Api)
     .map_err(|e| ApiError::invalid(e.to_string()))?;
     let by = token_name(&req);
+    let subject = draft.subject.clone();
     let settings = state.settings.clone();
     let made = run(&state, move |conn| {
         Ok(compose::create(conn, &settings, &draft, when, Some(&by)))
@@ -160,6 +161,26 @@ pub async fn create_issue(
     };
     if queued.created && when == When::Now {
         state.wake.notify_waiters();
+    }
+    if queued.created {
+        let id = queued.issue_id;
+        let noted = match when {
+            When::Now => Some((
+                "issue sent",
+                format!("issue {id} {subject:?} to {} recipients", queued.recipients),
+            )),
+            When::At(at) => Some((
+                "issue scheduled",
+                format!(
+                    "issue {id} {subject:?} for {}",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                ),
+            )),
+            When::Later => None,
+        };
+        if let Some((action, detail)) = noted {
+            super::audit::note(&state, &req, action, detail).await;
+        }
     }
     let issue = issue(&state, queued.issue_id).await?;
     Ok(if queued.created {
@@ -191,19 +212,28 @@ pub async fn get_issue(state: web::Data<AppState>, path: web::Path<String>) -> A
 /// Send a draft (or a scheduled one) now. A second call does nothing more (409).
 #[utoipa::path(post, path = "/api/v1/issues/{id}/send", tag = "issues", params(("id" = i64, Path)),
     responses((status = 200, body = Issue), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
-pub async fn send_issue(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
+pub async fn send_issue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
     let id = id_of(&path)?;
     // send_draft takes only a draft, in one update: the check and the send cannot be split.
     let queued = run(&state, move |conn| Ok(issues::send_draft(conn, id)?)).await?;
     // Unknown (404) or not a draft (409): `issue` tells which.
     let current = issue(&state, id).await?;
-    if queued.is_none() {
+    let Some(queued) = queued else {
         return Err(ApiError::bad(
             StatusCode::CONFLICT,
             "Not a draft",
             "This issue is queued already; nothing more was sent.",
         ));
-    }
+    };
     state.wake.notify_waiters();
+    let detail = format!(
+        "issue {id} {:?} to {} recipients",
+        current.subject, queued.recipients
+    );
+    super::audit::note(&state, &req, "issue sent", detail).await;
     Ok(HttpResponse::Ok().json(current))
 }

@@ -8,6 +8,7 @@
 //! and imports none of them, so that their `super::` imports go one way only.
 
 pub mod articles;
+pub mod audit;
 pub mod bounces;
 pub mod digest;
 pub mod engagement;

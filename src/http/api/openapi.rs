@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
-use super::{articles, bounces, digest, engagement, issues, subscribers, webhooks, Problem};
+use super::{articles, audit, bounces, digest, engagement, issues, subscribers, webhooks, Problem};
 use crate::foundation::domain::SubscriberStatus;
 use crate::http::state::AppState;
 
@@ -35,6 +35,7 @@ impl utoipa::Modify for BearerAuth {
         digest::digest_preview, digest::digest_run, bounces::receive_bounce, openapi,
         webhooks::list_webhooks, webhooks::create_webhook, webhooks::get_webhook,
         webhooks::delete_webhook,
+        audit::list_audit,
     ),
     components(schemas(Problem, SubscriberStatus)),
     modifiers(&BearerAuth),

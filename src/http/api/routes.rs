@@ -5,7 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use super::{
-    articles, bounces, digest, engagement, issues, openapi, problem, subscribers, webhooks,
+    articles, audit, bounces, digest, engagement, issues, openapi, problem, subscribers, webhooks,
     ApiError, TokenName,
 };
 use crate::foundation::access::Scope;
@@ -52,6 +52,7 @@ route_table! {
     post "/webhooks" => webhooks::create_webhook [Some(WebhooksWrite)],
     get "/webhooks/{id}" => webhooks::get_webhook [Some(WebhooksWrite)],
     delete "/webhooks/{id}" => webhooks::delete_webhook [Some(WebhooksWrite)],
+    get "/audit" => audit::list_audit [Some(AuditRead)],
 }
 
 /// The scope a request's route needs: `Some(None)` for a route open without a token, `None` when

@@ -304,7 +304,10 @@ pub async fn unsubscribe_subscriber(
                 "This subscriber's personal data was erased.",
             ))
         }
-        Some(true) => {}
+        Some(true) => {
+            let detail = format!("subscriber {id}");
+            super::audit::note(&state, &req, "subscriber unsubscribed", detail).await;
+        }
     }
     Ok(HttpResponse::Ok().json(subscriber_detail(&state, id).await?))
 }
@@ -312,7 +315,11 @@ pub async fn unsubscribe_subscriber(
 /// Erase a subscriber's personal data (the row stays, without it, so that counts add up).
 #[utoipa::path(delete, path = "/api/v1/subscribers/{id}", tag = "subscribers", params(("id" = i64, Path)),
     responses((status = 204, description = "Erased"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn erase_subscriber(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
+pub async fn erase_subscriber(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
     let id = id_of(&path)?;
     let settings = state.settings.clone();
     if run(&state, move |conn| {
@@ -320,6 +327,9 @@ pub async fn erase_subscriber(state: web::Data<AppState>, path: web::Path<String
     })
     .await?
     {
+        // The subscriber's id only: the log must not keep the address that was erased.
+        let detail = format!("subscriber {id}");
+        super::audit::note(&state, &req, "subscriber erased", detail).await;
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)
