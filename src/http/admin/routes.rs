@@ -7,7 +7,7 @@ use actix_web::web;
 use super::session::{guard, session_middleware};
 use super::{
     articles, auth, dashboard, digest, engagement, issues, repermission, signup_form, subscribers,
-    webhooks, welcome, MAX_FORM_BYTES,
+    tokens, webhooks, welcome, MAX_FORM_BYTES,
 };
 use crate::foundation::access::Role;
 use crate::foundation::config::Settings;
@@ -69,6 +69,9 @@ route_table! {
     // The second factor (enrolment, the login's code step, recovery codes).
     // Accounts, sessions and the audit log.
     // API tokens.
+    get "/tokens" => tokens::list [Admin],
+    post "/tokens" => tokens::create [Admin],
+    post "/tokens/{id}/revoke" => tokens::revoke [Admin],
 }
 
 /// The least role that may use a request's route (`None`: no route of the table matches). The
