@@ -1,7 +1,7 @@
 //! Start-up of `serve`: the web server with its middleware and routes, the background tasks,
 //! and this process's delivery worker.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::Server;
@@ -13,6 +13,7 @@ use crate::foundation::config::Settings;
 use crate::foundation::db;
 use crate::foundation::metrics::Metrics;
 use crate::http::middleware::{head_and_no_store, security_headers, RequestTelemetry};
+use crate::http::public::ops;
 use crate::http::state::{AppState, MAX_BODY_BYTES};
 use crate::http::{admin, pages};
 use crate::processes::mail::Mailer;
@@ -26,6 +27,8 @@ use crate::startup::tasks;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The `IRIA_METRICS_LISTEN` server: `/metrics` without a token, nothing else.
+    metrics_server: Option<Server>,
     worker: Option<Worker>,
     webhooks: Option<WebhookWorker>,
     shutdown: watch::Sender<bool>,
@@ -75,6 +78,10 @@ impl Application {
             .context("reading the bound address")?
             .port();
         let server = http_server(state.clone(), settings.clone(), listener)?;
+        let metrics_server = match settings.metrics_listen {
+            Some(address) => Some(metrics_server(state.clone(), address)?),
+            None => None,
+        };
         tasks::spawn_background(&state, &settings);
         let webhooks = if settings.webhook_delivery {
             Some(WebhookWorker::new(&settings, pool.clone())?)
@@ -87,6 +94,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            metrics_server,
             worker: Some(worker),
             webhooks,
             shutdown,
@@ -109,6 +117,10 @@ impl Application {
     /// webhook worker after its posts in flight.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let handle = self.server.handle();
+        let metrics = self
+            .metrics_server
+            .take()
+            .map(|server| (server.handle(), tokio::spawn(server)));
         let worker = self
             .worker
             .take()
@@ -127,6 +139,11 @@ impl Application {
             handle.stop(true).await;
         });
         let served = self.server.await;
+        // The metrics listener stops with the server.
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         let _ = shutdown.send(true);
         if let Some(worker) = worker {
             let _ = worker.await;
@@ -170,6 +187,24 @@ fn http_server(
     if http_workers > 0 {
         server = server.workers(http_workers);
     }
+    Ok(server.listen(listener)?.run())
+}
+
+/// The server of the `IRIA_METRICS_LISTEN` address: `GET /metrics` without a token (for a scraper
+/// on a private network), 404 for everything else. One worker is plenty.
+fn metrics_server(state: web::Data<AppState>, address: SocketAddr) -> anyhow::Result<Server> {
+    let listener = TcpListener::bind(address)
+        .with_context(|| format!("binding IRIA_METRICS_LISTEN {address}"))?;
+    tracing::info!(%address, "serving /metrics without a token");
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(ops::open_metrics))
+            .default_service(web::to(pages::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5);
     Ok(server.listen(listener)?.run())
 }
 

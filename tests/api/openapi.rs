@@ -118,6 +118,53 @@ async fn the_openapi_document_lists_exactly_the_live_routes() {
     );
 }
 
+/// Issue 14: every operation names the scope of the route table, in its `security` requirement
+/// and its description, and documents the 403 outside it; the document itself needs no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_names_the_scope_of_the_route_table() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let doc: serde_json::Value = app
+        .get("/api/v1/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("json");
+    for (method, path, scope) in iria_news::http::api::routes::ROUTES {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is documented");
+        let what = format!("{method} {path}");
+        let Some(scope) = scope else {
+            assert_eq!(op["security"], serde_json::json!([{}]), "{what}: no token");
+            continue;
+        };
+        assert_eq!(
+            op["security"],
+            serde_json::json!([{"bearer": [scope.as_str()]}]),
+            "{what}: the table says {scope}"
+        );
+        let description = op["description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains(&format!("Scope: `{scope}`.")),
+            "{what}: {description:?}"
+        );
+        assert_eq!(
+            op["responses"]["403"]["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/Problem",
+            "{what}: the 403 outside the scope"
+        );
+    }
+    let create = doc["paths"]["/api/v1/issues"]["post"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(create.contains("`issues:send`"), "{create}");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
+
 /// Where schemathesis is: `IRIA_TEST_SCHEMATHESIS`, else on the PATH.
 fn schemathesis() -> Option<String> {
     let candidate =

@@ -8,8 +8,24 @@ use std::time::{Duration, Instant};
 use crate::helpers::{form, spawn_app, spawn_app_with, AppOptions, Backend, TestApp};
 use crate::on_both_backends;
 
+/// Scrapes `/metrics` as a scraper does: with a token holding `metrics:read` (issue 14: never
+/// anonymously on the public listener).
 async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
-    let response = app.get("/metrics").await;
+    let token = iria_news::stores::api_tokens::create_scoped(
+        &mut app.conn(),
+        "scraper",
+        &[iria_news::foundation::access::Scope::MetricsRead],
+        None,
+        None,
+    )
+    .expect("token");
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /metrics");
     assert_eq!(response.status(), 200);
     assert!(response
         .headers()

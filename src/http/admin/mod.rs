@@ -23,6 +23,7 @@ pub mod session;
 pub mod sessions;
 pub mod signup_form;
 pub mod subscribers;
+pub mod tokens;
 pub mod webhooks;
 pub mod welcome;
 

@@ -7,7 +7,7 @@ use actix_web::web;
 use super::session::{guard, session_middleware};
 use super::{
     accounts, articles, audit, auth, dashboard, digest, engagement, issues, repermission, sessions,
-    signup_form, subscribers, webhooks, welcome, MAX_FORM_BYTES,
+    signup_form, subscribers, tokens, webhooks, welcome, MAX_FORM_BYTES,
 };
 use crate::foundation::access::Role;
 use crate::foundation::config::Settings;
@@ -78,6 +78,9 @@ route_table! {
     post "/sessions/{id}/end" => sessions::end [Author],
     get "/audit" => audit::page [Admin],
     // API tokens.
+    get "/tokens" => tokens::list [Admin],
+    post "/tokens" => tokens::create [Admin],
+    post "/tokens/{id}/revoke" => tokens::revoke [Admin],
 }
 
 /// The least role that may use a request's route (`None`: no route of the table matches). The

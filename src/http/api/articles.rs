@@ -137,8 +137,8 @@ pub struct PushCounts {
 }
 
 /// Add or update an article (the CMS's push): 201 when new, 200 when known.
-#[utoipa::path(post, path = "/api/v1/articles", tag = "articles", request_body = ArticleIn,
-    responses((status = 201, body = PushResult), (status = 200, body = PushResult), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 64 KB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/articles", tag = "articles", security(("bearer" = ["articles:write"])), request_body = ArticleIn,
+    responses((status = 201, body = PushResult), (status = 200, body = PushResult), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 64 KB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn push_article(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     let input: ArticleIn = match serde_json::from_slice(&body) {
         Ok(a) => a,
@@ -227,8 +227,8 @@ pub struct ArticleList {
 }
 
 /// The latest articles by publication date.
-#[utoipa::path(get, path = "/api/v1/articles", tag = "articles", params(PageQuery),
-    responses((status = 200, body = ArticleList), (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/articles", tag = "articles", security(("bearer" = ["articles:read"])), params(PageQuery),
+    responses((status = 200, body = ArticleList), (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_articles(state: web::Data<AppState>, q: web::Query<PageQuery>) -> Answer {
     let (limit, offset) = paging(q.limit, q.offset)?;
     let (rows, total) = run(&state, move |conn| {
@@ -245,8 +245,8 @@ pub async fn list_articles(state: web::Data<AppState>, q: web::Query<PageQuery>)
 }
 
 /// One article.
-#[utoipa::path(get, path = "/api/v1/articles/{id}", tag = "articles", params(("id" = i64, Path)),
-    responses((status = 200, body = ArticleOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/articles/{id}", tag = "articles", security(("bearer" = ["articles:read"])), params(("id" = i64, Path)),
+    responses((status = 200, body = ArticleOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_article(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = id_of(&path)?;
     let article = run(&state, move |conn| Ok(articles::find(conn, id)?))
@@ -264,8 +264,8 @@ pub struct ArticlePatch {
 }
 
 /// Keep an article out of the digest, or put it back.
-#[utoipa::path(patch, path = "/api/v1/articles/{id}", tag = "articles", params(("id" = i64, Path)), request_body = ArticlePatch,
-    responses((status = 200, body = ArticleOut), (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 64 KB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(patch, path = "/api/v1/articles/{id}", tag = "articles", security(("bearer" = ["articles:write"])), params(("id" = i64, Path)), request_body = ArticlePatch,
+    responses((status = 200, body = ArticleOut), (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 64 KB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_article(
     state: web::Data<AppState>,
     path: web::Path<String>,

@@ -67,8 +67,8 @@ pub struct AuditList {
 }
 
 /// The audit log: who did what, when, from where; the latest first.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = AuditList), (status = 400, description = "Invalid query", body = super::Problem, content_type = "application/problem+json"), (status = 401, body = super::Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks audit:read", body = super::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = ["audit:read"])), params(AuditQuery),
+    responses((status = 200, body = AuditList), (status = 400, description = "Invalid query", body = super::Problem, content_type = "application/problem+json"), (status = 401, body = super::Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = super::Problem, content_type = "application/problem+json")))]
 pub async fn list_audit(state: web::Data<AppState>, q: web::Query<AuditQuery>) -> Answer {
     let q = q.into_inner();
     let (limit, offset) = paging(q.limit, q.offset)?;

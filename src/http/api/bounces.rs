@@ -13,10 +13,10 @@ use crate::processes::bounces::{self, parse};
 /// Report a bounce (RFC 3464 DSN) or a complaint (RFC 5965 ARF), as the raw message. It acts
 /// only when it proves the message it answers (a VERP token or Message-ID of ours, with its
 /// HMAC); any other report is logged and answered 202, changing nothing.
-#[utoipa::path(post, path = "/api/v1/bounces", tag = "deliverability",
+#[utoipa::path(post, path = "/api/v1/bounces", tag = "deliverability", security(("bearer" = ["bounces:write"])),
     request_body(content((String = "message/rfc822"), (String = "text/plain"))),
     responses((status = 200, description = "Applied", body = Object), (status = 202, description = "A report that proves no message of ours: nothing changed", body = Object),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn receive_bounce(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     let ids = MessageIds::new(&state.settings);
     let Some(report) = parse(&body, &ids) else {

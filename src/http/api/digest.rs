@@ -29,8 +29,8 @@ pub struct DigestPreview {
 }
 
 /// What the coming digest holds, as a reader of all topics would get it now.
-#[utoipa::path(get, path = "/api/v1/digest/preview", tag = "digest",
-    responses((status = 200, body = DigestPreview), (status = 401, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/digest/preview", tag = "digest", security(("bearer" = ["issues:read"])),
+    responses((status = 200, body = DigestPreview), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json")))]
 pub async fn digest_preview(state: web::Data<AppState>) -> Answer {
     let settings = state.settings.clone();
     let next = settings.schedule.next(Utc::now());
@@ -85,8 +85,8 @@ pub struct QueuedIssue {
 }
 
 /// Make and send the coming digest now (its scheduled run then finds it done: once a week).
-#[utoipa::path(post, path = "/api/v1/digest/run", tag = "digest", params(RunQuery),
-    responses((status = 200, body = DigestRun), (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/digest/run", tag = "digest", security(("bearer" = ["digest:run"])), params(RunQuery),
+    responses((status = 200, body = DigestRun), (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn digest_run(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -67,8 +67,8 @@ impl Engagement {
 }
 
 /// What readers clicked in one issue.
-#[utoipa::path(get, path = "/api/v1/issues/{id}/engagement", tag = "issues", params(("id" = i64, Path)),
-    responses((status = 200, body = Engagement), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/issues/{id}/engagement", tag = "issues", security(("bearer" = ["issues:read"])), params(("id" = i64, Path)),
+    responses((status = 200, body = Engagement), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_issue_engagement(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = id_of(&path)?;
     let shown = Shown::of(&state.settings);

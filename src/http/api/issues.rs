@@ -60,8 +60,8 @@ pub struct IssueList {
 }
 
 /// The latest issues.
-#[utoipa::path(get, path = "/api/v1/issues", tag = "issues", params(PageQuery),
-    responses((status = 200, body = IssueList), (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/issues", tag = "issues", security(("bearer" = ["issues:read"])), params(PageQuery),
+    responses((status = 200, body = IssueList), (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_issues(state: web::Data<AppState>, q: web::Query<PageQuery>) -> Answer {
     let (limit, offset) = paging(q.limit, q.offset)?;
     let items = run(&state, move |conn| {
@@ -108,10 +108,13 @@ pub struct NewIssue {
 }
 
 /// Create an issue: a draft, a scheduled draft, or sent at once.
-#[utoipa::path(post, path = "/api/v1/issues", tag = "issues", request_body = NewIssue,
+///
+/// A draft needs `issues:write`; sending or scheduling it (`send` true, or `send_at`) needs
+/// `issues:send` as well (403 naming `issues:send` without it, and nothing is made).
+#[utoipa::path(post, path = "/api/v1/issues", tag = "issues", security(("bearer" = ["issues:write"])), request_body = NewIssue,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeated request return the first one's issue")),
     responses((status = 201, body = Issue), (status = 200, description = "The issue an earlier request with this Idempotency-Key made", body = Issue),
-        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 64 KB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 64 KB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_issue(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -132,7 +135,7 @@ pub async fn create_issue(
         (None, false) => When::Later,
     };
     if !matches!(when, When::Later) {
-        if let Err(refused) = super::require_scope(&req, Scope::IssuesSend) {
+        if let Some(refused) = super::refused_scope(&req, Scope::IssuesSend) {
             return Ok(refused);
         }
     }
@@ -202,16 +205,16 @@ async fn issue(state: &AppState, id: i64) -> Result<Issue, ApiError> {
 }
 
 /// One issue and how far it has gone out.
-#[utoipa::path(get, path = "/api/v1/issues/{id}", tag = "issues", params(("id" = i64, Path)),
-    responses((status = 200, body = Issue), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/issues/{id}", tag = "issues", security(("bearer" = ["issues:read"])), params(("id" = i64, Path)),
+    responses((status = 200, body = Issue), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_issue(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = id_of(&path)?;
     Ok(HttpResponse::Ok().json(issue(&state, id).await?))
 }
 
 /// Send a draft (or a scheduled one) now. A second call does nothing more (409).
-#[utoipa::path(post, path = "/api/v1/issues/{id}/send", tag = "issues", params(("id" = i64, Path)),
-    responses((status = 200, body = Issue), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/issues/{id}/send", tag = "issues", security(("bearer" = ["issues:send"])), params(("id" = i64, Path)),
+    responses((status = 200, body = Issue), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn send_issue(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -61,23 +61,22 @@ pub fn out_of_scope(token: &str, scope: Scope) -> HttpResponse {
     )
 }
 
-/// `Err(403)` unless the request's token holds `scope` (for what one route does beyond its
-/// table scope, such as sending an issue while creating it).
-pub fn require_scope(req: &HttpRequest, scope: Scope) -> Result<(), HttpResponse> {
+/// The 403 to answer with unless the request's token holds `scope` (for what one route does
+/// beyond its table scope, such as sending an issue while creating it); `None` when it does.
+pub fn refused_scope(req: &HttpRequest, scope: Scope) -> Option<HttpResponse> {
     let allowed = req
         .extensions()
         .get::<Grant>()
         .is_some_and(|grant| grant.allows(scope));
     if allowed {
-        Ok(())
-    } else {
-        let name = req
-            .extensions()
-            .get::<TokenName>()
-            .map(|t| t.0.clone())
-            .unwrap_or_default();
-        Err(out_of_scope(&name, scope))
+        return None;
     }
+    let name = req
+        .extensions()
+        .get::<TokenName>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    Some(out_of_scope(&name, scope))
 }
 
 /// Checks the `Authorization: Bearer …` header; `Err` is the 401 (or 503) to answer with.

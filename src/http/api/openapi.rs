@@ -8,7 +8,7 @@ use super::{articles, audit, bounces, digest, engagement, issues, subscribers, w
 use crate::foundation::domain::SubscriberStatus;
 use crate::http::state::AppState;
 
-/// Bearer tokens, made with `iria-news admin create-token NAME`.
+/// Bearer tokens, made with `iria-news admin create-token NAME --scope S[,S…]` or in the console.
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -25,7 +25,7 @@ impl utoipa::Modify for BearerAuth {
 /// The OpenAPI document of `/api/v1`.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "IRIA News API", version = "1", description = "Subscribers, articles, issues, the weekly digest and the webhooks of IRIA News. Every route but this document needs `Authorization: Bearer <token>`; errors are RFC 9457 problem details."),
+    info(title = "IRIA News API", version = "1", description = "Subscribers, articles, issues, the weekly digest and the webhooks of IRIA News. Every route but this document needs `Authorization: Bearer <token>` with a token holding the operation's scope (named in its `security` and its description; 403 problem details naming the scope outside it); tokens are made by `iria-news admin create-token NAME --scope S[,S…]` or by an admin in the console. Errors are RFC 9457 problem details."),
     paths(
         subscribers::list_subscribers, subscribers::create_subscriber, subscribers::get_subscriber,
         subscribers::erase_subscriber, subscribers::unsubscribe_subscriber,
@@ -62,6 +62,7 @@ pub fn document(topics: &[String]) -> serde_json::Value {
             items["enum"] = allowed.clone();
         }
     }
+    name_scopes(&mut doc);
     if let Some(params) = doc.pointer_mut("/paths/~1api~1v1~1subscribers/get/parameters") {
         for p in params.as_array_mut().into_iter().flatten() {
             if p["name"] == "topic" {
@@ -70,4 +71,37 @@ pub fn document(topics: &[String]) -> serde_json::Value {
         }
     }
     doc
+}
+
+/// Each operation's description ends with the scope its token needs, as its `security`
+/// requirement names it (the `security` of each `#[utoipa::path]`, which a test compares with
+/// the route table's).
+fn name_scopes(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+    {
+        let scope = operation
+            .pointer("/security/0/bearer/0")
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
+        let Some(scope) = scope else { continue };
+        let said = operation
+            .get("description")
+            .and_then(|d| d.as_str())
+            .unwrap_or_default()
+            .trim_end()
+            .to_string();
+        let line = format!("Scope: `{scope}`.");
+        let description = if said.is_empty() {
+            line
+        } else {
+            format!("{said}\n\n{line}")
+        };
+        operation["description"] = serde_json::Value::String(description);
+    }
 }

@@ -99,8 +99,8 @@ pub struct SubscriberQuery {
 }
 
 /// List and search subscribers.
-#[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", params(SubscriberQuery),
-    responses((status = 200, body = SubscriberList), (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", security(("bearer" = ["subscribers:read"])), params(SubscriberQuery),
+    responses((status = 200, body = SubscriberList), (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_subscribers(
     state: web::Data<AppState>,
     q: web::Query<SubscriberQuery>,
@@ -181,8 +181,8 @@ pub struct NewSubscriber {
 
 /// Add a subscriber: a confirmation email goes out unless consent is held. An address on file
 /// is left as it is (409).
-#[utoipa::path(post, path = "/api/v1/subscribers", tag = "subscribers", request_body = NewSubscriber,
-    responses((status = 201, body = SubscriberDetail), (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 64 KB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/subscribers", tag = "subscribers", security(("bearer" = ["subscribers:write"])), request_body = NewSubscriber,
+    responses((status = 201, body = SubscriberDetail), (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 64 KB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_subscriber(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -268,16 +268,16 @@ async fn subscriber_detail(state: &AppState, id: i64) -> Result<SubscriberDetail
 }
 
 /// One subscriber with their consent records.
-#[utoipa::path(get, path = "/api/v1/subscribers/{id}", tag = "subscribers", params(("id" = i64, Path)),
-    responses((status = 200, body = SubscriberDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 410, description = "Erased", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/subscribers/{id}", tag = "subscribers", security(("bearer" = ["subscribers:read"])), params(("id" = i64, Path)),
+    responses((status = 200, body = SubscriberDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 410, description = "Erased", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_subscriber(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = id_of(&path)?;
     Ok(HttpResponse::Ok().json(subscriber_detail(&state, id).await?))
 }
 
 /// Unsubscribe at once; whatever is queued for them is skipped.
-#[utoipa::path(post, path = "/api/v1/subscribers/{id}/unsubscribe", tag = "subscribers", params(("id" = i64, Path)),
-    responses((status = 200, body = SubscriberDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 410, description = "Erased", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/subscribers/{id}/unsubscribe", tag = "subscribers", security(("bearer" = ["subscribers:write"])), params(("id" = i64, Path)),
+    responses((status = 200, body = SubscriberDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 410, description = "Erased", body = Problem, content_type = "application/problem+json")))]
 pub async fn unsubscribe_subscriber(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -313,8 +313,8 @@ pub async fn unsubscribe_subscriber(
 }
 
 /// Erase a subscriber's personal data (the row stays, without it, so that counts add up).
-#[utoipa::path(delete, path = "/api/v1/subscribers/{id}", tag = "subscribers", params(("id" = i64, Path)),
-    responses((status = 204, description = "Erased"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(delete, path = "/api/v1/subscribers/{id}", tag = "subscribers", security(("bearer" = ["subscribers:write"])), params(("id" = i64, Path)),
+    responses((status = 204, description = "Erased"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn erase_subscriber(
     state: web::Data<AppState>,
     req: HttpRequest,

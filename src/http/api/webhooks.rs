@@ -123,8 +123,8 @@ pub struct NewWebhook {
 }
 
 /// Every webhook endpoint (without secrets).
-#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks",
-    responses((status = 200, body = WebhookList), (status = 401, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = ["webhooks:write"])),
+    responses((status = 200, body = WebhookList), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_webhooks(state: web::Data<AppState>) -> Answer {
     let rows = run(&state, |conn| Ok(webhooks::list(conn)?)).await?;
     Ok(HttpResponse::Ok().json(WebhookList {
@@ -133,8 +133,8 @@ pub async fn list_webhooks(state: web::Data<AppState>) -> Answer {
 }
 
 /// Add an endpoint. The answer carries its signing secret, shown this once.
-#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = NewWebhook,
-    responses((status = 201, body = CreatedWebhook), (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 64 KB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = ["webhooks:write"])), request_body = NewWebhook,
+    responses((status = 201, body = CreatedWebhook), (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 64 KB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_webhook(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -179,8 +179,8 @@ pub async fn create_webhook(
 }
 
 /// One endpoint with its latest deliveries (50), newest first.
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = i64, Path)),
-    responses((status = 200, body = WebhookDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = ["webhooks:write"])), params(("id" = i64, Path)),
+    responses((status = 200, body = WebhookDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_webhook(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = id_of(&path)?;
     let (endpoint, attempts) = run(&state, move |conn| {
@@ -198,8 +198,8 @@ pub async fn get_webhook(state: web::Data<AppState>, path: web::Path<String>) ->
 }
 
 /// Delete an endpoint, with what was queued for it and the record of its deliveries.
-#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = i64, Path)),
-    responses((status = 204, description = "Deleted"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = ["webhooks:write"])), params(("id" = i64, Path)),
+    responses((status = 204, description = "Deleted"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_webhook(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = id_of(&path)?;
     if run(&state, move |conn| webhooks::delete(conn, id)).await? {

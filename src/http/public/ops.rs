@@ -1,8 +1,9 @@
 //! The operator's endpoints: `/health`, `/ready`, `/metrics`, and the site's stylesheet.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::foundation::access::Scope;
 use crate::foundation::db::{self, DbConnection};
 use crate::foundation::metrics::Gauges;
 use crate::http::state::AppState;
@@ -40,8 +41,19 @@ pub async fn readiness(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// `GET /metrics`: Prometheus' text format.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /metrics` on the public listener: Prometheus' text format, to a bearer token holding
+/// `metrics:read` only (401 without a valid token, 403 naming the scope without it). Never
+/// anonymous here: an anonymous scraper uses `IRIA_METRICS_LISTEN` (see [`open_metrics`]).
+pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    match crate::http::api::authenticate(&state, &req).await {
+        Ok(token) if token.grant.allows(Scope::MetricsRead) => open_metrics(state).await,
+        Ok(token) => crate::http::api::out_of_scope(&token.name, Scope::MetricsRead),
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /metrics` on the `IRIA_METRICS_LISTEN` address, which serves nothing else: no token.
+pub async fn open_metrics(state: web::Data<AppState>) -> HttpResponse {
     let gauges = db::run(&state.pool, |conn| Ok(gauges(conn)?))
         .await
         .unwrap_or_default();
