@@ -14,7 +14,7 @@ use crate::http::pages::html;
 use crate::http::state::AppState;
 use crate::stores::audit;
 use crate::stores::editors::sessions::{self, Pending};
-use crate::stores::editors::{self, AccountError, Login};
+use crate::stores::editors::{self, devices, AccountError, Login};
 
 #[derive(Template)]
 #[template(path = "admin/login.html")]
@@ -89,8 +89,14 @@ pub async fn login(
     let next = safe_next(form.next.as_deref());
     let (name, password) = (form.name.clone(), form.password);
     let login_ip = ip.clone();
+    let device = device_token(&req);
     let attempt = query(&state, move |conn| {
-        Ok(editors::begin_login(conn, &name, &login_ip)?)
+        Ok(editors::begin_login_from(
+            conn,
+            &name,
+            &login_ip,
+            device.as_deref(),
+        )?)
     })
     .await?;
     let outcome = match attempt {
@@ -158,11 +164,15 @@ pub async fn login(
             }
             audit("login", format!("editor {}", editor.name)).await?;
             tracing::info!(editor = %editor.name, "editor logged in");
-            Ok(see_other(match pending {
+            let mut response = see_other(match pending {
                 Some(Pending::Code) => "/admin/login/code",
                 Some(Pending::Enrol) => "/admin/2fa/enrol",
                 None => &next,
-            }))
+            });
+            if pending.is_none() {
+                remember_device(&state, &req, editor_id, &mut response).await?;
+            }
+            Ok(response)
         }
         Login::Refused | Login::Disabled => {
             audit("login failed", form.name.chars().take(64).collect()).await?;
@@ -173,16 +183,11 @@ pub async fn login(
         }
         Login::Throttled => {
             audit("login locked out", form.name.chars().take(64).collect()).await?;
-            let mut response = refuse(
+            Ok(too_many(refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many failed logins for this account or from your address. Wait 15 minutes \
                  and try again.",
-            );
-            response.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from_static("900"),
-            );
-            Ok(response)
+            )))
         }
     }
 }
@@ -266,26 +271,41 @@ pub async fn change_password(
             false,
         ));
     }
+    let ip = state.client_ip(&req).to_string();
+    let checked = check_current_password(&state, &editor, &form.current, &ip).await?;
+    let actor = format!("editor {}", editor.name);
+    match checked {
+        editors::PasswordCheck::Throttled => {
+            return Ok(too_many(page(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(THROTTLED),
+                false,
+            )))
+        }
+        editors::PasswordCheck::Wrong => {
+            record(
+                &state,
+                audit::Entry::new(actor, ip, "password check failed"),
+            )
+            .await?;
+            return Ok(page(
+                StatusCode::BAD_REQUEST,
+                Some("The current password is not right."),
+                false,
+            ));
+        }
+        editors::PasswordCheck::Right => {}
+    }
     let changed = query(&state, move |conn| {
-        Ok(editors::change_password(
-            conn,
-            &editor,
-            &form.current,
-            &form.new,
-            keep,
-        ))
+        Ok(editors::set_password(conn, &editor, &form.new, keep))
     })
     .await?;
     match changed {
-        Ok(Some(_)) => {
+        Ok(_) => {
+            record(&state, audit::Entry::new(actor, ip, "password changed")).await?;
             session.renew();
             Ok(page(StatusCode::OK, None, true))
         }
-        Ok(None) => Ok(page(
-            StatusCode::BAD_REQUEST,
-            Some("The current password is not right."),
-            false,
-        )),
         Err(AccountError::ShortPassword) => Ok(page(
             StatusCode::BAD_REQUEST,
             Some("The new password needs at least 12 characters."),
@@ -293,4 +313,89 @@ pub async fn change_password(
         )),
         Err(e) => Err(super::Fault::Internal(e.to_string())),
     }
+}
+
+/// What a throttled check answers.
+pub const THROTTLED: &str = "Too many failed attempts for this account or from your address. \
+                             Wait 15 minutes and try again.";
+
+/// A 429 answer, with the wait in `Retry-After`.
+pub fn too_many(mut response: HttpResponse) -> HttpResponse {
+    response.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from_static("900"),
+    );
+    response
+}
+
+/// Writes an audit entry.
+pub async fn record(state: &AppState, entry: audit::Entry) -> Result<(), super::Fault> {
+    query(state, move |conn| Ok(audit::record(conn, &entry)?)).await
+}
+
+/// Checks a signed-in editor's current password, counted with the account's logins; the slow
+/// hash is checked without holding a database connection.
+pub async fn check_current_password(
+    state: &AppState,
+    editor: &editors::Editor,
+    password: &str,
+    ip: &str,
+) -> Result<editors::PasswordCheck, super::Fault> {
+    let (who, ip) = (editor.clone(), ip.to_string());
+    let attempt = query(state, move |conn| {
+        Ok(editors::begin_password_check(conn, &who, &ip)?)
+    })
+    .await?;
+    let Some(attempt) = attempt else {
+        return Ok(editors::PasswordCheck::Throttled);
+    };
+    let password = password.to_string();
+    let (attempt, matched) = web::block(move || {
+        let matched = attempt.password_matches(&password);
+        (attempt, matched)
+    })
+    .await
+    .map_err(|e| super::Fault::Internal(e.to_string()))?;
+    let right = query(state, move |conn| {
+        Ok(editors::finish_password_check(conn, &attempt, matched)?)
+    })
+    .await?;
+    Ok(if right {
+        editors::PasswordCheck::Right
+    } else {
+        editors::PasswordCheck::Wrong
+    })
+}
+
+/// The known-device token the browser sent, if any.
+pub fn device_token(req: &HttpRequest) -> Option<String> {
+    req.cookie(devices::COOKIE).map(|c| c.value().to_string())
+}
+
+/// After a full login: notes the browser as a known device of the editor, setting its
+/// long-lived cookie when it is new.
+pub async fn remember_device(
+    state: &AppState,
+    req: &HttpRequest,
+    editor_id: i64,
+    response: &mut HttpResponse,
+) -> Result<(), super::Fault> {
+    let sent = device_token(req);
+    let token = query(state, move |conn| {
+        Ok(devices::remember(conn, editor_id, sent.as_deref())?)
+    })
+    .await?;
+    if let Some(token) = token {
+        let cookie = actix_web::cookie::Cookie::build(devices::COOKIE, token)
+            .path("/admin")
+            .http_only(true)
+            .secure(state.settings.base_url.scheme() == "https")
+            .same_site(actix_web::cookie::SameSite::Strict)
+            .max_age(actix_web::cookie::time::Duration::days(devices::DAYS))
+            .finish();
+        response
+            .add_cookie(&cookie)
+            .map_err(|e| super::Fault::Internal(e.to_string()))?;
+    }
+    Ok(())
 }

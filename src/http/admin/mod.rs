@@ -20,6 +20,7 @@ pub mod routes;
 pub mod session;
 pub mod signup_form;
 pub mod subscribers;
+pub mod two_factor;
 pub mod webhooks;
 pub mod welcome;
 
