@@ -271,6 +271,13 @@ pub async fn change_password(
             false,
         ));
     }
+    if form.new.chars().count() < editors::MIN_PASSWORD_CHARS {
+        return Ok(page(
+            StatusCode::BAD_REQUEST,
+            Some("The new password needs at least 12 characters."),
+            false,
+        ));
+    }
     let ip = state.client_ip(&req).to_string();
     let checked = check_current_password(&state, &editor, &form.current, &ip).await?;
     let actor = format!("editor {}", editor.name);

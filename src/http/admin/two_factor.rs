@@ -238,7 +238,10 @@ pub async fn enrol(
     session.remove(ENROL_KEY);
     let this_session = req.extensions().get::<SessionId>().copied();
     if let Some(SessionId(session_id)) = this_session {
-        query(&state, move |conn| Ok(sessions::complete(conn, session_id)?)).await?;
+        query(&state, move |conn| {
+            Ok(sessions::complete(conn, session_id)?)
+        })
+        .await?;
     }
     let ip = state.client_ip(&req).to_string();
     record(
