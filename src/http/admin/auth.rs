@@ -87,35 +87,7 @@ pub async fn login(
     let form = form.into_inner();
     let ip = state.client_ip(&req).to_string();
     let next = safe_next(form.next.as_deref());
-    let (name, password) = (form.name.clone(), form.password);
-    let login_ip = ip.clone();
-    let device = device_token(&req);
-    let attempt = query(&state, move |conn| {
-        Ok(editors::begin_login_from(
-            conn,
-            &name,
-            &login_ip,
-            device.as_deref(),
-        )?)
-    })
-    .await?;
-    let outcome = match attempt {
-        None => Login::Throttled,
-        Some(attempt) => {
-            // Argon2 is slow by design: the password is checked without holding a database
-            // connection, which every other request needs too.
-            let (attempt, matched) = web::block(move || {
-                let matched = attempt.password_matches(&password);
-                (attempt, matched)
-            })
-            .await
-            .map_err(|e| super::Fault::Internal(e.to_string()))?;
-            query(&state, move |conn| {
-                Ok(editors::finish_login(conn, &attempt, matched)?)
-            })
-            .await?
-        }
-    };
+    let outcome = check_login(&state, &req, &form.name, form.password.clone(), &ip).await?;
     let refuse = |status: StatusCode, message: &str| {
         let csrf = csrf_token(&session);
         html(
@@ -135,44 +107,8 @@ pub async fn login(
     };
     match outcome {
         Login::Welcome(editor) => {
-            let pending = if editor.has_second_factor {
-                Some(Pending::Code)
-            } else if state.settings.require_2fa {
-                Some(Pending::Enrol)
-            } else {
-                None
-            };
-            let (editor_id, session_ip) = (editor.id, ip.clone());
-            let user_agent = user_agent(&req);
-            let token = query(&state, move |conn| {
-                Ok(sessions::start(
-                    conn,
-                    editor_id,
-                    &session_ip,
-                    &user_agent,
-                    pending,
-                )?)
-            })
-            .await?;
-            session.renew();
-            session.clear();
-            let stored = session
-                .insert(SESSION_KEY, token)
-                .and(session.insert("csrf", random_token()));
-            if let Err(e) = stored {
-                return Err(super::Fault::Internal(e.to_string()));
-            }
             audit("login", format!("editor {}", editor.name)).await?;
-            tracing::info!(editor = %editor.name, "editor logged in");
-            let mut response = see_other(match pending {
-                Some(Pending::Code) => "/admin/login/code",
-                Some(Pending::Enrol) => "/admin/2fa/enrol",
-                None => &next,
-            });
-            if pending.is_none() {
-                remember_device(&state, &req, editor_id, &mut response).await?;
-            }
-            Ok(response)
+            welcome(&state, &req, &session, &editor, &ip, &next).await
         }
         Login::Refused | Login::Disabled => {
             audit("login failed", form.name.chars().take(64).collect()).await?;
@@ -190,6 +126,90 @@ pub async fn login(
             )))
         }
     }
+}
+
+/// The password step of a login: reserved, then checked without holding a connection (Argon2
+/// is slow by design, and every other request needs a connection too), then ended.
+async fn check_login(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &str,
+    password: String,
+    ip: &str,
+) -> Result<Login, super::Fault> {
+    let (name, login_ip, device) = (name.to_string(), ip.to_string(), device_token(req));
+    let attempt = query(state, move |conn| {
+        Ok(editors::begin_login_from(
+            conn,
+            &name,
+            &login_ip,
+            device.as_deref(),
+        )?)
+    })
+    .await?;
+    let Some(attempt) = attempt else {
+        return Ok(Login::Throttled);
+    };
+    let (attempt, matched) = web::block(move || {
+        let matched = attempt.password_matches(&password);
+        (attempt, matched)
+    })
+    .await
+    .map_err(|e| super::Fault::Internal(e.to_string()))?;
+    query(state, move |conn| {
+        Ok(editors::finish_login(conn, &attempt, matched)?)
+    })
+    .await
+}
+
+/// A right password: a new session (a fresh cookie, a fresh CSRF token), waiting for the second
+/// factor's code or enrolment when there is one or one is required; a full login notes the
+/// browser as a known device.
+async fn welcome(
+    state: &AppState,
+    req: &HttpRequest,
+    session: &Session,
+    editor: &editors::Editor,
+    ip: &str,
+    next: &str,
+) -> Answer {
+    let pending = if editor.has_second_factor {
+        Some(Pending::Code)
+    } else if state.settings.require_2fa {
+        Some(Pending::Enrol)
+    } else {
+        None
+    };
+    let (editor_id, session_ip) = (editor.id, ip.to_string());
+    let user_agent = user_agent(req);
+    let token = query(state, move |conn| {
+        Ok(sessions::start(
+            conn,
+            editor_id,
+            &session_ip,
+            &user_agent,
+            pending,
+        )?)
+    })
+    .await?;
+    session.renew();
+    session.clear();
+    let stored = session
+        .insert(SESSION_KEY, token)
+        .and(session.insert("csrf", random_token()));
+    if let Err(e) = stored {
+        return Err(super::Fault::Internal(e.to_string()));
+    }
+    tracing::info!(editor = %editor.name, "editor logged in");
+    let mut response = see_other(match pending {
+        Some(Pending::Code) => "/admin/login/code",
+        Some(Pending::Enrol) => "/admin/2fa/enrol",
+        None => next,
+    });
+    if pending.is_none() {
+        remember_device(state, req, editor_id, &mut response).await?;
+    }
+    Ok(response)
 }
 
 /// The browser's `User-Agent`, as the sessions page shows it.
@@ -282,14 +302,14 @@ pub async fn change_password(
     let checked = check_current_password(&state, &editor, &form.current, &ip).await?;
     let actor = format!("editor {}", editor.name);
     match checked {
-        editors::PasswordCheck::Throttled => {
+        editors::passwords::PasswordCheck::Throttled => {
             return Ok(too_many(page(
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(THROTTLED),
                 false,
             )))
         }
-        editors::PasswordCheck::Wrong => {
+        editors::passwords::PasswordCheck::Wrong => {
             record(
                 &state,
                 audit::Entry::new(actor, ip, "password check failed"),
@@ -301,10 +321,12 @@ pub async fn change_password(
                 false,
             ));
         }
-        editors::PasswordCheck::Right => {}
+        editors::passwords::PasswordCheck::Right => {}
     }
     let changed = query(&state, move |conn| {
-        Ok(editors::set_password(conn, &editor, &form.new, keep))
+        Ok(editors::passwords::set_password(
+            conn, &editor, &form.new, keep,
+        ))
     })
     .await?;
     match changed {
@@ -347,14 +369,14 @@ pub async fn check_current_password(
     editor: &editors::Editor,
     password: &str,
     ip: &str,
-) -> Result<editors::PasswordCheck, super::Fault> {
+) -> Result<editors::passwords::PasswordCheck, super::Fault> {
     let (who, ip) = (editor.clone(), ip.to_string());
     let attempt = query(state, move |conn| {
-        Ok(editors::begin_password_check(conn, &who, &ip)?)
+        Ok(editors::passwords::begin_password_check(conn, &who, &ip)?)
     })
     .await?;
     let Some(attempt) = attempt else {
-        return Ok(editors::PasswordCheck::Throttled);
+        return Ok(editors::passwords::PasswordCheck::Throttled);
     };
     let password = password.to_string();
     let (attempt, matched) = web::block(move || {
@@ -364,13 +386,15 @@ pub async fn check_current_password(
     .await
     .map_err(|e| super::Fault::Internal(e.to_string()))?;
     let right = query(state, move |conn| {
-        Ok(editors::finish_password_check(conn, &attempt, matched)?)
+        Ok(editors::passwords::finish_password_check(
+            conn, &attempt, matched,
+        )?)
     })
     .await?;
     Ok(if right {
-        editors::PasswordCheck::Right
+        editors::passwords::PasswordCheck::Right
     } else {
-        editors::PasswordCheck::Wrong
+        editors::passwords::PasswordCheck::Wrong
     })
 }
 

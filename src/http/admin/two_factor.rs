@@ -14,9 +14,10 @@ use super::{csrf_token, query, see_other, Answer, Chrome, Fault};
 use crate::http::pages::html;
 use crate::http::state::AppState;
 use crate::stores::audit::Entry;
+use crate::stores::editors::passwords::PasswordCheck;
 use crate::stores::editors::second_factor::{self, CodeCheck};
 use crate::stores::editors::sessions::{self, Pending};
-use crate::stores::editors::{Editor, PasswordCheck};
+use crate::stores::editors::Editor;
 
 /// The cookie session's key holding the secret being enrolled (the cookie is encrypted).
 const ENROL_KEY: &str = "totp_enrol";

@@ -92,14 +92,3 @@ pub fn forget_all(conn: &mut DbConnection, editor_id: i64) -> QueryResult<usize>
     diesel::delete(known_devices::table.filter(known_devices::editor_id.eq(editor_id)))
         .execute(conn)
 }
-
-/// The key a login step of the account `name` is counted against: its known device's, when the
-/// browser's cookie names one, else the account name's.
-pub fn login_key(conn: &mut DbConnection, name: &str, device: Option<&str>) -> QueryResult<String> {
-    Ok(match device {
-        Some(token) => recognise(conn, token, name)?
-            .map(|id| format!("device:{id}"))
-            .unwrap_or_else(|| super::account_key(name)),
-        None => super::account_key(name),
-    })
-}

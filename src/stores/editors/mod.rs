@@ -4,10 +4,9 @@
 //! factor and recovery codes, [`devices`] the browsers an editor has logged in from.
 
 pub mod devices;
+pub mod passwords;
 pub mod second_factor;
 pub mod sessions;
-
-pub use second_factor::reset as reset_second_factor;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -15,7 +14,7 @@ use argon2::Argon2;
 use diesel::prelude::*;
 
 use crate::foundation::access::Role;
-use crate::foundation::db::schema::{editor_sessions, editors, login_failures};
+use crate::foundation::db::schema::{editor_sessions, editors, login_failures, recovery_codes};
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::net;
 
@@ -322,8 +321,19 @@ pub fn begin_login_from(
     device: Option<&str>,
 ) -> QueryResult<Option<Attempt>> {
     let name = name.trim();
-    let key = devices::login_key(conn, name, device)?;
+    let key = login_key(conn, name, device)?;
     begin_check(conn, name, key, ip)
+}
+
+/// The key a login step of the account `name` is counted against: its known device's, when the
+/// browser's cookie names one ([`devices::recognise`]), else the account name's.
+pub fn login_key(conn: &mut DbConnection, name: &str, device: Option<&str>) -> QueryResult<String> {
+    Ok(match device {
+        Some(token) => devices::recognise(conn, token, name)?
+            .map(|id| format!("device:{id}"))
+            .unwrap_or_else(|| account_key(name)),
+        None => account_key(name),
+    })
 }
 
 fn begin_check(
@@ -341,31 +351,6 @@ fn begin_check(
         reserved,
         hash: stored_hash(conn, name)?,
     }))
-}
-
-/// Starts a check of a signed-in editor's current password (a password change, removing the
-/// second factor): counted and throttled with the account's logins, against the account name
-/// and the client address ([`reserve_attempt`]). `None`: too many failures lately, nothing is
-/// to be checked.
-pub fn begin_password_check(
-    conn: &mut DbConnection,
-    editor: &Editor,
-    ip: &str,
-) -> QueryResult<Option<Attempt>> {
-    begin_check(conn, &editor.name, account_key(&editor.name), ip)
-}
-
-/// Ends a check begun by [`begin_password_check`]: a right password takes its count back; a
-/// wrong one stays counted. Whether it was right.
-pub fn finish_password_check(
-    conn: &mut DbConnection,
-    attempt: &Attempt,
-    matched: bool,
-) -> QueryResult<bool> {
-    if matched {
-        take_back(conn, &attempt.reserved)?;
-    }
-    Ok(matched)
 }
 
 /// Takes a reservation's rows back (the password or code was right).
@@ -435,61 +420,6 @@ pub fn by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Editor
         .first::<EditorRow>(conn)
         .optional()?
         .map(Editor::from_row))
-}
-
-/// Changes an editor's password (the current one was checked: [`begin_password_check`]); every
-/// session of the account but `keep_session` (the one the change was made from) ends. Returns
-/// the new session version.
-pub fn set_password(
-    conn: &mut DbConnection,
-    editor: &Editor,
-    new: &str,
-    keep_session: Option<i64>,
-) -> Result<i32, AccountError> {
-    if new.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(AccountError::ShortPassword);
-    }
-    let hash = hash(new)?;
-    let version = editor.session_version + 1;
-    db::write_transaction(conn, |conn| {
-        diesel::update(editors::table.find(editor.id))
-            .set((
-                editors::password_hash.eq(&hash),
-                editors::session_version.eq(version),
-            ))
-            .execute(conn)?;
-        sessions::end_all(conn, editor.id, keep_session)?;
-        Ok::<_, AccountError>(())
-    })?;
-    Ok(version)
-}
-
-/// How a throttled check of a signed-in editor's current password ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PasswordCheck {
-    Right,
-    Wrong,
-    /// Too many failures lately for the account or from the address; nothing was checked.
-    Throttled,
-}
-
-/// Checks a signed-in editor's current password on one connection, counted with the account's
-/// logins ([`begin_password_check`], the password, [`finish_password_check`]).
-pub fn check_password(
-    conn: &mut DbConnection,
-    editor: &Editor,
-    password: &str,
-    ip: &str,
-) -> QueryResult<PasswordCheck> {
-    let Some(attempt) = begin_password_check(conn, editor, ip)? else {
-        return Ok(PasswordCheck::Throttled);
-    };
-    let matched = attempt.password_matches(password);
-    Ok(if finish_password_check(conn, &attempt, matched)? {
-        PasswordCheck::Right
-    } else {
-        PasswordCheck::Wrong
-    })
 }
 
 /// An account as the accounts page lists it.
@@ -591,6 +521,39 @@ pub fn set_disabled(
                 .set(editors::disabled_at.eq(None::<chrono::NaiveDateTime>))
                 .execute(conn)?;
         }
+        Ok(())
+    })
+}
+
+/// Ends every session of an editor but `except` (as the sessions' file does; this file does not
+/// call it, as that file imports this one).
+fn end_sessions(conn: &mut DbConnection, id: i64, except: Option<i64>) -> QueryResult<usize> {
+    let mut delete = diesel::delete(editor_sessions::table)
+        .filter(editor_sessions::editor_id.eq(id))
+        .into_boxed();
+    if let Some(keep) = except {
+        delete = delete.filter(editor_sessions::id.ne(keep));
+    }
+    delete.execute(conn)
+}
+
+/// Removes an editor's second factor (TOTP secret and recovery codes), forgets their known
+/// devices and ends their sessions: they enrol again at their next login (the operator's
+/// `iria-news admin reset-2fa NAME`, or an admin). Fails for an unknown name.
+pub fn reset_second_factor(conn: &mut DbConnection, name: &str) -> Result<(), AccountError> {
+    db::write_transaction(conn, |conn| {
+        let id = id_of(conn, name)?;
+        diesel::update(editors::table.find(id))
+            .set((
+                editors::totp_secret.eq(None::<String>),
+                editors::totp_enrolled_at.eq(None::<chrono::NaiveDateTime>),
+                editors::totp_last_step.eq(None::<i64>),
+            ))
+            .execute(conn)?;
+        diesel::delete(recovery_codes::table.filter(recovery_codes::editor_id.eq(id)))
+            .execute(conn)?;
+        end_sessions(conn, id, None)?;
+        devices::forget_all(conn, id)?;
         Ok(())
     })
 }

@@ -19,7 +19,7 @@ use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
 use totp_rs::{Algorithm, Secret, TOTP};
 
-use super::{devices, sessions, AccountError, Editor};
+use super::{sessions, Editor};
 use crate::foundation::db::schema::{editors, recovery_codes};
 use crate::foundation::db::{self, DbConnection, DbError};
 
@@ -332,7 +332,7 @@ pub fn check_login_code(
     device: Option<&str>,
     code: &str,
 ) -> Result<CodeCheck, DbError> {
-    let key = devices::login_key(conn, &editor.name, device)?;
+    let key = super::login_key(conn, &editor.name, device)?;
     let code = normalise(code);
     let outcome = counted(conn, &key, ip, |conn| {
         Ok(if code.len() == DIGITS {
@@ -418,18 +418,6 @@ pub fn remove(
         diesel::delete(recovery_codes::table.filter(recovery_codes::editor_id.eq(editor_id)))
             .execute(conn)?;
         sessions::end_all(conn, editor_id, keep_session)?;
-        Ok(())
-    })
-}
-
-/// Removes an editor's second factor (TOTP secret and recovery codes), forgets their known
-/// devices and ends their sessions: they enrol again at their next login (the operator's
-/// `iria-news admin reset-2fa NAME`, or an admin). Fails for an unknown name.
-pub fn reset(conn: &mut DbConnection, name: &str) -> Result<(), AccountError> {
-    db::write_transaction(conn, |conn| {
-        let id = super::id_of(conn, name)?;
-        remove(conn, id, None)?;
-        devices::forget_all(conn, id)?;
         Ok(())
     })
 }
