@@ -27,7 +27,7 @@ fn current_step() -> i64 {
 /// The code of the earliest step after `used` that the server accepts now (waiting for the next
 /// step when `used` is the latest one accepted); `used` becomes that step.
 pub async fn fresh_code(secret: &str, used: &mut i64) -> String {
-    while current_step() + 1 <= *used {
+    while current_step() < *used {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let step = (*used + 1).max(current_step());
