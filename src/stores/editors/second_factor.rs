@@ -421,3 +421,68 @@ pub fn remove(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 6238's SHA-1 secret, "12345678901234567890", in base32.
+    const RFC_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+    #[test]
+    fn codes_are_those_of_rfc_6238() {
+        // The RFC's 8-digit values, of which a 6-digit code is the last six.
+        for (time, code) in [
+            (59, "287082"),
+            (1_111_111_109, "081804"),
+            (1_234_567_890, "005924"),
+        ] {
+            assert_eq!(code_at(RFC_SECRET, time).expect("code"), code);
+        }
+    }
+
+    #[test]
+    fn a_step_is_accepted_once_and_one_step_either_side() {
+        let secret = secret_bytes(RFC_SECRET).expect("secret");
+        let now = 1_234_567_890;
+        let step = i64::try_from(now / STEP_SECONDS).expect("step");
+        let code = |s: i64| code_at(RFC_SECRET, u64::try_from(s).expect("s") * 30).expect("code");
+        assert_eq!(matching_step(&secret, &code(step), now, None), Some(step));
+        assert_eq!(
+            matching_step(&secret, &code(step - 1), now, None),
+            Some(step - 1)
+        );
+        assert_eq!(
+            matching_step(&secret, &code(step + 1), now, None),
+            Some(step + 1)
+        );
+        assert_eq!(matching_step(&secret, &code(step + 2), now, None), None);
+        assert_eq!(matching_step(&secret, &code(step), now, Some(step)), None);
+        assert_eq!(
+            matching_step(&secret, &code(step - 1), now, Some(step - 1)),
+            None
+        );
+        assert_eq!(matching_step(&secret, "12345", now, None), None);
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_with_its_key_and_its_editor() {
+        let key = b"a secret key of at least thirty-two bytes";
+        let sealed = seal(key, 7, RFC_SECRET).expect("seal");
+        assert!(!sealed.contains(RFC_SECRET));
+        assert_eq!(
+            unseal(key, 7, &sealed).expect("open"),
+            secret_bytes(RFC_SECRET).expect("secret")
+        );
+        assert!(unseal(key, 8, &sealed).is_err(), "another editor's row");
+        assert!(unseal(b"another key of at least thirty-two bytes", 7, &sealed).is_err());
+    }
+
+    #[test]
+    fn recovery_codes_are_read_as_typed() {
+        assert_eq!(
+            code_hash("ABCD-efgh 2345-6789"),
+            code_hash("abcdefgh23456789")
+        );
+    }
+}
