@@ -24,6 +24,7 @@ pub mod sessions;
 pub mod signup_form;
 pub mod subscribers;
 pub mod tokens;
+pub mod two_factor;
 pub mod webhooks;
 pub mod welcome;
 

@@ -7,7 +7,7 @@ use actix_web::web;
 use super::session::{guard, session_middleware};
 use super::{
     accounts, articles, audit, auth, dashboard, digest, engagement, issues, repermission, sessions,
-    signup_form, subscribers, tokens, webhooks, welcome, MAX_FORM_BYTES,
+    signup_form, subscribers, tokens, two_factor, webhooks, welcome, MAX_FORM_BYTES,
 };
 use crate::foundation::access::Role;
 use crate::foundation::config::Settings;
@@ -67,6 +67,13 @@ route_table! {
     post "/webhooks/{id}/enable" => webhooks::enable [Admin],
     post "/webhooks/{id}/delete" => webhooks::delete [Admin],
     // The second factor (enrolment, the login's code step, recovery codes).
+    get "/login/code" => two_factor::code_page [Author],
+    post "/login/code" => two_factor::submit_code [Author],
+    get "/2fa/enrol" => two_factor::enrol_form [Author],
+    post "/2fa/enrol" => two_factor::enrol [Author],
+    get "/2fa" => two_factor::status_page [Author],
+    post "/2fa/recovery-codes" => two_factor::regenerate [Author],
+    post "/2fa/remove" => two_factor::remove [Author],
     // Accounts, sessions and the audit log.
     get "/accounts" => accounts::list [Admin],
     post "/accounts" => accounts::create [Admin],

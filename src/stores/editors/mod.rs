@@ -1,7 +1,11 @@
 //! Editors' accounts: made with `iria-news admin create-user NAME [--role ROLE]` or by an admin in
 //! the console, passwords kept as argon2id hashes; logins counted and throttled per account and
-//! per client address. [`sessions`] keeps the console's sessions.
+//! per client address. [`sessions`] keeps the console's sessions, [`second_factor`] the TOTP
+//! factor and recovery codes, [`devices`] the browsers an editor has logged in from.
 
+pub mod devices;
+pub mod passwords;
+pub mod second_factor;
 pub mod sessions;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -280,7 +284,8 @@ fn reserve_attempt(
 /// connection: a burst of attempts does not starve the pool.
 pub struct Attempt {
     name: String,
-    account: String,
+    /// The key the attempt is counted against: the account name's, or a known device's.
+    key: String,
     reserved: Vec<i64>,
     hash: Option<String>,
 }
@@ -303,36 +308,76 @@ impl std::fmt::Debug for Attempt {
 /// failure of both ([`reserve_attempt`]) so that at most the limit's number of passwords is ever
 /// checked, however many attempts arrive at once.
 pub fn begin_login(conn: &mut DbConnection, name: &str, ip: &str) -> QueryResult<Option<Attempt>> {
-    let now = db::now();
+    begin_login_from(conn, name, ip, None)
+}
+
+/// [`begin_login`] from a browser that may carry a known device's cookie (`device`): when it
+/// names a known device of this account, the attempt is counted against that device instead of
+/// the account name (the address's limit applies all the same).
+pub fn begin_login_from(
+    conn: &mut DbConnection,
+    name: &str,
+    ip: &str,
+    device: Option<&str>,
+) -> QueryResult<Option<Attempt>> {
     let name = name.trim();
-    let account = account_key(name);
-    let Some(reserved) = reserve_attempt(conn, &account, &ip_key(ip), now)? else {
+    let key = login_key(conn, name, device)?;
+    begin_check(conn, name, key, ip)
+}
+
+/// The key a login step of the account `name` is counted against: its known device's, when the
+/// browser's cookie names one ([`devices::recognise`]), else the account name's.
+pub fn login_key(conn: &mut DbConnection, name: &str, device: Option<&str>) -> QueryResult<String> {
+    Ok(match device {
+        Some(token) => devices::recognise(conn, token, name)?
+            .map(|id| format!("device:{id}"))
+            .unwrap_or_else(|| account_key(name)),
+        None => account_key(name),
+    })
+}
+
+fn begin_check(
+    conn: &mut DbConnection,
+    name: &str,
+    key: String,
+    ip: &str,
+) -> QueryResult<Option<Attempt>> {
+    let Some(reserved) = reserve_attempt(conn, &key, &ip_key(ip), db::now())? else {
         return Ok(None);
     };
     Ok(Some(Attempt {
         name: name.to_string(),
-        account,
+        key,
         reserved,
         hash: stored_hash(conn, name)?,
     }))
 }
 
-/// Ends a login whose password was checked: a right one takes its count back and clears the
-/// account's failures; a wrong one stays counted.
+/// Takes a reservation's rows back (the password or code was right).
+fn take_back(conn: &mut DbConnection, reserved: &[i64]) -> QueryResult<()> {
+    diesel::delete(login_failures::table.filter(login_failures::id.eq_any(reserved)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Clears the failures counted against a key (a full login succeeded).
+fn clear_failures(conn: &mut DbConnection, key: &str) -> QueryResult<()> {
+    diesel::delete(login_failures::table.filter(login_failures::key.eq(key))).execute(conn)?;
+    Ok(())
+}
+
+/// Ends a login whose password was checked: a right one takes its count back, and, for an
+/// account without a second factor (whose login is then complete), clears the failures counted
+/// against its key; for one with a second factor they are cleared only when the code is right
+/// ([`second_factor::check_login_code`]), so that a known password does not buy fresh guesses at
+/// the code. A wrong password stays counted.
 pub fn finish_login(
     conn: &mut DbConnection,
     attempt: &Attempt,
     password_matched: bool,
 ) -> QueryResult<Login> {
     if password_matched {
-        diesel::delete(
-            login_failures::table.filter(
-                login_failures::key
-                    .eq(&attempt.account)
-                    .or(login_failures::id.eq_any(&attempt.reserved)),
-            ),
-        )
-        .execute(conn)?;
+        take_back(conn, &attempt.reserved)?;
         let (editor, disabled) = editors::table
             .filter(editors::name.eq(&attempt.name))
             .select((EDITOR_COLUMNS, editors::disabled_at))
@@ -340,7 +385,11 @@ pub fn finish_login(
         if disabled.is_some() {
             return Ok(Login::Disabled);
         }
-        return Ok(Login::Welcome(Editor::from_row(editor)));
+        let editor = Editor::from_row(editor);
+        if !editor.has_second_factor {
+            clear_failures(conn, &attempt.key)?;
+        }
+        return Ok(Login::Welcome(editor));
     }
     // Old failures are of no use: keep the table small.
     let old = db::now() - chrono::Duration::days(1);
@@ -371,37 +420,6 @@ pub fn by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Editor
         .first::<EditorRow>(conn)
         .optional()?
         .map(Editor::from_row))
-}
-
-/// Changes an editor's password after checking the current one; every session of the account
-/// but `keep_session` (the one the change was made from) ends. Returns the new session version,
-/// or `None` when the current password is wrong.
-pub fn change_password(
-    conn: &mut DbConnection,
-    editor: &Editor,
-    current: &str,
-    new: &str,
-    keep_session: Option<i64>,
-) -> Result<Option<i32>, AccountError> {
-    if new.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(AccountError::ShortPassword);
-    }
-    if !verify(conn, &editor.name, current)? {
-        return Ok(None);
-    }
-    let hash = hash(new)?;
-    let version = editor.session_version + 1;
-    db::write_transaction(conn, |conn| {
-        diesel::update(editors::table.find(editor.id))
-            .set((
-                editors::password_hash.eq(&hash),
-                editors::session_version.eq(version),
-            ))
-            .execute(conn)?;
-        sessions::end_all(conn, editor.id, keep_session)?;
-        Ok::<_, AccountError>(())
-    })?;
-    Ok(Some(version))
 }
 
 /// An account as the accounts page lists it.
@@ -507,8 +525,21 @@ pub fn set_disabled(
     })
 }
 
-/// Removes an editor's second factor (TOTP secret and recovery codes) and ends their sessions:
-/// they enrol again at their next login. Fails for an unknown name.
+/// Ends every session of an editor but `except` (as the sessions' file does; this file does not
+/// call it, as that file imports this one).
+fn end_sessions(conn: &mut DbConnection, id: i64, except: Option<i64>) -> QueryResult<usize> {
+    let mut delete = diesel::delete(editor_sessions::table)
+        .filter(editor_sessions::editor_id.eq(id))
+        .into_boxed();
+    if let Some(keep) = except {
+        delete = delete.filter(editor_sessions::id.ne(keep));
+    }
+    delete.execute(conn)
+}
+
+/// Removes an editor's second factor (TOTP secret and recovery codes), forgets their known
+/// devices and ends their sessions: they enrol again at their next login (the operator's
+/// `iria-news admin reset-2fa NAME`, or an admin). Fails for an unknown name.
 pub fn reset_second_factor(conn: &mut DbConnection, name: &str) -> Result<(), AccountError> {
     db::write_transaction(conn, |conn| {
         let id = id_of(conn, name)?;
@@ -521,7 +552,8 @@ pub fn reset_second_factor(conn: &mut DbConnection, name: &str) -> Result<(), Ac
             .execute(conn)?;
         diesel::delete(recovery_codes::table.filter(recovery_codes::editor_id.eq(id)))
             .execute(conn)?;
-        sessions::end_all(conn, id, None)?;
+        end_sessions(conn, id, None)?;
+        devices::forget_all(conn, id)?;
         Ok(())
     })
 }
