@@ -3,6 +3,7 @@
 
 mod accounts;
 mod audit;
+mod browser;
 mod matrix;
 mod metrics;
 mod scopes;
