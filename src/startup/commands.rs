@@ -100,6 +100,15 @@ pub async fn send(request: SendRequest<'_>, settings: Settings) -> anyhow::Resul
     .await??;
     let queue_ms = started.elapsed().as_millis();
     if queued.created {
+        let mut conn = pool.get().context("connecting to the database")?;
+        operator_did(
+            &mut conn,
+            "issue sent",
+            format!(
+                "issue {} to {} subscriber(s), from the command line",
+                queued.issue_id, queued.recipients
+            ),
+        )?;
         println!(
             "issue {}: queued to {} subscriber(s) in {queue_ms} ms",
             queued.issue_id, queued.recipients
@@ -217,6 +226,10 @@ pub async fn run_digest(settings: &Settings, dry_run: bool, force: bool) -> anyh
         Ok(digest::run(conn, &s, &key, db::now(), dry_run))
     })
     .await??;
+    if matches!(outcome, digest::Outcome::Queued { .. }) {
+        let mut conn = pool.get().context("connecting to the database")?;
+        operator_did(&mut conn, "digest run", format!("{outcome}"))?;
+    }
     println!("{outcome}");
     Ok(())
 }

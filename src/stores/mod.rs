@@ -1,7 +1,8 @@
 //! Stores: each module owns a group of tables and is the only code that writes them; the other
-//! layers call its functions. A store may call the three that record what a change sets off, in
-//! the same transaction as the change: [`delivery`] (a message to send), [`webhooks`] (an event
-//! to post) and [`welcome`] (whether the welcome email is on). Those three call no other store.
+//! layers call its functions. A store may call the low stores, which record what a change sets
+//! off, in the same transaction as the change: [`delivery`] (a message to send), [`webhooks`] (an
+//! event to post), [`welcome`] (whether the welcome email is on), [`engagement`] (links and
+//! clicks) and [`audit`] (an erased reader's address leaves the log). Those call no other store.
 
 pub mod api_tokens;
 pub mod articles;

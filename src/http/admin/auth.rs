@@ -107,7 +107,14 @@ pub async fn login(
     };
     match outcome {
         Login::Welcome(editor) => {
-            audit("login", format!("editor {}", editor.name)).await?;
+            // With a second factor the login is whole only once its code is given (the code
+            // step writes "login"); here the password alone was right.
+            let action = if editor.has_second_factor {
+                "password accepted"
+            } else {
+                "login"
+            };
+            audit(action, format!("editor {}", editor.name)).await?;
             welcome(&state, &req, &session, &editor, &ip, &next).await
         }
         Login::Refused | Login::Disabled => {

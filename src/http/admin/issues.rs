@@ -431,11 +431,17 @@ pub async fn page(
         .unwrap_or_default();
     let filter = status_filter.clone();
     let settings = state.settings.clone();
+    // Readers' addresses are for editors and admins, as the subscriber pages are.
+    let may_see_readers = super::may(&req, Role::Editor);
     let (summary, counts, recipients, engagement) = query(&state, move |conn| {
         let summary = issues::summary(conn, id)?;
         let counts = crate::stores::delivery::progress_of(conn, &[id])?;
         let filter = (!filter.is_empty()).then_some(filter.as_str());
-        let recipients = crate::stores::delivery::recipients_of_issue(conn, id, filter, 500, 0)?;
+        let recipients = if may_see_readers {
+            crate::stores::delivery::recipients_of_issue(conn, id, filter, 500, 0)?
+        } else {
+            Vec::new()
+        };
         let engagement = super::engagement::Engagement::load(conn, &settings, id)?;
         Ok((summary, counts, recipients, engagement))
     })
@@ -506,7 +512,11 @@ pub async fn send_draft(
 }
 
 /// `POST /admin/issues/{id}/retry`: the failed deliveries queued again.
-pub async fn retry_failed(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
+pub async fn retry_failed(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
     let id = path_id(&path)?;
     let n = query(&state, move |conn| {
         Ok(crate::stores::delivery::retry_failed(conn, id)?)
@@ -514,6 +524,8 @@ pub async fn retry_failed(state: web::Data<AppState>, path: web::Path<String>) -
     .await?;
     if n > 0 {
         state.wake.notify_waiters();
+        let detail = format!("issue {id}: {n} failed copies sent again");
+        super::audit::note(&state, &req, "issue resent", detail).await;
     }
     Ok(see_other(&format!("/admin/issues/{id}?notice=retried")))
 }

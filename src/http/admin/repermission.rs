@@ -160,6 +160,11 @@ pub async fn start(
     })
     .await?;
     state.wake.notify_waiters();
+    let detail = format!(
+        "{} reader(s) with no click in the last {inactive} digests asked; {days} days to answer",
+        campaign.recipients
+    );
+    super::audit::note(&state, &req, "re-permission started", detail).await;
     Ok(see_other(&format!(
         "/admin/repermission?notice=sent&sent={}&inactive={inactive}",
         campaign.recipients

@@ -62,7 +62,11 @@ pub async fn guard(
     role_needed: RoleNeeded,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let session = req.get_session();
-    if PUBLIC.contains(&req.path()) {
+    // The path as actix routes it: percent-decoded (`/admin/%61ccounts` is `/admin/accounts`).
+    // Every check below reads this one, never the raw path, so that no spelling of a route
+    // escapes its row of the table.
+    let path = req.match_info().as_str().to_string();
+    if PUBLIC.contains(&path.as_str()) {
         if let Some(refused) = check_csrf(&mut req, &session).await? {
             return Ok(refused);
         }
@@ -88,7 +92,7 @@ pub async fn guard(
         None => None,
     };
     if let Some((allowed, page)) = pending_paths {
-        if !allowed.contains(&req.path()) {
+        if !allowed.contains(&path.as_str()) {
             return Ok(req.into_response(no_store(super::see_other(page))));
         }
     }
@@ -96,8 +100,12 @@ pub async fn guard(
     if let Some(refused) = check_csrf(&mut req, &session).await? {
         return Ok(refused);
     }
-    let needed = role_needed(req.method().as_str(), req.path());
-    if let Some(needed) = needed.filter(|n| !live.editor.role.allows(*n)) {
+    // A path no row of the table matches is answered here, fail closed.
+    let Some(needed) = role_needed(req.method().as_str(), &path) else {
+        let page = crate::http::pages::not_found_page(&state(&req).settings.site_name);
+        return Ok(req.into_response(no_store(page)));
+    };
+    if !live.editor.role.allows(needed) {
         let page = crate::http::pages::problem(
             &state(&req).settings.site_name,
             StatusCode::FORBIDDEN,

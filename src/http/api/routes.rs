@@ -121,7 +121,7 @@ fn path_matches(pattern: &str, path: &str) -> bool {
 async fn unrouted(req: HttpRequest) -> HttpResponse {
     let allowed: Vec<String> = ROUTES
         .iter()
-        .filter(|(_, pattern, _)| path_matches(pattern, req.path()))
+        .filter(|(_, pattern, _)| path_matches(pattern, req.match_info().as_str()))
         .map(|(method, _, _)| method.to_uppercase())
         .collect();
     if allowed.is_empty() {
@@ -149,7 +149,10 @@ async fn require_token(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let needed = scope_needed(req.method().as_str(), req.path());
+    // The path as actix routes it: percent-decoded (`/api/v1/%73ubscribers` is
+    // `/api/v1/subscribers`), so that no spelling of a route escapes its row of the table.
+    let path = req.match_info().as_str().to_string();
+    let needed = scope_needed(req.method().as_str(), &path);
     if needed == Some(None) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
@@ -158,9 +161,15 @@ async fn require_token(
     };
     match super::authenticate(&state, req.request()).await {
         Ok(token) => {
-            if let Some(Some(scope)) = needed {
-                if !token.grant.allows(scope) {
+            match needed {
+                Some(Some(scope)) if !token.grant.allows(scope) => {
                     return Ok(req.into_response(super::out_of_scope(&token.name, scope)));
+                }
+                Some(_) => {}
+                // No row of the table: answered here (404 or 405), fail closed.
+                None => {
+                    let answer = unrouted(req.request().clone()).await;
+                    return Ok(req.into_response(answer));
                 }
             }
             req.extensions_mut().insert(TokenName(token.name));

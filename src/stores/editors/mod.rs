@@ -466,6 +466,14 @@ fn id_of(conn: &mut DbConnection, name: &str) -> Result<i64, AccountError> {
 
 /// Fails when the change would leave no enabled admin (`id` losing the role or being disabled).
 fn keep_an_admin(conn: &mut DbConnection, id: i64) -> Result<(), AccountError> {
+    // Two admins demoting or disabling each other at once must not both see the other as the
+    // admin that stays: on PostgreSQL every such change takes one advisory lock for the rest of
+    // its transaction (SQLite's write transaction holds the one write lock already).
+    if let DbConnection::Pg(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(ADMINS_LOCK)
+            .execute(pg)?;
+    }
     let others: i64 = editors::table
         .filter(editors::role.eq(Role::Admin.as_str()))
         .filter(editors::disabled_at.is_null())
@@ -477,6 +485,9 @@ fn keep_an_admin(conn: &mut DbConnection, id: i64) -> Result<(), AccountError> {
     }
     Ok(())
 }
+
+/// The advisory lock under which a change that could leave no admin counts the admins.
+const ADMINS_LOCK: i64 = 725_415_010;
 
 /// Changes an account's role (the last enabled admin keeps theirs). Returns the old role.
 pub fn set_role(conn: &mut DbConnection, name: &str, role: Role) -> Result<Role, AccountError> {

@@ -10,7 +10,7 @@ use crate::foundation::db::schema::{confirmation_tokens, consents, data_links, s
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::SubscriberStatus;
 use crate::foundation::domain::{SubscriberName, Topics};
-use crate::stores::{delivery, engagement, webhooks};
+use crate::stores::{audit, delivery, engagement, webhooks};
 
 /// A subscriber as the preferences page shows it.
 #[derive(Clone, Debug, Queryable, Selectable)]
@@ -301,6 +301,7 @@ pub fn erase(conn: &mut DbConnection, subscriber_id: i64, secret: &[u8]) -> Resu
         engagement::forget_subscriber(conn, subscriber_id)?;
         delivery::forget_subscriber(conn, subscriber_id)?;
         webhooks::forget_subscriber(conn, subscriber_id)?;
+        audit::forget_address(conn, &record.email)?;
         diesel::update(subscribers::table.find(subscriber_id))
             .set((
                 subscribers::email.eq(erased_marker(secret, subscriber_id, &record.email)),

@@ -168,6 +168,24 @@ async fn console_actions_leave_their_rows(backend: Backend) {
         audit_details(&app, "subscriber unsubscribed"),
         vec![(by.clone(), format!("subscriber {second}"))]
     );
+    // A test copy once went to the reader's own address: the erasure takes it out of that row.
+    let to_reader = console
+        .post(
+            "/admin/issues",
+            &[
+                ("subject", "Weekly note"),
+                ("body", "Hello"),
+                ("action", "test"),
+                ("test_address", "First.Reader@example.org"),
+            ],
+        )
+        .await;
+    assert_eq!(to_reader.status(), 200);
+    let copies = audit_details(&app, "test copy sent");
+    assert!(
+        copies.iter().any(|(_, d)| d.to_ascii_lowercase().contains("first.reader@example.org")),
+        "{copies:?}"
+    );
     let erased = console
         .post(&format!("/admin/subscribers/{first}/erase"), &[])
         .await;
@@ -183,6 +201,12 @@ async fn console_actions_leave_their_rows(backend: Backend) {
         rows.iter()
             .all(|(a, _, _, d)| !a.contains("first.reader") && !d.contains("first.reader")),
         "the log keeps no erased address: {rows:?}"
+    );
+    let copies = audit_details(&app, "test copy sent");
+    assert_eq!(copies.len(), 2, "the test copy's row stays: {copies:?}");
+    assert!(
+        copies[..].iter().any(|(_, d)| d.contains(iria_news::stores::audit::ERASED_ADDRESS)),
+        "{copies:?}"
     );
     // Every row of the console names the editor and the address the request came from.
     for (actor, ip, action, _) in &rows {
@@ -402,6 +426,12 @@ async fn api_actions_leave_their_rows_and_the_log_needs_audit_read(backend: Back
         rows.iter()
             .all(|(a, _, _, d)| !a.contains(&first_email) && !d.contains(&first_email)),
         "the log keeps no erased address: {rows:?}"
+    );
+    let copies = audit_details(&app, "test copy sent");
+    assert_eq!(copies.len(), 2, "the test copy's row stays: {copies:?}");
+    assert!(
+        copies[..].iter().any(|(_, d)| d.contains(iria_news::stores::audit::ERASED_ADDRESS)),
+        "{copies:?}"
     );
     assert!(
         rows.iter().all(|(_, ip, _, _)| ip == "127.0.0.1"),

@@ -56,7 +56,10 @@ async fn password_step(app: &TestApp, browser: &Browser, name: &str, password: &
 /// returns the key and the step of the code used.
 async fn enrol(browser: &Browser) -> (String, i64) {
     let qr = browser.rendered_html("#qr").await;
-    assert!(qr.contains("<svg"), "the QR code is drawn on the server: {qr:.200}");
+    assert!(
+        qr.contains("<svg"),
+        "the QR code is drawn on the server: {qr:.200}"
+    );
     let secret: String = browser
         .text("#secret")
         .await
@@ -92,7 +95,9 @@ async fn flow(app: &TestApp, browser: &Browser) {
     enrol(browser).await;
 
     // b. The admin makes an author in the console.
-    browser.goto(&format!("{}/admin/accounts", app.address)).await;
+    browser
+        .goto(&format!("{}/admin/accounts", app.address))
+        .await;
     browser.type_into("#name", AUTHOR).await;
     browser.type_into("#password", AUTHOR_PASSWORD).await;
     browser.select("#new-role", "author").await;
@@ -129,7 +134,9 @@ async fn flow(app: &TestApp, browser: &Browser) {
     );
 
     // d. The author drafts an issue.
-    browser.goto(&format!("{}/admin/issues/new", app.address)).await;
+    browser
+        .goto(&format!("{}/admin/issues/new", app.address))
+        .await;
     browser
         .type_into("#subject", "Sahel: the juntas' new alliance")
         .await;
@@ -146,7 +153,9 @@ async fn flow(app: &TestApp, browser: &Browser) {
     assert_eq!(statuses[0].1, "draft");
 
     // e. No button sends or schedules it; a send forced into the compose form is refused.
-    browser.goto(&format!("{}/admin/issues/new", app.address)).await;
+    browser
+        .goto(&format!("{}/admin/issues/new", app.address))
+        .await;
     let form = browser.rendered_html("#compose").await;
     assert!(
         !form.contains("value=\"send\"") && !form.contains("value=\"schedule\""),

@@ -4,6 +4,7 @@
 mod accounts;
 mod audit;
 mod browser;
+mod encoded;
 mod matrix;
 mod metrics;
 mod scopes;
