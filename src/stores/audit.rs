@@ -187,10 +187,16 @@ mod tests {
     #[test]
     fn an_address_leaves_the_text_in_any_case() {
         assert_eq!(
-            without("test copy to Reader@Example.org and reader@example.org", "reader@example.org"),
+            without(
+                "test copy to Reader@Example.org and reader@example.org",
+                "reader@example.org"
+            ),
             format!("test copy to {ERASED_ADDRESS} and {ERASED_ADDRESS}")
         );
-        assert_eq!(without("nothing here", "reader@example.org"), "nothing here");
+        assert_eq!(
+            without("nothing here", "reader@example.org"),
+            "nothing here"
+        );
         assert_eq!(like_escaped("a_b%c"), "a\\_b\\%c");
     }
 }

@@ -106,10 +106,18 @@ pub async fn submit_code(
     match outcome {
         CodeCheck::Totp | CodeCheck::Recovery => {
             if outcome == CodeCheck::Recovery {
-                record(&state, Entry::new(who.clone(), ip.clone(), "recovery code used")).await?;
+                record(
+                    &state,
+                    Entry::new(who.clone(), ip.clone(), "recovery code used"),
+                )
+                .await?;
             }
             // The login is whole only now: the password step wrote "password accepted".
-            record(&state, Entry::new(who, ip, "login").detail("with a second factor")).await?;
+            record(
+                &state,
+                Entry::new(who, ip, "login").detail("with a second factor"),
+            )
+            .await?;
             let id = live.id;
             query(&state, move |conn| Ok(sessions::complete(conn, id)?)).await?;
             session.renew();

@@ -183,7 +183,9 @@ async fn console_actions_leave_their_rows(backend: Backend) {
     assert_eq!(to_reader.status(), 200);
     let copies = audit_details(&app, "test copy sent");
     assert!(
-        copies.iter().any(|(_, d)| d.to_ascii_lowercase().contains("first.reader@example.org")),
+        copies
+            .iter()
+            .any(|(_, d)| d.to_ascii_lowercase().contains("first.reader@example.org")),
         "{copies:?}"
     );
     let erased = console
@@ -205,7 +207,9 @@ async fn console_actions_leave_their_rows(backend: Backend) {
     let copies = audit_details(&app, "test copy sent");
     assert_eq!(copies.len(), 2, "the test copy's row stays: {copies:?}");
     assert!(
-        copies[..].iter().any(|(_, d)| d.contains(iria_news::stores::audit::ERASED_ADDRESS)),
+        copies[..]
+            .iter()
+            .any(|(_, d)| d.contains(iria_news::stores::audit::ERASED_ADDRESS)),
         "{copies:?}"
     );
     // Every row of the console names the editor and the address the request came from.
@@ -426,12 +430,6 @@ async fn api_actions_leave_their_rows_and_the_log_needs_audit_read(backend: Back
         rows.iter()
             .all(|(a, _, _, d)| !a.contains(&first_email) && !d.contains(&first_email)),
         "the log keeps no erased address: {rows:?}"
-    );
-    let copies = audit_details(&app, "test copy sent");
-    assert_eq!(copies.len(), 2, "the test copy's row stays: {copies:?}");
-    assert!(
-        copies[..].iter().any(|(_, d)| d.contains(iria_news::stores::audit::ERASED_ADDRESS)),
-        "{copies:?}"
     );
     assert!(
         rows.iter().all(|(_, ip, _, _)| ip == "127.0.0.1"),
