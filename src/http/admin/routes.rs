@@ -11,6 +11,7 @@ use super::{
 };
 use crate::foundation::access::Role;
 use crate::foundation::config::Settings;
+use crate::http::route_paths::path_matches;
 
 /// Declares the console's routes: the table the tests walk and the function that registers it.
 macro_rules! route_table {
@@ -97,18 +98,6 @@ pub fn role_needed(method: &str, path: &str) -> Option<Role> {
         .iter()
         .find(|(m, pattern, _)| m.eq_ignore_ascii_case(method) && path_matches(pattern, path))
         .map(|(_, _, role)| *role)
-}
-
-/// Whether a route's path (with `{name}` segments) matches a request path.
-pub fn path_matches(pattern: &str, path: &str) -> bool {
-    let (mut p, mut q) = (pattern.split('/'), path.split('/'));
-    loop {
-        match (p.next(), q.next()) {
-            (None, None) => return true,
-            (Some(a), Some(b)) if (a.starts_with('{') && !b.is_empty()) || a == b => {}
-            _ => return false,
-        }
-    }
 }
 
 /// The `/admin` scope, with its session cookie and guard.

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::foundation::access::Scope;
 use crate::foundation::access::Scope::*;
+use crate::http::route_paths::path_matches;
 use crate::http::state::AppState;
 
 /// The routes of `/api/v1`, behind the token check.
@@ -102,18 +103,6 @@ fn scope() -> actix_web::Scope<
         .configure(register)
         .default_service(web::to(unrouted))
         .wrap(actix_web::middleware::from_fn(require_token))
-}
-
-/// Whether a route's path (with `{name}` segments) matches a request path.
-fn path_matches(pattern: &str, path: &str) -> bool {
-    let (mut p, mut q) = (pattern.split('/'), path.split('/'));
-    loop {
-        match (p.next(), q.next()) {
-            (None, None) => return true,
-            (Some(a), Some(b)) if (a.starts_with('{') && !b.is_empty()) || a == b => {}
-            _ => return false,
-        }
-    }
 }
 
 /// No route took the request: 405 with `Allow` when the path is known with other methods, 404
