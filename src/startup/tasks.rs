@@ -79,7 +79,12 @@ pub async fn digest_forever(settings: Arc<Settings>, pool: Pool, schedule: Sched
         let key = schedule.period_key(Utc::now());
         let s = settings.clone();
         let result = db::run(&pool, move |conn| {
-            Ok(digest::run_scheduled(conn, &s, &key, db::now()))
+            let outcome = digest::run_scheduled(conn, &s, &key, db::now());
+            if let Ok(queued @ digest::Outcome::Queued { .. }) = &outcome {
+                let entry = audit::Entry::new("scheduler", "", "digest run");
+                audit::record(conn, &entry.detail(queued.to_string()))?;
+            }
+            Ok(outcome)
         })
         .await;
         match result {

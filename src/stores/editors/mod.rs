@@ -207,6 +207,9 @@ pub enum Login {
     Disabled,
 }
 
+/// The start of a known device's key in `login_failures`.
+const DEVICE_KEY_PREFIX: &str = "device:";
+
 fn account_key(name: &str) -> String {
     format!("name:{}", name.to_lowercase())
 }
@@ -257,8 +260,12 @@ fn reserve_attempt(
                     .execute(pg)?;
             }
         }
+        // A known device (a 256-bit token only its editor's browser holds) is held to its own
+        // limit, not the address's: 20 failures from a shared address (an office) do not lock
+        // its editors out of the browsers they use. Its failures still count for the address.
+        let known_device = account.starts_with(DEVICE_KEY_PREFIX);
         if recent_failures(conn, account, since)? >= MAX_FAILURES_PER_ACCOUNT
-            || recent_failures(conn, ip, since)? >= MAX_FAILURES_PER_IP
+            || (!known_device && recent_failures(conn, ip, since)? >= MAX_FAILURES_PER_IP)
         {
             return Ok(None);
         }
@@ -330,7 +337,7 @@ pub fn begin_login_from(
 pub fn login_key(conn: &mut DbConnection, name: &str, device: Option<&str>) -> QueryResult<String> {
     Ok(match device {
         Some(token) => devices::recognise(conn, token, name)?
-            .map(|id| format!("device:{id}"))
+            .map(|id| format!("{DEVICE_KEY_PREFIX}{id}"))
             .unwrap_or_else(|| account_key(name)),
         None => account_key(name),
     })

@@ -228,6 +228,26 @@ async fn a_known_device_logs_in_while_the_name_is_locked(backend: Backend) {
         attempt(&app, PASSWORD, Some(attacker), None).await.status(),
         429
     );
+    // An office's shared address that has failed 20 times (other people's guesses) is locked,
+    // but not for the browser this editor uses there.
+    let office = "192.0.2.46";
+    let key = format!("ip:{}", iria_news::foundation::net::limit_key(office));
+    for _ in 0..20 {
+        diesel::insert_into(login_failures::table)
+            .values((
+                login_failures::key.eq(&key),
+                login_failures::failed_at.eq(iria_news::foundation::db::now()),
+            ))
+            .execute(&mut app.conn())
+            .expect("a failure from the office");
+    }
+    assert_eq!(
+        attempt(&app, PASSWORD, Some(office), None).await.status(),
+        429,
+        "the office's address is locked"
+    );
+    let at_the_office = attempt(&app, PASSWORD, Some(office), Some(&device)).await;
+    assert_eq!(at_the_office.status(), 303, "the known device is not");
 }
 on_both_backends!(
     a_known_device_logs_in_while_the_name_is_locked,
