@@ -375,3 +375,52 @@ async fn an_admin_manages_accounts(backend: Backend) {
         vec![(by.clone(), "bob".into())]
     );
 }
+
+/// Two admins demoting (or disabling) each other at the same moment on PostgreSQL: one change
+/// wins, the other is refused as the last admin's; the console is never left without an admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_admins_demoting_each_other_at_once_leave_one() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    for name in [ALICE, BOB] {
+        accounts_store::create_with_role(&mut app.conn(), name, SECRET, Some(Role::Admin))
+            .expect("admin");
+    }
+    let admins = |app: &TestApp| -> i64 {
+        editors::table
+            .filter(editors::role.eq("admin"))
+            .filter(editors::disabled_at.is_null())
+            .count()
+            .get_result(&mut app.conn())
+            .expect("count")
+    };
+    for round in 0..25 {
+        for name in [ALICE, BOB] {
+            accounts_store::set_disabled(&mut app.conn(), name, false).expect("enable");
+            diesel::update(editors::table.filter(editors::name.eq(name)))
+                .set(editors::role.eq("admin"))
+                .execute(&mut app.conn())
+                .expect("admin again");
+        }
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let changes = [(ALICE, BOB), (BOB, ALICE)].map(|(_, other)| {
+            let (barrier, mut conn) = (barrier.clone(), app.conn());
+            std::thread::spawn(move || {
+                barrier.wait();
+                // Odd rounds disable instead of demoting: both paths keep an admin.
+                if round % 2 == 0 {
+                    accounts_store::set_role(&mut conn, other, Role::Editor).is_ok()
+                } else {
+                    accounts_store::set_disabled(&mut conn, other, true).is_ok()
+                }
+            })
+        });
+        let won: Vec<bool> = changes
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        assert_eq!(admins(&app), 1, "round {round}: {won:?}");
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "round {round}");
+    }
+}
