@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use rand::Rng;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
 mod build;
 
@@ -55,7 +55,15 @@ pub struct Worker {
     renewed_at: Mutex<Option<Instant>>,
     /// Where SMTP replies are counted (the web app's `/metrics` in `serve`).
     pub metrics: Arc<crate::foundation::metrics::Metrics>,
+    /// Outcomes waiting to be written to the ledger, each with whom to tell when it is.
+    unrecorded: Mutex<Vec<Unrecorded>>,
+    /// Held by whoever is writing outcomes: one write at a time, and every outcome that arrives
+    /// meanwhile goes into the next one.
+    recorder: tokio::sync::Mutex<()>,
 }
+
+/// An outcome not yet in the ledger, and the sender that learns whether writing it succeeded.
+type Unrecorded = ((Claimed, Outcome), oneshot::Sender<bool>);
 
 /// One claim: the deliveries, and what sending them needs from the database.
 struct ClaimedBatch {
@@ -104,6 +112,8 @@ impl Worker {
             stop,
             renewed_at: Mutex::new(None),
             metrics: Default::default(),
+            unrecorded: Mutex::new(Vec::new()),
+            recorder: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -226,13 +236,14 @@ impl Worker {
                 claimed_at,
             )
             .await;
-        let sent = outcomes
-            .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Sent))
-            .count();
-        let owner = self.owner.clone();
-        db::run(&self.pool, move |conn| record(conn, &owner, &outcomes)).await?;
-        tracing::debug!(claimed, sent, "delivery batch done");
+        let sent = outcomes.iter().filter(|(sent, _)| *sent).count();
+        let unrecorded = outcomes.iter().filter(|(_, written)| !*written).count();
+        tracing::debug!(claimed, sent, unrecorded, "delivery batch done");
+        if unrecorded > 0 {
+            return Err(DbError::Unavailable(format!(
+                "{unrecorded} outcomes of a batch could not be recorded; their leases will expire"
+            )));
+        }
         Ok(claimed)
     }
 
@@ -313,17 +324,21 @@ impl Worker {
         }
     }
 
-    /// Sends a claimed batch with up to `delivery_concurrency` messages in flight; returns each
-    /// delivery with its outcome.
+    /// Sends a claimed batch with up to `delivery_concurrency` messages in flight, and records
+    /// each outcome as soon as it is known (see [`Self::record_outcome`]): a worker killed
+    /// mid-batch has left unrecorded only the messages that were on a connection or in the
+    /// write under way. Returns, for each delivery, whether it was sent and whether its outcome
+    /// was written.
     async fn send_batch(
         &self,
         batch: Vec<Claimed>,
         context: Context<'_>,
         claimed_at: Instant,
-    ) -> Vec<(Claimed, Outcome)> {
+    ) -> Vec<(bool, bool)> {
         let recipients: HashMap<i64, Recipient> =
             context.recipients.into_iter().map(|r| (r.id, r)).collect();
         let welcome = context.welcome;
+        let concurrency = self.settings.delivery.concurrency.max(1);
         stream::iter(batch)
             .map(|c| {
                 let recipient = recipients.get(&c.subscriber_id);
@@ -331,26 +346,64 @@ impl Worker {
                 let link_token = context.links.get(&c.id).map(String::as_str);
                 async move {
                     // Stopping: what has not started goes back to the queue untouched.
-                    if *self.stop.borrow() {
-                        return (c, Outcome::Released);
-                    }
                     // A lease that may have run out (renewals failing: the database is away)
                     // might be another worker's now: better not send than send twice.
-                    if !self.lease_held(claimed_at) {
-                        return (c, Outcome::Released);
-                    }
-                    let content = Content {
-                        link_token,
-                        issue: issue.as_deref(),
-                        welcome,
+                    let outcome = if *self.stop.borrow() || !self.lease_held(claimed_at) {
+                        Outcome::Released
+                    } else {
+                        let content = Content {
+                            link_token,
+                            issue: issue.as_deref(),
+                            welcome,
+                        };
+                        self.deliver(&c, recipient, content).await
                     };
-                    let outcome = self.deliver(&c, recipient, content).await;
-                    (c, outcome)
+                    let sent = matches!(outcome, Outcome::Sent);
+                    (sent, self.record_outcome(c, outcome).await)
                 }
             })
-            .buffer_unordered(self.settings.delivery.concurrency.max(1))
+            // Twice the connections: a message whose outcome is being written has given its
+            // connection back (the SMTP pool holds at most `concurrency`), and the next one can
+            // go out meanwhile.
+            .buffer_unordered(concurrency * 2)
             .collect()
             .await
+    }
+
+    /// Writes one outcome to the ledger, grouped with whatever other outcomes arrive while a
+    /// write is under way (group commit): each accepted message is recorded within a write's
+    /// time (a few milliseconds), not at the end of its batch, and a busy worker still writes
+    /// many outcomes per statement. Returns whether the outcome was written.
+    async fn record_outcome(&self, claimed: Claimed, outcome: Outcome) -> bool {
+        let (tx, mut rx) = oneshot::channel();
+        match self.unrecorded.lock() {
+            Ok(mut pending) => pending.push(((claimed, outcome), tx)),
+            Err(_) => return false,
+        }
+        let _writing = self.recorder.lock().await;
+        // An earlier writer may have taken this outcome along.
+        if let Ok(written) = rx.try_recv() {
+            return written;
+        }
+        let group: Vec<Unrecorded> = match self.unrecorded.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(_) => return false,
+        };
+        let (outcomes, tellers): (Vec<(Claimed, Outcome)>, Vec<oneshot::Sender<bool>>) =
+            group.into_iter().unzip();
+        let owner = self.owner.clone();
+        let count = outcomes.len();
+        let written = match db::run(&self.pool, move |conn| record(conn, &owner, &outcomes)).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, outcomes = count, "could not record delivery outcomes; their leases will expire and they will be tried again");
+                false
+            }
+        };
+        for teller in tellers {
+            let _ = teller.send(written);
+        }
+        rx.try_recv().unwrap_or(written)
     }
 
     async fn deliver(
