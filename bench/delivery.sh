@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# Queues one issue to N confirmed subscribers and delivers it to Postfix's smtp-sink, on
-# PostgreSQL and on SQLite; in the same run, Postfix's smtp-source sends the same number of
-# messages of the same size over the same number of connections to the same sink. Prints
-# emails/s for both, their ratio, the time to queue and the peak RSS of the sending process.
+# Delivers a digest-sized issue to N confirmed subscribers through Postfix's smtp-sink, on
+# PostgreSQL and on SQLite, unsigned and DKIM-signed; in the same run, Postfix's smtp-source sends
+# the same number of messages of the same size over the same number of connections, keeping them
+# open between messages (`-d`, as IRIA's connection pool does). Prints emails/s for each, the
+# ratio to smtp-source, the time to queue and the peak RSS of the sending process.
 #
 #   bench/delivery.sh [SUBSCRIBERS] [CONNECTIONS]      (defaults: 100000 8)
 #
-# IRIA_BENCH_BIN=PATH runs that binary instead of building this tree's. IRIA_CLICK_TRACKING
-# (off, anonymous, personal) is passed on: run the script once per mode to see what tracked links
-# cost.
+# The issue is a real digest: `bench/feed.sh` writes a feed of 40 articles, `articles import`
+# stores them and `digest run --force --wait` renders, queues and delivers the digest (about
+# 55 KB a copy, HTML and text).
 #
-# Needs PostgreSQL on 127.0.0.1:5432 (or IRIA_BENCH_POSTGRES_URL), sqlite3, and smtp-sink and
-# smtp-source from Debian's postfix package: fetched here with `apt-get download` and unpacked
-# with `dpkg -x` (postfix itself is not installed).
+# IRIA_BENCH_DKIM: the signing modes to run, space-separated, among `off`, `rsa` (RSA-2048,
+# rsa-sha256), `ed25519` (ed25519-sha256, RFC 8463) and `both` (the two signatures on each
+# message); default "off rsa". IRIA_BENCH_BACKENDS: "postgres sqlite" (default) or either alone.
+# IRIA_BENCH_BIN=PATH runs that binary instead of building this tree's. IRIA_CLICK_TRACKING (off,
+# anonymous, personal) is passed on.
+#
+# Needs PostgreSQL on 127.0.0.1:5432 (or IRIA_BENCH_POSTGRES_URL), sqlite3, openssl, and
+# smtp-sink and smtp-source from Debian's postfix package: fetched here with `apt-get download`
+# and unpacked with `dpkg -x` (postfix itself is not installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-100000}"
 conns="${2:-8}"
+modes="${IRIA_BENCH_DKIM:-off rsa}"
+backends="${IRIA_BENCH_BACKENDS:-postgres sqlite}"
 admin="${IRIA_BENCH_POSTGRES_URL:-postgres://root@127.0.0.1:5432/postgres}"
 port=2526
 
@@ -49,70 +58,111 @@ trap cleanup EXIT
 sink_pid=$!
 sleep 0.5
 
-cat >"$work/issue.html" <<'HTML'
-<h1>IRIA News, week of 23 November 2026</h1>
-<p>US and Iraqi defense chiefs met in Washington to discuss the future of the coalition against ISIS.
-The Joint Security Cooperation Dialogue aims at a transition to a sustainable bilateral security
-partnership, ten years after the Global Coalition's military mission in Iraq began.</p>
-<h2>Also this week</h2>
-<ul><li><a href="https://www.ir-ia.com/europe-defence-spending/">Europe's defence spending after the summit</a></li>
-<li><a href="https://www.ir-ia.com/sahel-counter-terrorism/">Counter-terrorism cooperation in the Sahel</a></li>
-<li><a href="https://www.ir-ia.com/red-sea-shipping/">Analysis: the Red Sea shipping crisis</a></li></ul>
-<p><a href="https://www.ir-ia.com/">All analysis on ir-ia.com</a></p>
-HTML
+bench/feed.sh >"$work/feed.xml"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null | openssl rsa -traditional -out "$work/rsa.pem" 2>/dev/null
+openssl genpkey -algorithm ed25519 -out "$work/ed25519.pem" 2>/dev/null
 
 export IRIA_SECRET_KEY="bench-secret-key-bench-secret-key-0123456789"
 export IRIA_BASE_URL="https://news.iria.example"
 export IRIA_FROM="IRIA News <news@iria.example>"
 export IRIA_DELIVERY_CONCURRENCY="$conns"
-export IRIA_DELIVERY_BATCH_SIZE="${IRIA_DELIVERY_BATCH_SIZE:-200}"
 export RUST_LOG=warn
 
-# The size of one message as sent: one copy written to a file.
-(
-  export IRIA_DATABASE_URL="sqlite://$work/size.db" IRIA_SMTP_URL="file://$work/size"
-  $bin migrate >/dev/null
-  sqlite3 "$work/size.db" "INSERT INTO subscribers (email, status, topics, created_at, updated_at) VALUES ('r1@example.org', 'confirmed', '', datetime('now'), datetime('now'))"
-  $bin send --subject "IRIA News, week of 23 November 2026: 5 new articles" --html-file "$work/issue.html" --wait >/dev/null
-)
-size=$(stat -c %s "$work"/size/*.eml | head -n1)
-
-# Runs one backend: fills it, then `send --wait` queues and delivers, under /usr/bin/time.
-run() {
-  local name="$1" url="$2" fill="$3"
-  export IRIA_DATABASE_URL="$url" IRIA_SMTP_URL="smtp://127.0.0.1:$port"
-  $bin migrate >/dev/null
-  eval "$fill"
-  /usr/bin/time -f "%M" -o "$work/$name.rss" \
-    $bin send --subject "IRIA News, week of 23 November 2026: 5 new articles" --html-file "$work/issue.html" --wait \
-    >"$work/$name.out"
-  local queue_ms seconds rss
-  queue_ms=$(sed -n 's/.* in \([0-9]*\) ms$/\1/p' "$work/$name.out" | head -n1)
-  seconds=$(tail -n1 "$work/$name.out" | sed -n 's/.*(\([0-9.]*\) s)$/\1/p')
-  rss=$(tail -n1 "$work/$name.rss")
-  grep -q "sent $n, failed 0, bounced 0, skipped 0, waiting 0" "$work/$name.out" || { echo "bench: $name did not send all:" >&2; tail -n2 "$work/$name.out" >&2; exit 1; }
-  printf '%s\t%s\t%s\t%s\n' "$name" "$queue_ms" "$seconds" "$rss" >>"$work/results"
+# The signing settings of one mode.
+dkim_env() {
+  unset IRIA_DKIM_DOMAIN IRIA_DKIM_SELECTOR IRIA_DKIM_KEY_FILE IRIA_DKIM_ED25519_SELECTOR IRIA_DKIM_ED25519_KEY_FILE
+  case "$1" in
+    off) ;;
+    rsa) export IRIA_DKIM_DOMAIN=iria.example IRIA_DKIM_SELECTOR=rsa2026 IRIA_DKIM_KEY_FILE="$work/rsa.pem" ;;
+    ed25519) export IRIA_DKIM_DOMAIN=iria.example IRIA_DKIM_SELECTOR=ed2026 IRIA_DKIM_KEY_FILE="$work/ed25519.pem" ;;
+    both) export IRIA_DKIM_DOMAIN=iria.example IRIA_DKIM_SELECTOR=rsa2026 IRIA_DKIM_KEY_FILE="$work/rsa.pem" \
+        IRIA_DKIM_ED25519_SELECTOR=ed2026 IRIA_DKIM_ED25519_KEY_FILE="$work/ed25519.pem" ;;
+    *) echo "bench: unknown IRIA_BENCH_DKIM mode $1" >&2; exit 1 ;;
+  esac
 }
 
-pg_db="iria_bench_delivery_$$"
-dbs+=("$pg_db")
-psql "$admin" -qc "CREATE DATABASE $pg_db"
-pg_url="${admin%/*}/$pg_db?sslmode=disable"
-run postgres "$pg_url" "psql '${admin%/*}/$pg_db' -qc \"INSERT INTO subscribers (email, status, topics, created_at, updated_at) SELECT 'reader' || g || '@example.org', 'confirmed', '', now(), now() FROM generate_series(1, $n) g\""
-run sqlite "sqlite://$work/bench.db" "sqlite3 '$work/bench.db' \"WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < $n) INSERT INTO subscribers (email, status, topics, created_at, updated_at) SELECT 'reader' || i || '@example.org', 'confirmed', '', datetime('now'), datetime('now') FROM g\""
+# The size of one message as sent, in a mode: one copy written to a file.
+size_of() {
+  (
+    dkim_env "$1"
+    export IRIA_DATABASE_URL="sqlite://$work/size-$1.db" IRIA_SMTP_URL="file://$work/size-$1"
+    $bin migrate >/dev/null
+    sqlite3 "$work/size-$1.db" "INSERT INTO subscribers (email, status, topics, created_at, updated_at) VALUES ('r1@example.org', 'confirmed', '', datetime('now'), datetime('now'))"
+    $bin articles import "$work/feed.xml" >/dev/null
+    $bin digest run --force --wait >/dev/null
+  )
+  stat -c %s "$work"/size-"$1"/*.eml | head -n1
+}
 
-# smtp-source: the same number of messages, of the same size, over the same connections.
-start=$(date +%s.%N)
-"$source_" -l "$size" -m "$n" -s "$conns" -f news@iria.example -t reader@example.org 127.0.0.1:$port
-end=$(date +%s.%N)
-source_rate=$(echo "$n / ($end - $start)" | bc -l)
+# One backend in one mode: fills it, then `digest run --force --wait` queues and delivers,
+# under /usr/bin/time.
+run() {
+  local name="$1" url="$2" fill="$3" mode="$4"
+  (
+    dkim_env "$mode"
+    export IRIA_DATABASE_URL="$url" IRIA_SMTP_URL="smtp://127.0.0.1:$port"
+    $bin migrate >/dev/null
+    eval "$fill"
+    $bin articles import "$work/feed.xml" >/dev/null
+    /usr/bin/time -f "%M" -o "$work/$name-$mode.rss" \
+      $bin digest run --force --wait >"$work/$name-$mode.out"
+  )
+  local queue_ms seconds rss
+  queue_ms=$(sed -n 's/.* in \([0-9]*\) ms$/\1/p' "$work/$name-$mode.out" | head -n1)
+  seconds=$(tail -n1 "$work/$name-$mode.out" | sed -n 's/.*(\([0-9.]*\) s)$/\1/p')
+  rss=$(tail -n1 "$work/$name-$mode.rss")
+  grep -q "sent $n, failed 0, bounced 0, skipped 0, waiting 0" "$work/$name-$mode.out" || { echo "bench: $name ($mode) did not send all:" >&2; tail -n2 "$work/$name-$mode.out" >&2; exit 1; }
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$queue_ms" "$seconds" "$rss" >>"$work/results"
+}
+
+# smtp-source: the same number of messages, of the same size, over the same connections kept
+# open.
+source_rate() {
+  local size="$1" start end
+  start=$(date +%s.%N)
+  "$source_" -d -l "$size" -m "$n" -s "$conns" -f news@iria.example -t reader@example.org 127.0.0.1:$port
+  end=$(date +%s.%N)
+  echo "$n / ($end - $start)" | bc -l
+}
+
+pg_fill() {
+  echo "psql '${admin%/*}/$1' -qc \"INSERT INTO subscribers (email, status, topics, created_at, updated_at) SELECT 'reader' || g || '@example.org', 'confirmed', '', now(), now() FROM generate_series(1, $n) g\""
+}
+lite_fill() {
+  echo "sqlite3 '$1' \"WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < $n) INSERT INTO subscribers (email, status, topics, created_at, updated_at) SELECT 'reader' || i || '@example.org', 'confirmed', '', datetime('now'), datetime('now') FROM g\""
+}
+
+: >"$work/results"
+: >"$work/sources"
+for mode in $modes; do
+  size=$(size_of "$mode")
+  printf '%s\t%s\t%s\n' "$mode" "$size" "$(source_rate "$size")" >>"$work/sources"
+  for backend in $backends; do
+    case "$backend" in
+      postgres)
+        pg_db="iria_bench_delivery_$$_$mode"
+        dbs+=("$pg_db")
+        psql "$admin" -qc "CREATE DATABASE $pg_db"
+        run postgres "${admin%/*}/$pg_db?sslmode=disable" "$(pg_fill "$pg_db")" "$mode"
+        psql "$admin" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null
+        ;;
+      sqlite)
+        run sqlite "sqlite://$work/bench-$mode.db" "$(lite_fill "$work/bench-$mode.db")" "$mode"
+        rm -f "$work/bench-$mode.db"*
+        ;;
+    esac
+  done
+done
 
 echo
-printf 'messages: %d of %d bytes, %d connections\n' "$n" "$size" "$conns"
-printf 'smtp-source: %.0f emails/s\n' "$source_rate"
-while IFS=$'\t' read -r name queue_ms seconds rss; do
+printf '%d messages, %d connections kept open\n' "$n" "$conns"
+while IFS=$'\t' read -r mode size rate; do
+  printf 'smtp-source -d (%s, %d B): %.0f emails/s\n' "$mode" "$size" "$rate"
+done <"$work/sources"
+while IFS=$'\t' read -r name mode queue_ms seconds rss; do
+  source=$(awk -F'\t' -v m="$mode" '$1 == m { print $3 }' "$work/sources")
   rate=$(echo "$n / $seconds" | bc -l)
-  ratio=$(echo "$rate / $source_rate" | bc -l)
-  printf '%-9s %.0f emails/s, ratio to smtp-source %.2f, queued in %s ms, peak RSS %.1f MB\n' \
-    "$name:" "$rate" "$ratio" "$queue_ms" "$(echo "$rss / 1024" | bc -l)"
+  ratio=$(echo "$rate / $source" | bc -l)
+  printf '%-9s DKIM %-8s %.0f emails/s, ratio to smtp-source %.2f, queued in %s ms, peak RSS %.1f MB\n' \
+    "$name:" "$mode" "$rate" "$ratio" "$queue_ms" "$(echo "$rss / 1024" | bc -l)"
 done <"$work/results"

@@ -59,6 +59,10 @@ enum DigestCommand {
         /// Make a digest now even if this period has one.
         #[arg(long)]
         force: bool,
+        /// Deliver from this process and wait until every copy has ended, instead of leaving
+        /// the sending to a running `serve` or `worker`.
+        #[arg(long)]
+        wait: bool,
     },
     /// Print the digest HTML (or text) that would be sent now.
     Preview {
@@ -201,9 +205,11 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Articles(ArticlesCommand::Import { source }) => {
             commands::import_articles(&settings, &source).await
         }
-        Command::Digest(DigestCommand::Run { dry_run, force }) => {
-            commands::run_digest(&settings, dry_run, force).await
-        }
+        Command::Digest(DigestCommand::Run {
+            dry_run,
+            force,
+            wait,
+        }) => commands::run_digest(settings, dry_run, force, wait).await,
         Command::Digest(DigestCommand::Preview { text }) => {
             commands::preview_digest(&settings, text).await
         }

@@ -531,6 +531,7 @@ fn record(
     outcomes: &[(Claimed, Outcome)],
 ) -> Result<(), DbError> {
     db::write_transaction(conn, |conn| {
+        delivery::commit_without_flush(conn)?;
         let now = db::now();
         for subscriber_id in delivery::record(conn, owner, outcomes)? {
             subscriptions::suppress(conn, subscriber_id, SubscriberStatus::Bounced, now)?;

@@ -2,19 +2,22 @@
 //! parses them). Every command returns an error of one line for `main` to print.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::Notify;
 
 use crate::foundation::access::{Role, Scope};
 use crate::foundation::config::Settings;
-use crate::foundation::db::{self, Pool};
+use crate::foundation::db::{self, DbError, Pool};
 use crate::processes::compose::{self, Announcement, Door};
 use crate::processes::mail::Mailer;
 use crate::processes::messages::dkim_config;
 use crate::processes::webhooks::WebhookWorker;
-use crate::processes::worker::Worker;
+use crate::processes::worker::{Worker, PIPELINES};
 use crate::processes::{digest, feed};
 use crate::startup::server::Application;
 use crate::startup::tasks::{spawn_webhooks, stop_signal};
@@ -135,56 +138,90 @@ async fn deliver_and_report(
 ) -> anyhow::Result<()> {
     let worker = new_worker(settings, pool)?;
     let issue_id = queued.issue_id;
-    let sending = Instant::now();
-    let mut last_report: Option<Instant> = None;
+    let sending_since = Instant::now();
     let bar = progress_bar(queued.recipients as u64, "sending");
-    loop {
-        // Two batches at once, as the worker does: one sends while the other waits on the
-        // database; the leases are renewed meanwhile.
-        let both = async { tokio::join!(worker.run_once(), worker.run_once()) };
-        let (a, b) = tokio::select! {
-            done = both => done,
-            _ = worker.keep_leases() => unreachable!("renewing leases never ends"),
-        };
-        let claimed = a.context("delivering")? + b.context("delivering")?;
-        let report_due = last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-        if claimed > 0 && !report_due {
-            continue;
-        }
-        let progress = db::run(pool, move |conn| {
-            Ok(delivery::progress_of(conn, &[issue_id])?)
+    let done = AtomicBool::new(false);
+    let failed: Mutex<Option<DbError>> = Mutex::new(None);
+    // Set when a claim found nothing: the end may have come, read the progress now.
+    let nudge = Notify::new();
+    // Two batches at once, as the worker does: a new one starts as soon as either ends, so that
+    // one sends while the other waits on the database.
+    let sending = stream::iter(0..)
+        .take_while(|_| std::future::ready(!done.load(Ordering::Relaxed)))
+        .map(|_| async {
+            let claimed = worker.run_once().await;
+            match &claimed {
+                Ok(0) => {
+                    nudge.notify_one();
+                    tokio::time::sleep(settings.delivery.poll.min(Duration::from_millis(200)))
+                        .await;
+                }
+                Ok(_) => {}
+                Err(_) => done.store(true, Ordering::Relaxed),
+            }
+            claimed
         })
-        .await
-        .context("reading progress")?;
-        let p = Progress::of(issue_id, &progress);
-        let line = format!(
-            "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {} ({:.1} s)",
-            p.sent,
-            p.failed,
-            p.bounced,
-            p.skipped,
-            p.waiting(),
-            sending.elapsed().as_secs_f64()
-        );
-        if let Some(bar) = &bar {
-            bar.set_position((p.sent + p.failed + p.bounced + p.skipped) as u64);
-            if p.waiting() == 0 {
-                bar.finish_and_clear();
+        .buffer_unordered(PIPELINES)
+        .for_each(|claimed| {
+            if let (Err(e), Ok(mut first)) = (claimed, failed.lock()) {
+                first.get_or_insert(e);
+            }
+            std::future::ready(())
+        });
+    let reporting = async {
+        let mut last_report: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = nudge.notified() => {}
+            }
+            let progress = db::run(pool, move |conn| {
+                Ok(delivery::progress_of(conn, &[issue_id])?)
+            })
+            .await;
+            let p = match progress {
+                Ok(progress) => Progress::of(issue_id, &progress),
+                Err(e) => {
+                    done.store(true, Ordering::Relaxed);
+                    return Err(anyhow::Error::from(e).context("reading progress"));
+                }
+            };
+            let line = format!(
+                "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {} ({:.1} s)",
+                p.sent,
+                p.failed,
+                p.bounced,
+                p.skipped,
+                p.waiting(),
+                sending_since.elapsed().as_secs_f64()
+            );
+            let report_due = last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            if let Some(bar) = &bar {
+                bar.set_position((p.sent + p.failed + p.bounced + p.skipped) as u64);
+                if p.waiting() == 0 {
+                    bar.finish_and_clear();
+                    println!("{line}");
+                }
+            } else if report_due || p.waiting() == 0 {
                 println!("{line}");
             }
-        } else if report_due || p.waiting() == 0 {
-            println!("{line}");
+            if report_due {
+                last_report = Some(Instant::now());
+            }
+            if p.waiting() == 0 || done.load(Ordering::Relaxed) {
+                done.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
         }
-        if report_due {
-            last_report = Some(Instant::now());
-        }
-        if p.waiting() == 0 {
-            return Ok(());
-        }
-        if claimed == 0 {
-            tokio::time::sleep(settings.delivery.poll.min(Duration::from_millis(200))).await;
-        }
+    };
+    let (_, reported) = tokio::select! {
+        both = async { tokio::join!(sending, reporting) } => both,
+        _ = worker.keep_leases() => unreachable!("renewing leases never ends"),
+    };
+    if let Some(e) = failed.lock().ok().and_then(|mut f| f.take()) {
+        return Err(anyhow::Error::from(e).context("delivering"));
     }
+    reported
 }
 
 /// `articles import SOURCE`: imports a feed from a URL or a file and says what it found.
@@ -211,9 +248,16 @@ pub async fn import_articles(settings: &Settings, source: &str) -> anyhow::Resul
     Ok(())
 }
 
-/// `digest run [--dry-run] [--force]`: this period's digest, once per period.
-pub async fn run_digest(settings: &Settings, dry_run: bool, force: bool) -> anyhow::Result<()> {
-    let pool = ready_pool(settings, 2)?;
+/// `digest run [--dry-run] [--force] [--wait]`: this period's digest, once per period; with
+/// `wait`, delivered from here.
+pub async fn run_digest(
+    settings: Settings,
+    dry_run: bool,
+    force: bool,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let pool = ready_pool(&settings, settings.db_pool_size)?;
     let mut key = settings.schedule.period_key(chrono::Utc::now());
     if force {
         key = format!(
@@ -222,15 +266,30 @@ pub async fn run_digest(settings: &Settings, dry_run: bool, force: bool) -> anyh
         );
     }
     let s = settings.clone();
+    let started = Instant::now();
     let outcome = db::run(&pool, move |conn| {
         Ok(digest::run(conn, &s, &key, db::now(), dry_run))
     })
     .await??;
-    if matches!(outcome, digest::Outcome::Queued { .. }) {
-        let mut conn = pool.get().context("connecting to the database")?;
-        operator_did(&mut conn, "digest run", format!("{outcome}"))?;
+    let queue_ms = started.elapsed().as_millis();
+    let digest::Outcome::Queued { issues, .. } = &outcome else {
+        println!("{outcome}");
+        return Ok(());
+    };
+    let mut conn = pool.get().context("connecting to the database")?;
+    operator_did(&mut conn, "digest run", format!("{outcome}"))?;
+    drop(conn);
+    println!("{outcome} in {queue_ms} ms");
+    if wait {
+        for &(issue_id, recipients) in issues {
+            let queued = Queued {
+                issue_id,
+                recipients,
+                created: true,
+            };
+            deliver_and_report(&settings, &pool, queued).await?;
+        }
     }
-    println!("{outcome}");
     Ok(())
 }
 

@@ -12,7 +12,8 @@ mod reports;
 
 pub use kinds::{Kind, Status, PRIORITY_BULK, PRIORITY_CONFIRMATION};
 pub use lease::{
-    claim, record, release_expired_leases, release_owned, renew_leases, Claimed, Outcome,
+    claim, commit_without_flush, record, release_expired_leases, release_owned, renew_leases,
+    Claimed, Outcome,
 };
 pub use queue::{
     forget_subscriber, mark_bounced, push_confirmation_insert, queue_already_subscribed,
