@@ -8,12 +8,15 @@ use std::sync::{Arc, Mutex};
 
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::commands::Ehlo;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::foundation::config::{Settings, SmtpUrl};
+
+mod session;
 
 /// Where messages go, chosen by `IRIA_SMTP_URL`.
 #[derive(Clone)]
@@ -123,7 +126,8 @@ pub struct SmtpPool {
     credentials: Option<Credentials>,
     timeout: Duration,
     hello: ClientId,
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    /// Open connections not in use, each with whether its server offers PIPELINING.
+    idle: Mutex<Vec<(AsyncSmtpConnection, bool)>>,
     permits: Semaphore,
 }
 
@@ -135,22 +139,25 @@ impl SmtpPool {
             detail: "the SMTP pool is closed".into(),
         })?;
         let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut conn = match reused {
-            Some(conn) if !conn.has_broken() => conn,
+        let (mut conn, pipelining) = match reused {
+            Some((conn, pipelining)) if !conn.has_broken() => (conn, pipelining),
             _ => self.connect().await?,
         };
         let bytes = message.formatted();
-        let sent =
-            tokio::time::timeout(self.timeout * 4, conn.send(message.envelope(), &bytes)).await;
+        let sent = tokio::time::timeout(
+            self.timeout * 4,
+            session::send(&mut conn, message.envelope(), &bytes, pipelining),
+        )
+        .await;
         match sent {
-            Ok(Ok(_)) => {
+            Ok(Ok(())) => {
                 if let Ok(mut idle) = self.idle.lock() {
-                    idle.push(conn);
+                    idle.push((conn, pipelining));
                 }
                 Ok(())
             }
-            // lettre drops the connection after any failed command; so do we.
-            Ok(Err(e)) => Err(SendError::from_smtp(&e)),
+            // A failed transaction may leave replies unread: the connection is dropped.
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(SendError {
                 permanent: false,
                 code: None,
@@ -161,7 +168,7 @@ impl SmtpPool {
 
     /// Opens a connection: TCP with `TCP_NODELAY`, then TLS (implicit, or STARTTLS when the
     /// server offers it), then AUTH when credentials are configured.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<(AsyncSmtpConnection, bool), SendError> {
         use lettre::transport::smtp::authentication::Mechanism;
         let local = |detail: String| SendError {
             permanent: false,
@@ -205,12 +212,19 @@ impl SmtpPool {
             }
             conn
         };
+        // lettre keeps only the extensions it uses from its EHLO; ask again to learn whether
+        // the server takes pipelined commands (before AUTH, which a new EHLO might reset).
+        let reply = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map_err(smtp)?;
+        let pipelining = session::offers_pipelining(reply.message());
         if let Some(credentials) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
                 .map_err(smtp)?;
         }
-        Ok(conn)
+        Ok((conn, pipelining))
     }
 }
 

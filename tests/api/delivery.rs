@@ -52,6 +52,24 @@ fn copies(received: &[Received]) -> HashMap<String, usize> {
 /// addresses, dropped connections, and a server down at first. Every deliverable message arrives
 /// exactly once; the 550 addresses are bounced at the first attempt and never retried.
 async fn faulty_smtp_every_deliverable_message_arrives_once(backend: Backend) {
+    faulty_smtp(backend, &[]).await
+}
+on_both_backends!(
+    faulty_smtp_every_deliverable_message_arrives_once,
+    super::faulty_smtp_every_deliverable_message_arrives_once
+);
+
+/// The same faults from a server that does not take pipelined commands: each command waits for
+/// its reply.
+async fn faulty_smtp_without_pipelining_every_message_arrives_once(backend: Backend) {
+    faulty_smtp(backend, &["--no-pipelining"]).await
+}
+on_both_backends!(
+    faulty_smtp_without_pipelining_every_message_arrives_once,
+    super::faulty_smtp_without_pipelining_every_message_arrives_once
+);
+
+async fn faulty_smtp(backend: Backend, server_options: &[&str]) {
     let port = free_port();
     let options = AppOptions {
         smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
@@ -82,7 +100,11 @@ async fn faulty_smtp_every_deliverable_message_arrives_once(backend: Backend) {
             "5",
             "--drop-every",
             "7",
-        ],
+        ]
+        .iter()
+        .chain(server_options)
+        .copied()
+        .collect::<Vec<_>>(),
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -130,10 +152,6 @@ async fn faulty_smtp_every_deliverable_message_arrives_once(backend: Backend) {
     let retried = book.values().filter(|(_, a)| *a > 1).count();
     assert!(retried > 20, "the faults made retries ({retried})");
 }
-on_both_backends!(
-    faulty_smtp_every_deliverable_message_arrives_once,
-    super::faulty_smtp_every_deliverable_message_arrives_once
-);
 
 /// A database with `n` confirmed subscribers and an issue queued to them, as `iria-news send`
 /// leaves it, plus the settings a worker process will get.

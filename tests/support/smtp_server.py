@@ -10,6 +10,8 @@ Faults, for the delivery tests:
                           each refusal is logged as a line of DIR/rejected.log
   --tempfail-every N      answer "451 4.3.0 try again later" to every Nth DATA
   --drop-every N          close the connection instead of answering every Nth DATA
+  --no-pipelining         do not offer PIPELINING (RFC 2920) in the EHLO reply; offered by
+                          default, as Postfix and the big mailbox providers do
 """
 import argparse
 import asyncio
@@ -24,7 +26,8 @@ from aiosmtpd.smtp import SMTP
 
 
 class Handler:
-    def __init__(self, outdir, reject, tempfail_every, drop_every):
+    def __init__(self, outdir, reject, tempfail_every, drop_every, pipelining):
+        self.pipelining = pipelining
         self.outdir = outdir
         self.reject = {a.lower() for a in reject}
         self.tempfail_every = tempfail_every
@@ -32,6 +35,13 @@ class Handler:
         self.counter = itertools.count(1)
         self.data_seen = 0
         self.saved = itertools.count(1)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            # aiosmtpd reads one command line at a time, so pipelined commands just work.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.reject:
@@ -67,9 +77,11 @@ def main():
     p.add_argument("--reject-rcpt", action="append", default=[])
     p.add_argument("--tempfail-every", type=int, default=0)
     p.add_argument("--drop-every", type=int, default=0)
+    p.add_argument("--no-pipelining", action="store_true")
     a = p.parse_args()
     os.makedirs(a.dir, exist_ok=True)
-    handler = Handler(a.dir, a.reject_rcpt, a.tempfail_every, a.drop_every)
+    handler = Handler(a.dir, a.reject_rcpt, a.tempfail_every, a.drop_every,
+                      not a.no_pipelining)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
