@@ -40,15 +40,63 @@ fn escape_like(text: &str) -> String {
 
 type Boxed<'a> = subscribers::BoxedQuery<'a, db::MultiBackend>;
 
-fn filtered(filter: &Filter) -> Boxed<'static> {
+/// The shortest search term the trigram index can look up; shorter ones scan with LIKE.
+pub const MIN_INDEXED_TERM: usize = 3;
+
+/// The most matches [`count`] counts; past it a list says "more than".
+pub const COUNT_CAP: i64 = 10_000;
+
+/// The search text as matched: no control characters (they cannot be in an address or a name,
+/// and PostgreSQL refuses NUL), trimmed, lower-cased.
+fn search_term(filter: &Filter) -> String {
+    let text: String = filter.text.chars().filter(|c| !c.is_control()).collect();
+    text.trim().to_lowercase()
+}
+
+/// An FTS5 query matching `term` as one phrase: with the trigram tokenizer, the rows whose
+/// address or name holds it as a substring, in any case.
+fn fts_phrase(term: &str) -> String {
+    format!("\"{}\"", term.replace('"', "\"\""))
+}
+
+#[derive(QueryableByName)]
+struct RowId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    rowid: i64,
+}
+
+/// On SQLite, for a term of [`MIN_INDEXED_TERM`] characters or more: the ids whose address or
+/// name holds it, from the FTS5 trigram index, when there are at most [`COUNT_CAP`] of them.
+/// `None` otherwise (PostgreSQL, a short term, or a term so common that scanning the table
+/// newest first finds a page of matches sooner than the index lists them all).
+fn candidates(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Option<Vec<i64>>> {
+    let term = search_term(filter);
+    let DbConnection::Sqlite(c) = conn else {
+        return Ok(None);
+    };
+    if term.chars().count() < MIN_INDEXED_TERM {
+        return Ok(None);
+    }
+    let ids: Vec<RowId> = diesel::sql_query(
+        "SELECT rowid FROM subscribers_search WHERE subscribers_search MATCH ? \
+         ORDER BY rowid DESC LIMIT ?",
+    )
+    .bind::<Text, _>(fts_phrase(&term))
+    .bind::<diesel::sql_types::BigInt, _>(COUNT_CAP + 1)
+    .load(c)?;
+    Ok((ids.len() as i64 <= COUNT_CAP).then(|| ids.into_iter().map(|r| r.rowid).collect()))
+}
+
+/// The filtered list. On PostgreSQL the search's LIKE is answered from the trigram indexes; on
+/// SQLite, given the FTS5 index's `candidates`, only those rows are read, each checked with the
+/// same LIKE (so that both backends find exactly what a plain scan would).
+fn filtered(filter: &Filter, candidates: Option<&[i64]>) -> Boxed<'static> {
     let mut query = subscribers::table
         .filter(subscribers::erased_at.is_null())
         .into_boxed();
-    // Control characters cannot be in an address or a name (and PostgreSQL refuses NUL).
-    let text: String = filter.text.chars().filter(|c| !c.is_control()).collect();
-    let text = text.trim();
-    if !text.is_empty() {
-        let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
+    let term = search_term(filter);
+    if !term.is_empty() {
+        let pattern = format!("%{}%", escape_like(&term));
         query = query.filter(
             subscribers::email
                 .like(pattern.clone())
@@ -58,6 +106,9 @@ fn filtered(filter: &Filter) -> Boxed<'static> {
                     .like(pattern)
                     .escape('\\')),
         );
+        if let Some(ids) = candidates {
+            query = query.filter(subscribers::id.eq_any(ids.to_vec()));
+        }
     }
     if let Some(status) = &filter.status {
         query = query.filter(subscribers::status.eq(status.clone()));
@@ -75,24 +126,46 @@ fn filtered(filter: &Filter) -> Boxed<'static> {
     query
 }
 
-/// A page of the (filtered) list, newest first.
+/// A page of the (filtered) list, newest first: `offset` rows skipped, or, with `before`, the
+/// rows older than that id (keyset paging, as fast on the last page as on the first).
 pub fn search(
     conn: &mut DbConnection,
     filter: &Filter,
     limit: i64,
     offset: i64,
+    before: Option<i64>,
 ) -> QueryResult<Vec<SubscriberRecord>> {
-    filtered(filter)
+    let candidates = candidates(conn, filter)?;
+    let mut query = filtered(filter, candidates.as_deref());
+    match before {
+        Some(id) => query = query.filter(subscribers::id.lt(id)),
+        None => query = query.offset(offset),
+    }
+    query
         .order(subscribers::id.desc())
         .limit(limit)
-        .offset(offset)
         .select(SubscriberRecord::as_select())
         .load(conn)
 }
 
-/// How many match the filter.
+/// How many match the filter, counted up to [`COUNT_CAP`] + 1: a number past the cap means
+/// "more than [`COUNT_CAP`]" (counting a million rows on every view of a list is what made the
+/// list slow).
 pub fn count(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
-    filtered(filter).count().get_result(conn)
+    let candidates = candidates(conn, filter)?;
+    let ids: Vec<i64> = filtered(filter, candidates.as_deref())
+        .select(subscribers::id)
+        .limit(COUNT_CAP + 1)
+        .load(conn)?;
+    Ok(ids.len() as i64)
+}
+
+/// How many match the filter, all of them (an export's audit line).
+pub fn count_all(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
+    let candidates = candidates(conn, filter)?;
+    filtered(filter, candidates.as_deref())
+        .count()
+        .get_result(conn)
 }
 
 /// One consent record (a sign-up, an import), as the subscriber's page lists them.
@@ -184,7 +257,8 @@ fn iso(t: Option<NaiveDateTime>) -> String {
 
 /// Every subscriber (not erased) as CSV: the file an import takes back.
 pub fn export_csv(conn: &mut DbConnection, filter: &Filter) -> Result<Vec<u8>, DbError> {
-    let rows = filtered(filter)
+    let candidates = candidates(conn, filter)?;
+    let rows = filtered(filter, candidates.as_deref())
         .order(subscribers::id)
         .select(SubscriberRecord::as_select())
         .load::<SubscriberRecord>(conn)?;
