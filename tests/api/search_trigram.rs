@@ -335,3 +335,91 @@ on_both_backends!(
     trigram_search_finds_what_like_finds,
     super::trigram_search_finds_what_like_finds
 );
+
+/// Seeds `n` confirmed subscribers `readerN@example.org` in one statement.
+fn seed(conn: &mut DbConnection, n: i64) {
+    let sql = match conn {
+        DbConnection::Pg(_) => format!(
+            "INSERT INTO subscribers (email, name, status, topics, created_at, updated_at, confirmed_at) \
+             SELECT 'reader' || g || '@example.org', 'Reader ' || g, 'confirmed', '', now(), now(), now() \
+             FROM generate_series(1, {n}) g"
+        ),
+        DbConnection::Sqlite(_) => format!(
+            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {n}) \
+             INSERT INTO subscribers (email, name, status, topics, created_at, updated_at, confirmed_at) \
+             SELECT 'reader' || n || '@example.org', 'Reader ' || n, 'confirmed', '', \
+             strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now'), \
+             strftime('%Y-%m-%d %H:%M:%f', 'now') FROM g"
+        ),
+    };
+    conn.batch_execute(&sql).expect("seed");
+}
+
+/// With 100,000 subscribers the list counts up to 10,000 and says "more than", its Next link
+/// pages by id, a search still counts exactly, and the dashboard's figures are counted once a
+/// minute (a sign-up in between shows at the next count, and the page says when it counted).
+async fn a_large_list_is_counted_up_to_the_cap(backend: Backend) {
+    let Some(app) = crate::helpers::spawn_app(backend).await else {
+        return;
+    };
+    let console = crate::console::log_in(&app, true).await;
+    seed(&mut app.conn(), 100_000);
+    let body = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("body")
+    };
+    let list = body(console.get("/admin/subscribers").await).await;
+    assert!(
+        list.contains("More than 10000</span> subscribers match"),
+        "{list}"
+    );
+    assert!(
+        list.contains("reader100000@example.org"),
+        "the newest first"
+    );
+    let next = list
+        .split("before=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a Next link paging by id");
+    assert_eq!(next, (100_000 - 49).to_string(), "the last id of page 1");
+    let page2 = body(
+        console
+            .get(&format!("/admin/subscribers?page=2&before={next}"))
+            .await,
+    )
+    .await;
+    assert!(
+        page2.contains("reader99950@example.org"),
+        "page 2 starts where 1 ended"
+    );
+    assert!(!page2.contains("reader99951@example.org"));
+
+    // reader4242, reader42420 to reader42429.
+    let found = body(console.get("/admin/subscribers?q=READER4242").await).await;
+    assert!(found.contains("11 subscriber(s)"), "{found}");
+
+    let dashboard = body(console.get("/admin").await).await;
+    assert!(
+        dashboard.contains("<dd id=\"count-confirmed\">100000</dd>"),
+        "{dashboard}"
+    );
+    assert!(
+        dashboard.contains("id=\"figures-cached\""),
+        "the page says the figures are kept"
+    );
+    insert(&mut app.conn(), "one-more@example.org", None);
+    let again = body(console.get("/admin").await).await;
+    assert!(
+        again.contains("<dd id=\"count-confirmed\">100000</dd>"),
+        "counted at most once a minute"
+    );
+    // The list itself is never kept: the new subscriber is on it at once.
+    let list = body(console.get("/admin/subscribers").await).await;
+    assert!(list.contains("one-more@example.org"));
+}
+
+on_both_backends!(
+    a_large_list_is_counted_up_to_the_cap,
+    super::a_large_list_is_counted_up_to_the_cap
+);
