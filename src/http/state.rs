@@ -26,6 +26,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// The public digest preview, built at most once a minute whoever asks.
     pub preview: PreviewCache,
+    /// The dashboard's figures, kept a minute when counting them means reading many rows.
+    pub figures: FiguresCache,
     /// Tracked links and opens: the token checker, the links' addresses, the click recorder.
     pub tracking: Arc<crate::processes::clicks::Tracking>,
 }
@@ -37,6 +39,13 @@ pub const PREVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 /// when. The lock is held while one request builds it, so that a crowd of requests builds it once.
 #[derive(Default)]
 pub struct PreviewCache(pub tokio::sync::Mutex<Option<(std::time::Instant, Option<String>)>>);
+
+/// Figures a page counted (which ones is the page's business, hence `Any`) and when: a page
+/// that counts a large table shows them again for a while rather than counting on every view.
+#[derive(Default)]
+pub struct FiguresCache(
+    pub std::sync::Mutex<Option<(std::time::Instant, Arc<dyn std::any::Any + Send + Sync>)>>,
+);
 
 impl AppState {
     /// The client's IP: the connection's peer, or, behind the proxies `IRIA_TRUSTED_PROXIES`

@@ -71,6 +71,7 @@ impl Application {
             metrics: metrics.clone(),
             mailer: mailer.clone(),
             preview: Default::default(),
+            figures: Default::default(),
             tracking: tracking.clone(),
         });
         let port = listener

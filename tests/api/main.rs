@@ -19,5 +19,6 @@ mod faults;
 mod journey;
 mod openapi;
 mod preferences;
+mod search_trigram;
 mod signup;
 mod webhooks;

@@ -3,6 +3,8 @@
 
 use actix_web::{web, HttpRequest};
 use askama::Template;
+use std::sync::Arc;
+
 use chrono::{NaiveDate, Utc};
 use diesel::prelude::*;
 
@@ -64,8 +66,8 @@ fn per_day(
     // Only the two fixed column names below reach this string.
     let rows: Vec<DayCount> = match conn {
         DbConnection::Pg(c) => diesel::sql_query(format!(
-            "SELECT to_char({column}, 'YYYY-MM-DD') AS day, count(*) AS n FROM subscribers \
-             WHERE {column} >= $1 GROUP BY 1"
+            "SELECT to_char(d, 'YYYY-MM-DD') AS day, n FROM (SELECT {column}::date AS d, \
+             count(*) AS n FROM subscribers WHERE {column} >= $1 GROUP BY 1) AS days"
         ))
         .bind::<diesel::sql_types::Timestamp, _>(since)
         .load(c)?,
@@ -153,14 +155,103 @@ struct NextDigest {
 #[template(path = "admin/dashboard.html")]
 struct DashboardPage {
     chrome: Chrome,
-    by_status: Vec<(String, i64)>,
-    chart: Chart,
+    figures: Arc<Figures>,
     /// The last issues' click rates, beside `chart`.
     rates: super::engagement::RateChart,
-    next_digest: Option<NextDigest>,
     issues: Vec<IssueProgress>,
+}
+
+/// With at least this many subscribers the dashboard's figures are counted at most once a
+/// [`FIGURES_TTL`]: counting a million rows on every view is what made the dashboard slow.
+pub const CACHE_FROM_SUBSCRIBERS: i64 = 100_000;
+/// How long counted figures are shown again (with at least [`CACHE_FROM_SUBSCRIBERS`]).
+pub const FIGURES_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The dashboard's figures about subscribers, which read the whole table.
+struct Figures {
+    by_status: Vec<(String, i64)>,
+    chart: Chart,
+    next_digest: Option<NextDigest>,
     /// Readers unsubscribed as inactive by re-permission (they did not answer in time).
     inactive_unsubscribed: i64,
+    /// When they were counted, when they are shown again ("as of"); `None`: counted now.
+    cached_at: Option<String>,
+}
+
+/// Counts the dashboard's figures.
+fn count_figures(
+    conn: &mut DbConnection,
+    next_at: Option<chrono::DateTime<Utc>>,
+    tz: &str,
+) -> Result<Figures, DbError> {
+    let mut by_status = crate::stores::subscriptions::counts_by_status(conn)?;
+    let order = [
+        "confirmed",
+        "pending",
+        "unsubscribed",
+        "bounced",
+        "complained",
+    ];
+    by_status.sort_by_key(|(s, _)| order.iter().position(|o| o == s).unwrap_or(order.len()));
+    let now = crate::foundation::db::now();
+    let since =
+        (now.date() - chrono::Duration::days(CHART_DAYS - 1)).and_time(chrono::NaiveTime::MIN);
+    let chart = Chart::draw(
+        now.date(),
+        &per_day(conn, "created_at", since)?,
+        &per_day(conn, "unsubscribed_at", since)?,
+    );
+    let next_digest = match next_at {
+        Some(at) => {
+            let plan = crate::processes::digest::plan(conn, "preview", now)?;
+            let local = at.with_timezone(&tz.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC));
+            Some(NextDigest {
+                at: local.format("%A %-d %B %Y, %H:%M %Z").to_string(),
+                recipients: plan
+                    .audiences
+                    .iter()
+                    .filter(|a| !a.articles.is_empty())
+                    .map(|a| a.subscribers)
+                    .sum(),
+                articles: plan.articles.into_iter().map(|a| a.title).collect(),
+            })
+        }
+        None => None,
+    };
+    let inactive_unsubscribed =
+        crate::stores::subscriptions::repermission::unsubscribed_as_inactive(conn)?;
+    Ok(Figures {
+        by_status,
+        chart,
+        next_digest,
+        inactive_unsubscribed,
+        cached_at: None,
+    })
+}
+
+/// The figures counted less than [`FIGURES_TTL`] ago, if the last count was kept.
+fn kept_figures(state: &AppState) -> Option<Arc<Figures>> {
+    let kept = state.figures.0.lock().ok()?;
+    let (at, figures) = kept.as_ref()?;
+    if at.elapsed() > FIGURES_TTL {
+        return None;
+    }
+    figures.clone().downcast::<Figures>().ok()
+}
+
+/// Keeps these figures when the table is large enough for counting it to cost.
+fn keep_figures(state: &AppState, mut figures: Figures) -> Arc<Figures> {
+    let total: i64 = figures.by_status.iter().map(|(_, n)| n).sum();
+    if total < CACHE_FROM_SUBSCRIBERS {
+        return Arc::new(figures);
+    }
+    let counted = Utc::now().format("%H:%M:%S UTC").to_string();
+    figures.cached_at = Some(counted);
+    let figures = Arc::new(figures);
+    if let Ok(mut kept) = state.figures.0.lock() {
+        *kept = Some((std::time::Instant::now(), figures.clone()));
+    }
+    figures
 }
 
 /// `GET /admin`.
@@ -168,61 +259,30 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let next_at = state.settings.schedule.next(Utc::now());
     let tz = state.settings.timezone.clone();
     let settings = state.settings.clone();
-    let ((by_status, chart, next_digest, issues), rates) = query(&state, move |conn| {
-        let mut by_status = crate::stores::subscriptions::counts_by_status(conn)?;
-        let order = [
-            "confirmed",
-            "pending",
-            "unsubscribed",
-            "bounced",
-            "complained",
-        ];
-        by_status.sort_by_key(|(s, _)| order.iter().position(|o| o == s).unwrap_or(order.len()));
-        let now = crate::foundation::db::now();
-        let since =
-            (now.date() - chrono::Duration::days(CHART_DAYS - 1)).and_time(chrono::NaiveTime::MIN);
-        let chart = Chart::draw(
-            now.date(),
-            &per_day(conn, "created_at", since)?,
-            &per_day(conn, "unsubscribed_at", since)?,
-        );
-        let next_digest = match next_at {
-            Some(at) => {
-                let plan = crate::processes::digest::plan(conn, "preview", now)?;
-                let local =
-                    at.with_timezone(&tz.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC));
-                Some(NextDigest {
-                    at: local.format("%A %-d %B %Y, %H:%M %Z").to_string(),
-                    recipients: plan
-                        .audiences
-                        .iter()
-                        .filter(|a| !a.articles.is_empty())
-                        .map(|a| a.subscribers)
-                        .sum(),
-                    articles: plan.articles.into_iter().map(|a| a.title).collect(),
-                })
-            }
-            None => None,
+    let kept = kept_figures(&state);
+    let need_count = kept.is_none();
+    let (counted, issues, rates) = query(&state, move |conn| {
+        let counted = match need_count {
+            true => Some(count_figures(conn, next_at, &tz)?),
+            false => None,
         };
         let issues = last_issues(conn, 10, 0)?;
         let rates = super::engagement::RateChart::load(conn, &settings)?;
-        Ok(((by_status, chart, next_digest, issues), rates))
+        Ok((counted, issues, rates))
     })
     .await?;
-    let inactive_unsubscribed = query(&state, |conn| {
-        Ok(crate::stores::subscriptions::repermission::unsubscribed_as_inactive(conn)?)
-    })
-    .await?;
+    let figures = match (kept, counted) {
+        (Some(kept), _) => kept,
+        (None, Some(counted)) => keep_figures(&state, counted),
+        (None, None) => return Err(super::Fault::Db(DbError::Other("no figures".into()))),
+    };
     Ok(html(
         actix_web::http::StatusCode::OK,
         &DashboardPage {
             chrome: Chrome::new(&state, &req, "dashboard"),
-            by_status,
-            chart,
+            figures,
             rates,
-            next_digest,
             issues,
-            inactive_unsubscribed,
         },
     ))
 }

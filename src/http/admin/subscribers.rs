@@ -35,6 +35,8 @@ pub struct ListQuery {
     /// "No click in the last N digests" (`personal` click tracking only).
     inactive: Option<String>,
     page: Option<i64>,
+    /// Keyset paging: the rows older than this id (the "Next" link's), instead of an offset.
+    before: Option<i64>,
 }
 
 impl ListQuery {
@@ -109,9 +111,15 @@ struct ListPage<'a> {
     statuses: &'a [&'a str],
     topics: &'a [String],
     rows: Vec<SubscriberRecord>,
+    /// How many match, counted up to [`directory::COUNT_CAP`] + 1.
     total: i64,
+    /// Whether more match than were counted.
+    more_than: bool,
+    cap: i64,
     page: i64,
     pages: i64,
+    /// The last row's id, for the "Next" link (keyset paging).
+    next_before: Option<i64>,
     query: String,
     /// Whether clicks are recorded per reader (the inactive filter and re-permission).
     personal: bool,
@@ -135,6 +143,7 @@ pub async fn list(
         filter.inactive_digests = None;
     }
     let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    let before = q.before.filter(|id| *id > 0);
     let f = filter.clone();
     let (rows, total, too_few) = query(&state, move |conn| {
         let too_few = match f.inactive_digests {
@@ -142,7 +151,7 @@ pub async fn list(
             None => None,
         };
         Ok((
-            directory::search(conn, &f, PAGE, (page - 1) * PAGE)?,
+            directory::search(conn, &f, PAGE, (page - 1) * PAGE, before)?,
             directory::count(conn, &f)?,
             too_few,
         ))
@@ -160,10 +169,15 @@ pub async fn list(
             filter,
             statuses: &STATUSES,
             topics: &state.settings.topics,
+            next_before: (rows.len() as i64 == PAGE)
+                .then(|| rows.last().map(|r| r.id))
+                .flatten(),
             rows,
-            total,
+            total: total.min(directory::COUNT_CAP),
+            more_than: total > directory::COUNT_CAP,
+            cap: directory::COUNT_CAP,
             page,
-            pages: ((total + PAGE - 1) / PAGE).max(1),
+            pages: ((total.min(directory::COUNT_CAP) + PAGE - 1) / PAGE).max(1),
             query: q.query_string(),
             personal: mode == ClickTracking::Personal,
             refusal,
@@ -188,7 +202,7 @@ pub async fn export(
         && filter.topic.is_none()
         && filter.inactive_digests.is_none();
     let (csv, rows) = query(&state, move |conn| {
-        let rows = directory::count(conn, &filter)?;
+        let rows = directory::count_all(conn, &filter)?;
         Ok((directory::export_csv(conn, &filter)?, rows))
     })
     .await?;

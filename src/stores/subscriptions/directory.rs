@@ -2,17 +2,16 @@
 //! messages, a CSV export, and a CSV import.
 
 use chrono::NaiveDateTime;
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 
 use super::records::SubscriberRecord;
+use super::search::{candidates, filtered};
+pub use super::search::{Filter, COUNT_CAP, MIN_INDEXED_TERM};
 use super::NewSignup;
 use crate::foundation::db::schema::{consents, deliveries, issues, subscribers};
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::SubscriberStatus;
 use crate::foundation::domain::{SubscriberEmail, SubscriberName, Topics};
-use crate::stores::engagement;
 
 /// Rows written per transaction by an import.
 const IMPORT_CHUNK: usize = 500;
@@ -20,79 +19,46 @@ const IMPORT_CHUNK: usize = 500;
 /// The most rows one import takes.
 pub const MAX_IMPORT_ROWS: usize = 100_000;
 
-/// What the list is narrowed to.
-#[derive(Clone, Debug, Default)]
-pub struct Filter {
-    /// Part of an address or a name.
-    pub text: String,
-    pub status: Option<String>,
-    pub topic: Option<String>,
-    /// Only the readers with no click in the last N digests (`personal` click tracking; see
-    /// [`engagement::inactive_condition`]).
-    pub inactive_digests: Option<u32>,
-}
-
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
-type Boxed<'a> = subscribers::BoxedQuery<'a, db::MultiBackend>;
-
-fn filtered(filter: &Filter) -> Boxed<'static> {
-    let mut query = subscribers::table
-        .filter(subscribers::erased_at.is_null())
-        .into_boxed();
-    // Control characters cannot be in an address or a name (and PostgreSQL refuses NUL).
-    let text: String = filter.text.chars().filter(|c| !c.is_control()).collect();
-    let text = text.trim();
-    if !text.is_empty() {
-        let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
-        query = query.filter(
-            subscribers::email
-                .like(pattern.clone())
-                .escape('\\')
-                .nullable()
-                .or(sql::<diesel::sql_types::Nullable<Text>>("lower(name)")
-                    .like(pattern)
-                    .escape('\\')),
-        );
-    }
-    if let Some(status) = &filter.status {
-        query = query.filter(subscribers::status.eq(status.clone()));
-    }
-    if let Some(topic) = &filter.topic {
-        query = query.filter(
-            sql::<Text>("',' || topics || ','")
-                .like(format!("%,{},%", escape_like(topic)))
-                .escape('\\'),
-        );
-    }
-    if let Some(n) = filter.inactive_digests {
-        query = query.filter(engagement::inactive_condition(n));
-    }
-    query
-}
-
-/// A page of the (filtered) list, newest first.
+/// A page of the (filtered) list, newest first: `offset` rows skipped, or, with `before`, the
+/// rows older than that id (keyset paging, as fast on the last page as on the first).
 pub fn search(
     conn: &mut DbConnection,
     filter: &Filter,
     limit: i64,
     offset: i64,
+    before: Option<i64>,
 ) -> QueryResult<Vec<SubscriberRecord>> {
-    filtered(filter)
+    let candidates = candidates(conn, filter)?;
+    let mut query = filtered(filter, candidates.as_deref());
+    match before {
+        Some(id) => query = query.filter(subscribers::id.lt(id)),
+        None => query = query.offset(offset),
+    }
+    query
         .order(subscribers::id.desc())
         .limit(limit)
-        .offset(offset)
         .select(SubscriberRecord::as_select())
         .load(conn)
 }
 
-/// How many match the filter.
+/// How many match the filter, counted up to [`COUNT_CAP`] + 1: a number past the cap means
+/// "more than [`COUNT_CAP`]" (counting a million rows on every view of a list is what made the
+/// list slow).
 pub fn count(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
-    filtered(filter).count().get_result(conn)
+    let candidates = candidates(conn, filter)?;
+    let ids: Vec<i64> = filtered(filter, candidates.as_deref())
+        .select(subscribers::id)
+        .limit(COUNT_CAP + 1)
+        .load(conn)?;
+    Ok(ids.len() as i64)
+}
+
+/// How many match the filter, all of them (an export's audit line).
+pub fn count_all(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
+    let candidates = candidates(conn, filter)?;
+    filtered(filter, candidates.as_deref())
+        .count()
+        .get_result(conn)
 }
 
 /// One consent record (a sign-up, an import), as the subscriber's page lists them.
@@ -184,7 +150,8 @@ fn iso(t: Option<NaiveDateTime>) -> String {
 
 /// Every subscriber (not erased) as CSV: the file an import takes back.
 pub fn export_csv(conn: &mut DbConnection, filter: &Filter) -> Result<Vec<u8>, DbError> {
-    let rows = filtered(filter)
+    let candidates = candidates(conn, filter)?;
+    let rows = filtered(filter, candidates.as_deref())
         .order(subscribers::id)
         .select(SubscriberRecord::as_select())
         .load::<SubscriberRecord>(conn)?;

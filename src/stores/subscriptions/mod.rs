@@ -8,6 +8,7 @@ pub mod data_links;
 pub mod directory;
 pub mod records;
 pub mod repermission;
+pub mod search;
 pub mod tokens;
 
 use chrono::{Duration as ChronoDuration, NaiveDateTime};

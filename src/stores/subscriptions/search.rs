@@ -1,0 +1,120 @@
+//! The subscriber list's search and filters: on PostgreSQL a substring search is answered from
+//! pg_trgm's trigram indexes, on SQLite from an FTS5 table with the trigram tokenizer (see the
+//! migration `search_trigram`); either way a row is found exactly when a plain `LIKE` finds it.
+
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use crate::foundation::db::schema::subscribers;
+use crate::foundation::db::{self, DbConnection};
+use crate::stores::engagement;
+
+/// What the list is narrowed to.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Part of an address or a name.
+    pub text: String,
+    pub status: Option<String>,
+    pub topic: Option<String>,
+    /// Only the readers with no click in the last N digests (`personal` click tracking; see
+    /// [`engagement::inactive_condition`]).
+    pub inactive_digests: Option<u32>,
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+type Boxed<'a> = subscribers::BoxedQuery<'a, db::MultiBackend>;
+
+/// The shortest search term the trigram index can look up; shorter ones scan with LIKE.
+pub const MIN_INDEXED_TERM: usize = 3;
+
+/// The most matches [`count`] counts; past it a list says "more than".
+pub const COUNT_CAP: i64 = 10_000;
+
+/// The search text as matched: no control characters (they cannot be in an address or a name,
+/// and PostgreSQL refuses NUL), trimmed, lower-cased.
+fn search_term(filter: &Filter) -> String {
+    let text: String = filter.text.chars().filter(|c| !c.is_control()).collect();
+    text.trim().to_lowercase()
+}
+
+/// An FTS5 query matching `term` as one phrase: with the trigram tokenizer, the rows whose
+/// address or name holds it as a substring, in any case.
+fn fts_phrase(term: &str) -> String {
+    format!("\"{}\"", term.replace('"', "\"\""))
+}
+
+#[derive(QueryableByName)]
+struct RowId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    rowid: i64,
+}
+
+/// On SQLite, for a term of [`MIN_INDEXED_TERM`] characters or more: the ids whose address or
+/// name holds it, from the FTS5 trigram index, when there are at most [`COUNT_CAP`] of them.
+/// `None` otherwise (PostgreSQL, a short term, or a term so common that scanning the table
+/// newest first finds a page of matches sooner than the index lists them all).
+pub(crate) fn candidates(
+    conn: &mut DbConnection,
+    filter: &Filter,
+) -> QueryResult<Option<Vec<i64>>> {
+    let term = search_term(filter);
+    let DbConnection::Sqlite(c) = conn else {
+        return Ok(None);
+    };
+    if term.chars().count() < MIN_INDEXED_TERM {
+        return Ok(None);
+    }
+    let ids: Vec<RowId> = diesel::sql_query(
+        "SELECT rowid FROM subscribers_search WHERE subscribers_search MATCH ? \
+         ORDER BY rowid DESC LIMIT ?",
+    )
+    .bind::<Text, _>(fts_phrase(&term))
+    .bind::<diesel::sql_types::BigInt, _>(COUNT_CAP + 1)
+    .load(c)?;
+    Ok((ids.len() as i64 <= COUNT_CAP).then(|| ids.into_iter().map(|r| r.rowid).collect()))
+}
+
+/// The filtered list. On PostgreSQL the search's LIKE is answered from the trigram indexes; on
+/// SQLite, given the FTS5 index's `candidates`, only those rows are read, each checked with the
+/// same LIKE (so that both backends find exactly what a plain scan would).
+pub(crate) fn filtered(filter: &Filter, candidates: Option<&[i64]>) -> Boxed<'static> {
+    let mut query = subscribers::table
+        .filter(subscribers::erased_at.is_null())
+        .into_boxed();
+    let term = search_term(filter);
+    if !term.is_empty() {
+        let pattern = format!("%{}%", escape_like(&term));
+        query = query.filter(
+            subscribers::email
+                .like(pattern.clone())
+                .escape('\\')
+                .nullable()
+                .or(sql::<diesel::sql_types::Nullable<Text>>("lower(name)")
+                    .like(pattern)
+                    .escape('\\')),
+        );
+        if let Some(ids) = candidates {
+            query = query.filter(subscribers::id.eq_any(ids.to_vec()));
+        }
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(subscribers::status.eq(status.clone()));
+    }
+    if let Some(topic) = &filter.topic {
+        query = query.filter(
+            sql::<Text>("',' || topics || ','")
+                .like(format!("%,{},%", escape_like(topic)))
+                .escape('\\'),
+        );
+    }
+    if let Some(n) = filter.inactive_digests {
+        query = query.filter(engagement::inactive_condition(n));
+    }
+    query
+}
