@@ -261,11 +261,13 @@ impl ImportRunner {
             if let Some(why) = failure {
                 detail.push_str(&format!("; failed at {why}"));
             }
-            let entry = audit::Entry::new(
-                format!("editor {}", job.created_by),
-                "",
-                "subscribers imported",
-            );
+            // The command line's jobs are "command line"; the console's name their editor.
+            let actor = if job.created_by == "command line" {
+                job.created_by.clone()
+            } else {
+                format!("editor {}", job.created_by)
+            };
+            let entry = audit::Entry::new(actor, job.created_ip.as_str(), "subscribers imported");
             audit::record(conn, &entry.detail(detail))?;
             Ok(true)
         })
@@ -277,6 +279,8 @@ pub struct Upload<'a> {
     pub file_name: &'a str,
     pub data: &'a [u8],
     pub options: &'a ImportOptions,
+    /// Where it came from: the editor's address, or empty (the command line).
+    pub ip: &'a str,
 }
 
 /// What became of an upload.
@@ -313,6 +317,7 @@ pub fn enqueue(conn: &mut DbConnection, upload: &Upload) -> Result<Enqueued, DbE
             consent_held: upload.options.consent_held,
             source: &upload.options.source,
             created_by: &upload.options.editor,
+            created_ip: upload.ip,
             rows_total: rows,
         },
     )?;

@@ -259,6 +259,7 @@ pub async fn import_subscribers(
                 file_name: &file_name,
                 data: &data,
                 options: &options,
+                ip: "",
             },
         )
     })
@@ -282,6 +283,11 @@ pub async fn import_subscribers(
         println!("a running `iria-news serve` or `iria-news worker` imports it");
         return Ok(());
     }
+    wait_for_import(settings, pool, id).await
+}
+
+/// Runs the import runner in this process until job `id` ends, and reports how it went.
+async fn wait_for_import(settings: Arc<Settings>, pool: Pool, id: i64) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(ImportRunner::new(settings.clone(), pool.clone(), None).run(stopped));
     let started = Instant::now();

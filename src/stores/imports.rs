@@ -36,6 +36,8 @@ pub struct Job {
     pub existing: String,
     pub failure: Option<String>,
     pub created_by: String,
+    /// Where the upload came from (the audit entry at its end names it).
+    pub created_ip: String,
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
@@ -77,6 +79,7 @@ pub struct NewJob<'a> {
     pub consent_held: bool,
     pub source: &'a str,
     pub created_by: &'a str,
+    pub created_ip: &'a str,
     pub rows_total: i64,
 }
 
@@ -91,6 +94,7 @@ pub fn create(conn: &mut DbConnection, job: &NewJob) -> QueryResult<i64> {
             import_jobs::status.eq("queued"),
             import_jobs::rows_total.eq(job.rows_total),
             import_jobs::created_by.eq(job.created_by),
+            import_jobs::created_ip.eq(job.created_ip),
             import_jobs::created_at.eq(db::now()),
         ))
         .returning(import_jobs::id)

@@ -21,6 +21,7 @@ CREATE TABLE import_jobs (
     existing TEXT NOT NULL DEFAULT '',
     failure TEXT,
     created_by TEXT NOT NULL,
+    created_ip TEXT NOT NULL DEFAULT '',
     created_at TIMESTAMP NOT NULL,
     started_at TIMESTAMP,
     finished_at TIMESTAMP,

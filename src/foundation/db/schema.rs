@@ -388,6 +388,7 @@ diesel::table! {
         existing -> Text,
         failure -> Nullable<Text>,
         created_by -> Text,
+        created_ip -> Text,
         created_at -> Timestamp,
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,

@@ -163,32 +163,36 @@ pub async fn import(state: web::Data<AppState>, req: HttpRequest, mut form: Mult
         upload.file_name
     };
     let (data, name) = (upload.file, file_name.clone());
+    let ip = state.client_ip(&req).to_string();
     let enqueued = query(&state, move |conn| {
         let upload = runner::Upload {
             file_name: &name,
             data: &data,
             options: &options,
+            ip: &ip,
         };
         runner::enqueue(conn, &upload)
     })
     .await?;
-    let (id, rows) = match enqueued {
-        Enqueued::Job { id, rows } => (id, rows),
-        Enqueued::Empty => {
-            let why = "The file has no rows to import.".to_string();
-            return refuse(StatusCode::BAD_REQUEST, why).await;
-        }
-        Enqueued::TooManyRows(n) => {
-            let why = format!(
-                "The file has {n} rows; an import takes at most {MAX_IMPORT_ROWS}. Split it and \
-                 import the parts."
-            );
-            return refuse(StatusCode::BAD_REQUEST, why).await;
-        }
+    let (id, rows) = match queued(enqueued) {
+        Ok(job) => job,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why).await,
     };
     let detail = format!("import job {id}: {file_name}, {rows} rows");
     super::audit::note(&state, &req, "subscribers import queued", detail).await;
     Ok(see_other(&format!("/admin/imports/{id}")))
+}
+
+/// The job an upload became, or why it was refused, in the editor's words.
+fn queued(enqueued: Enqueued) -> Result<(i64, i64), String> {
+    match enqueued {
+        Enqueued::Job { id, rows } => Ok((id, rows)),
+        Enqueued::Empty => Err("The file has no rows to import.".to_string()),
+        Enqueued::TooManyRows(n) => Err(format!(
+            "The file has {n} rows; an import takes at most {MAX_IMPORT_ROWS}. Split it and \
+             import the parts."
+        )),
+    }
 }
 
 /// Reads what is left of an upload refused as too large, so that the client, still sending, gets

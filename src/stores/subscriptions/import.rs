@@ -321,17 +321,27 @@ fn add_confirmed_rows(
         .iter()
         .filter(|r| !ids.contains_key(r.email.as_str()))
         .collect();
-    if !left.is_empty() {
-        let statuses: std::collections::HashMap<String, String> = subscribers::table
-            .filter(subscribers::email.eq_any(left.iter().map(|r| r.email.as_str())))
-            .select((subscribers::email, subscribers::status))
-            .load::<(String, String)>(conn)?
-            .into_iter()
-            .collect();
-        for r in left {
-            let status = statuses.get(r.email.as_str()).cloned().unwrap_or_default();
-            (written.existing).push((r.line, r.email.as_str().to_string(), status));
-        }
+    on_file(conn, &left, written)
+}
+
+/// Notes the rows whose address was on file already, with its status.
+fn on_file(
+    conn: &mut DbConnection,
+    left: &[&ImportRow],
+    written: &mut Written,
+) -> Result<(), DbError> {
+    if left.is_empty() {
+        return Ok(());
+    }
+    let statuses: std::collections::HashMap<String, String> = subscribers::table
+        .filter(subscribers::email.eq_any(left.iter().map(|r| r.email.as_str())))
+        .select((subscribers::email, subscribers::status))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect();
+    for r in left {
+        let status = statuses.get(r.email.as_str()).cloned().unwrap_or_default();
+        (written.existing).push((r.line, r.email.as_str().to_string(), status));
     }
     Ok(())
 }
