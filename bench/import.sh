@@ -9,7 +9,7 @@
 set -euo pipefail
 rows="${1:-1000000}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
-bin="$here/target/release/iria-news"
+bin="${IRIA_BENCH_BIN:-$here/target/release/iria-news}"
 server="${IRIA_BENCH_POSTGRES:-postgres://root@127.0.0.1:5432}"
 db="iria_import_bench_$$"
 work="$(mktemp -d)"
