@@ -38,6 +38,29 @@ enum Command {
     /// The weekly digest.
     #[command(subcommand)]
     Digest(DigestCommand),
+    /// The subscriber list.
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
+}
+
+#[derive(Subcommand)]
+enum SubscribersCommand {
+    /// Queue a CSV file of subscribers as an import job, as the console's import form does
+    /// (`email`, optionally `name` and `topics` separated by `;`).
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Where these addresses come from (kept with each consent record).
+        #[arg(long)]
+        source: String,
+        /// The editors hold their consent: add them as confirmed, no email. Otherwise each new
+        /// address gets a confirmation email.
+        #[arg(long)]
+        consent_held: bool,
+        /// Import it from this process too, and report how it went.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -204,6 +227,20 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         }
         Command::Articles(ArticlesCommand::Import { source }) => {
             commands::import_articles(&settings, &source).await
+        }
+        Command::Subscribers(SubscribersCommand::Import {
+            file,
+            source,
+            consent_held,
+            wait,
+        }) => {
+            let request = commands::SubscriberImport {
+                file: &file,
+                source,
+                consent_held,
+                wait,
+            };
+            commands::import_subscribers(settings, request).await
         }
         Command::Digest(DigestCommand::Run {
             dry_run,

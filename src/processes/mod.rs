@@ -7,6 +7,7 @@ pub mod compose;
 pub mod digest;
 pub mod feed;
 pub mod fetch_guard;
+pub mod imports;
 pub mod mail;
 pub mod messages;
 pub mod throttle;

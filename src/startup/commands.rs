@@ -14,6 +14,7 @@ use crate::foundation::access::{Role, Scope};
 use crate::foundation::config::Settings;
 use crate::foundation::db::{self, DbError, Pool};
 use crate::processes::compose::{self, Announcement, Door};
+use crate::processes::imports::ImportRunner;
 use crate::processes::mail::Mailer;
 use crate::processes::messages::dkim_config;
 use crate::processes::webhooks::WebhookWorker;
@@ -32,7 +33,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     app.run_until_stopped().await
 }
 
-/// `worker`: delivery and webhooks only, until SIGTERM finishes what is in flight.
+/// `worker`: delivery, webhooks and CSV imports only, until SIGTERM finishes what is in flight.
 pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let pool = ready_pool(&settings, settings.db_pool_size)?;
@@ -49,9 +50,16 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
         let _ = stop.send(true);
     });
     let webhooks = webhooks.map(|w| spawn_webhooks(w, stopped.clone()));
+    let imports = settings.import_worker.then(|| {
+        let runner = ImportRunner::new(settings.clone(), pool.clone(), None);
+        tokio::spawn(runner.run(stopped.clone()))
+    });
     worker.run(stopped).await;
     if let Some(webhooks) = webhooks {
         let _ = webhooks.await;
+    }
+    if let Some(imports) = imports {
+        let _ = imports.await;
     }
     Ok(())
 }
@@ -245,6 +253,111 @@ pub async fn import_articles(settings: &Settings, source: &str) -> anyhow::Resul
     for why in &report.skipped {
         println!("skipped {why}");
     }
+    Ok(())
+}
+
+/// What `subscribers import` is asked to do.
+pub struct SubscriberImport<'a> {
+    pub file: &'a Path,
+    pub source: String,
+    pub consent_held: bool,
+    pub wait: bool,
+}
+
+/// `subscribers import FILE --source S [--consent-held] [--wait]`: queues the file as an import
+/// job, as the console's form does (a running `serve` or `worker` imports it); with `--wait`
+/// this process imports it too and reports how it went.
+pub async fn import_subscribers(
+    settings: Settings,
+    request: SubscriberImport<'_>,
+) -> anyhow::Result<()> {
+    use crate::processes::imports::{self, Enqueued, Upload};
+    let settings = Arc::new(settings);
+    let pool = ready_pool(&settings, 2)?;
+    let data = std::fs::read(request.file)
+        .with_context(|| format!("reading {}", request.file.display()))?;
+    let file_name = (request.file.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let source = request.source.trim().to_string();
+    anyhow::ensure!(
+        !source.is_empty(),
+        "--source: say where these addresses come from"
+    );
+    let options = crate::stores::subscriptions::directory::ImportOptions {
+        consent_held: request.consent_held,
+        source,
+        editor: "command line".into(),
+    };
+    let enqueued = db::run(&pool, move |conn| {
+        imports::enqueue(
+            conn,
+            &Upload {
+                file_name: &file_name,
+                data: &data,
+                options: &options,
+                ip: "",
+            },
+        )
+    })
+    .await?;
+    let (id, rows) = match enqueued {
+        Enqueued::Job { id, rows } => (id, rows),
+        Enqueued::Empty => anyhow::bail!("{}: no rows to import", request.file.display()),
+        Enqueued::TooManyRows(n) => anyhow::bail!(
+            "{}: {n} rows; an import takes at most {}",
+            request.file.display(),
+            crate::stores::subscriptions::import::MAX_IMPORT_ROWS
+        ),
+    };
+    let entry = audit::Entry::new("command line", "", "subscribers import queued").detail(format!(
+        "import job {id}: {}, {rows} rows",
+        request.file.display()
+    ));
+    db::run(&pool, move |conn| Ok(audit::record(conn, &entry)?)).await?;
+    println!("import job {id}: {rows} rows queued");
+    if !request.wait {
+        println!("a running `iria-news serve` or `iria-news worker` imports it");
+        return Ok(());
+    }
+    wait_for_import(settings, pool, id).await
+}
+
+/// Runs the import runner in this process until job `id` ends, and reports how it went.
+async fn wait_for_import(settings: Arc<Settings>, pool: Pool, id: i64) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(ImportRunner::new(settings.clone(), pool.clone(), None).run(stopped));
+    let started = Instant::now();
+    let job = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let job = db::run(&pool, move |conn| {
+            Ok(crate::stores::imports::find(conn, id)?)
+        })
+        .await?
+        .context("the import job is gone")?;
+        if !job.is_open() {
+            break job;
+        }
+    };
+    let _ = stop.send(true);
+    let _ = runner.await;
+    println!(
+        "import job {id} {} in {:.1} s: {} rows, {} imported, {} already on file, {} refused",
+        job.status,
+        started.elapsed().as_secs_f64(),
+        job.rows_done,
+        job.rows_imported,
+        job.rows_existing,
+        job.rows_rejected
+    );
+    for (line, why) in job.error_lines().iter().take(20) {
+        println!("line {line}: {why}");
+    }
+    anyhow::ensure!(
+        job.status == "done",
+        "the import failed: {}",
+        job.failure.unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use crate::http::middleware::{head_and_no_store, security_headers, RequestTeleme
 use crate::http::public::ops;
 use crate::http::state::{AppState, MAX_BODY_BYTES};
 use crate::http::{admin, pages};
+use crate::processes::imports::ImportRunner;
 use crate::processes::mail::Mailer;
 use crate::processes::webhooks::WebhookWorker;
 use crate::processes::worker::Worker;
@@ -31,6 +32,8 @@ pub struct Application {
     metrics_server: Option<Server>,
     worker: Option<Worker>,
     webhooks: Option<WebhookWorker>,
+    /// The CSV import runner (`IRIA_IMPORT_WORKER`).
+    imports: Option<ImportRunner>,
     shutdown: watch::Sender<bool>,
     tracking: Arc<crate::processes::clicks::Tracking>,
     pool: db::Pool,
@@ -89,6 +92,9 @@ impl Application {
         } else {
             None
         };
+        let imports = settings
+            .import_worker
+            .then(|| ImportRunner::new(settings.clone(), pool.clone(), Some(wake.clone())));
         let mut worker = Worker::new(settings, pool.clone(), mailer, wake, dkim);
         worker.metrics = metrics;
         let (shutdown, _) = watch::channel(false);
@@ -98,6 +104,7 @@ impl Application {
             metrics_server,
             worker: Some(worker),
             webhooks,
+            imports,
             shutdown,
             tracking,
             pool,
@@ -130,6 +137,10 @@ impl Application {
             .webhooks
             .take()
             .map(|w| tasks::spawn_webhooks(w, self.shutdown.subscribe()));
+        let imports = self
+            .imports
+            .take()
+            .map(|r| tokio::spawn(r.run(self.shutdown.subscribe())));
         let recorder = self
             .tracking
             .spawn_recorder(self.pool.clone(), self.shutdown.subscribe());
@@ -151,6 +162,10 @@ impl Application {
         }
         if let Some(webhooks) = webhooks {
             let _ = webhooks.await;
+        }
+        // An import under way is handed back after its chunk in hand.
+        if let Some(imports) = imports {
+            let _ = imports.await;
         }
         // The clicks of the last second are written before the process ends.
         if let Some(recorder) = recorder {

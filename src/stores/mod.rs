@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod digests;
 pub mod editors;
 pub mod engagement;
+pub mod imports;
 pub mod issues;
 pub mod limits;
 pub mod subscriptions;

@@ -131,6 +131,43 @@ impl Console<'_> {
             .expect("import")
     }
 
+    /// Uploads a CSV to the import form, which answers at once with a 303 to the import's
+    /// page; waits for the import to end (the app's runner imports it) and returns that page.
+    pub async fn import_and_wait(&self, csv: &str, source: &str, consent: &str) -> String {
+        let response = self.import_csv(csv, source, consent).await;
+        assert_eq!(
+            response.status(),
+            303,
+            "the upload goes to the import's page"
+        );
+        let location = response.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        assert!(location.starts_with("/admin/imports/"), "{location}");
+        self.wait_for_import(&location, Duration::from_secs(120))
+            .await
+    }
+
+    /// Reads an import's page until it stops refreshing itself (the job is done or failed).
+    pub async fn wait_for_import(&self, location: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let page = self.get(location).await;
+            assert_eq!(page.status(), 200);
+            let page = page.text().await.expect("body");
+            if !page.contains("http-equiv=\"refresh\"") {
+                return page;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the import did not end: {}",
+                &page[..3000.min(page.len())]
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn post_raw(&self, path: &str, body: String) -> reqwest::Response {
         self.app
             .client
@@ -660,9 +697,8 @@ async fn csv_import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
                \"dora@example.org\",\"Dora, the explorer\",\n\
                ada@example.org,Ada again,\n";
     let sheet = "Conference sign-up sheet, Brussels 2026";
-    let response = console.import_csv(csv, sheet, "held").await;
-    assert_eq!(response.status(), 200);
-    let report = response.text().await.expect("body");
+    let report = console.import_and_wait(csv, sheet, "held").await;
+    assert!(report.contains("data-status=\"done\""), "{report}");
     assert!(
         report.contains("<span id=\"confirmed\">2</span>"),
         "{report}"
@@ -709,10 +745,10 @@ async fn csv_import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
         "consent held: no email"
     );
     // Without consent held: pending, and a confirmation email goes out.
-    let response = console
-        .import_csv("erin@example.org\n", sheet, "confirm")
+    let report = console
+        .import_and_wait("erin@example.org\n", sheet, "confirm")
         .await;
-    assert_eq!(response.status(), 200);
+    assert!(report.contains("<span id=\"invited\">1</span>"), "{report}");
     assert_eq!(
         app.subscriber("erin@example.org").expect("erin").0,
         "pending"
@@ -722,7 +758,7 @@ async fn csv_import_reports_bad_rows_and_keeps_good_ones(backend: Backend) {
         .confirmation_link()
         .contains("/subscriptions/confirm?token="));
     // Too large: 413, nothing imported.
-    let big = "x@example.org\n".repeat(6 * 1024 * 1024 / 14);
+    let big = "x@example.org\n".repeat(iria_news::http::admin::MAX_IMPORT_BYTES / 14 + 1024);
     let before = app.count_subscribers();
     let response = console.import_csv(&big, sheet, "held").await;
     assert_eq!(response.status(), 413);
@@ -981,11 +1017,9 @@ async fn a_large_import_lands_whole(backend: Backend) {
         }
         csv.push_str(&format!("bulk{i:05}@example.org,Reader {i}\n"));
     }
-    let response = console
-        .import_csv(&csv, "2025 print subscribers", "held")
+    let report = console
+        .import_and_wait(&csv, "2025 print subscribers", "held")
         .await;
-    assert_eq!(response.status(), 200);
-    let report = response.text().await.expect("body");
     assert!(
         report.contains("<span id=\"confirmed\">1234</span>"),
         "{}",

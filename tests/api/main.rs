@@ -16,6 +16,7 @@ mod e2e;
 mod embedding;
 mod engagement;
 mod faults;
+mod import_job;
 mod journey;
 mod openapi;
 mod preferences;

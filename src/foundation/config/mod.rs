@@ -74,6 +74,9 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     // Webhooks.
     ("webhook_retry_base_ms", Some("5000"), "first retry of a webhook post; doubles with each attempt, for up to 24 hours"),
     ("webhook_delivery", Some("true"), "whether this process posts webhook events (false: other processes do)"),
+    // CSV imports.
+    ("import_worker", Some("true"), "whether this process runs CSV import jobs (false: other processes do)"),
+    ("import_lease_seconds", Some("60"), "how long a claimed import job is reserved for its process"),
     // Engagement.
     ("click_tracking", Some("anonymous"), "off, anonymous (clicks per issue and link) or personal (clicks per reader)"),
     ("open_tracking", Some("false"), "a 1x1 image per copy, counted as opens (unreliable)"),
@@ -212,6 +215,12 @@ pub struct Settings {
     pub webhook_retry_base: Duration,
     /// Whether this process posts webhook events; the events are recorded whatever this says.
     pub webhook_delivery: bool,
+    /// Whether this process runs the CSV import jobs editors upload; the jobs wait in the
+    /// database whatever this says.
+    pub import_worker: bool,
+    /// How long a claimed import job stays reserved for its process; renewed at every chunk, so
+    /// a job whose process died is taken up again after at most this long.
+    pub import_lease: Duration,
     /// How clicks on an issue's links are counted.
     pub click_tracking: ClickTracking,
     /// Whether each copy carries a 1×1 image whose loading is counted as an open.
@@ -381,6 +390,8 @@ impl Settings {
             allowed_origins: parse_allowed_origins(&v)?,
             webhook_retry_base: Duration::from_millis(v.number("webhook_retry_base_ms", 1u64)?),
             webhook_delivery: parse_bool(&v, "webhook_delivery")?,
+            import_worker: parse_bool(&v, "import_worker")?,
+            import_lease: Duration::from_secs(v.number("import_lease_seconds", 1u64)?),
             click_tracking: ClickTracking::parse(v.required("click_tracking")?)
                 .map_err(|e| bad("click_tracking", e))?,
             open_tracking: parse_bool(&v, "open_tracking")?,

@@ -370,3 +370,29 @@ diesel::joinable!(repermission_requests -> subscribers (subscriber_id));
 diesel::allow_tables_to_appear_in_same_query!(repermission_campaigns, repermission_requests);
 diesel::allow_tables_to_appear_in_same_query!(repermission_requests, subscribers);
 diesel::allow_tables_to_appear_in_same_query!(repermission_campaigns, subscribers);
+
+diesel::table! {
+    import_jobs (id) {
+        id -> BigInt,
+        file_name -> Text,
+        data -> Binary,
+        consent_held -> Bool,
+        source -> Text,
+        status -> Text,
+        rows_total -> BigInt,
+        rows_done -> BigInt,
+        rows_imported -> BigInt,
+        rows_existing -> BigInt,
+        rows_rejected -> BigInt,
+        errors -> Text,
+        existing -> Text,
+        failure -> Nullable<Text>,
+        created_by -> Text,
+        created_ip -> Text,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+    }
+}

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod digest;
 pub mod engagement;
+pub mod imports;
 pub mod issues;
 pub mod repermission;
 pub mod routes;
@@ -43,7 +44,7 @@ pub const SESSION_HOURS: i64 = 12;
 /// The largest form body the console takes (413 beyond).
 pub const MAX_FORM_BYTES: usize = 256 * 1024;
 /// The largest CSV file an editor can import.
-pub const MAX_IMPORT_BYTES: usize = 5 * 1024 * 1024;
+pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
 
 /// A fresh random token, URL-safe.
 pub fn random_token() -> String {

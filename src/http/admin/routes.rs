@@ -6,8 +6,8 @@ use actix_web::web;
 
 use super::session::{guard, session_middleware};
 use super::{
-    accounts, articles, audit, auth, dashboard, digest, engagement, issues, repermission, sessions,
-    signup_form, subscribers, tokens, two_factor, webhooks, welcome, MAX_FORM_BYTES,
+    accounts, articles, audit, auth, dashboard, digest, engagement, imports, issues, repermission,
+    sessions, signup_form, subscribers, tokens, two_factor, webhooks, welcome, MAX_FORM_BYTES,
 };
 use crate::foundation::access::Role;
 use crate::foundation::config::Settings;
@@ -46,8 +46,9 @@ route_table! {
     post "/digest/skip" => digest::skip [Editor],
     get "/subscribers" => subscribers::list [Editor],
     get "/subscribers/export.csv" => subscribers::export [Editor],
-    get "/subscribers/import" => subscribers::import_page [Editor],
-    post "/subscribers/import" => subscribers::import [Editor],
+    get "/subscribers/import" => imports::import_page [Editor],
+    post "/subscribers/import" => imports::import [Editor],
+    get "/imports/{id}" => imports::job_page [Editor],
     get "/subscribers/{id}" => subscribers::record [Editor],
     post "/subscribers/{id}/unsubscribe" => subscribers::unsubscribe [Editor],
     post "/subscribers/{id}/erase" => subscribers::erase [Editor],

@@ -1,21 +1,17 @@
 //! Subscribers in the console: search and filter, one subscriber's record (consents and
-//! messages), unsubscribe, erase, CSV export and CSV import.
+//! messages), unsubscribe, erase and CSV export (the CSV import is `imports.rs`).
 
-use actix_multipart::Multipart;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::{path_id, query, see_other, Answer, Chrome, Fault, NoticeQuery, MAX_IMPORT_BYTES};
+use super::{path_id, query, see_other, Answer, Chrome, Fault, NoticeQuery};
 use crate::foundation::config::ClickTracking;
 use crate::http::pages::html;
 use crate::http::state::AppState;
 use crate::stores::engagement::{self, MAX_INACTIVE_DIGESTS};
-use crate::stores::subscriptions::directory::{
-    self, ConsentRow, DeliveryRow, Filter, ImportOptions, ImportReport,
-};
+use crate::stores::subscriptions::directory::{self, ConsentRow, DeliveryRow, Filter};
 use crate::stores::subscriptions::records::{self, SubscriberRecord};
 
 const PAGE: i64 = 50;
@@ -313,181 +309,4 @@ pub async fn erase(
         .await;
     }
     Ok(see_other(&format!("/admin/subscribers/{id}?notice=erased")))
-}
-
-#[derive(Template)]
-#[template(path = "admin/import.html")]
-struct ImportPage {
-    chrome: Chrome,
-    report: Option<ImportReport>,
-    error: Option<String>,
-    max_mb: usize,
-}
-
-fn import_page_with(
-    state: &AppState,
-    req: &HttpRequest,
-    status: StatusCode,
-    report: Option<ImportReport>,
-    error: Option<String>,
-) -> HttpResponse {
-    html(
-        status,
-        &ImportPage {
-            chrome: Chrome::new(state, req, "subscribers"),
-            report,
-            error,
-            max_mb: MAX_IMPORT_BYTES / (1024 * 1024),
-        },
-    )
-}
-
-/// `GET /admin/subscribers/import`.
-pub async fn import_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    import_page_with(&state, &req, StatusCode::OK, None, None)
-}
-
-/// The fields of the import form.
-#[derive(Default)]
-struct Upload {
-    file: Vec<u8>,
-    consent: String,
-    source: String,
-}
-
-/// Why an upload could not be taken, in the editor's words.
-enum UploadError {
-    TooLarge,
-    Unreadable(String),
-}
-
-/// Reads the multipart form, refusing a field over [`MAX_IMPORT_BYTES`] (the rest of the upload
-/// is drained, so that the client gets the answer).
-async fn read_upload(form: &mut Multipart) -> Result<Upload, UploadError> {
-    let unreadable = |e: actix_multipart::MultipartError| {
-        UploadError::Unreadable(format!("The upload could not be read: {e}"))
-    };
-    let mut upload = Upload::default();
-    while let Some(field) = form.next().await {
-        let mut field = field.map_err(unreadable)?;
-        let name = field.name().unwrap_or_default().to_string();
-        let mut value = Vec::new();
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(unreadable)?;
-            if value.len() + chunk.len() > MAX_IMPORT_BYTES {
-                drain(field, form).await;
-                return Err(UploadError::TooLarge);
-            }
-            value.extend_from_slice(&chunk);
-        }
-        let text = || String::from_utf8_lossy(&value).trim().to_string();
-        match name.as_str() {
-            "file" => upload.file = value,
-            "consent" => upload.consent = text(),
-            "source" => upload.source = text().chars().take(200).collect(),
-            _ => {}
-        }
-    }
-    Ok(upload)
-}
-
-/// `POST /admin/subscribers/import` (multipart: `file`, `consent`, `source`).
-pub async fn import(state: web::Data<AppState>, req: HttpRequest, mut form: Multipart) -> Answer {
-    let refuse = |status: StatusCode, message: String| {
-        Ok(import_page_with(&state, &req, status, None, Some(message)))
-    };
-    // What is left of an oversized upload is not read: the connection closes after the answer.
-    let refuse_and_close = |status: StatusCode, message: String| {
-        let mut page = import_page_with(&state, &req, status, None, Some(message));
-        page.head_mut()
-            .set_connection_type(actix_web::http::ConnectionType::Close);
-        Ok(page)
-    };
-    let too_large = || {
-        refuse_and_close(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "The file is larger than {} MB; split it and import the parts.",
-                MAX_IMPORT_BYTES / (1024 * 1024)
-            ),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_IMPORT_BYTES + 64 * 1024) {
-        return too_large();
-    }
-    let upload = match read_upload(&mut form).await {
-        Ok(u) => u,
-        Err(UploadError::TooLarge) => return too_large(),
-        Err(UploadError::Unreadable(why)) => return refuse(StatusCode::BAD_REQUEST, why),
-    };
-    if upload.file.is_empty() {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "Choose a CSV file to import.".into(),
-        );
-    }
-    if upload.source.is_empty() {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "Say where these addresses come from (it is kept with each consent record).".into(),
-        );
-    }
-    let options = ImportOptions {
-        consent_held: upload.consent == "held",
-        source: upload.source,
-        editor: super::editor_name(&req),
-    };
-    let settings = state.settings.clone();
-    let data = upload.file;
-    let report = query(&state, move |conn| {
-        directory::import(conn, &settings, &data, &options)
-    })
-    .await?;
-    if report.invited > 0 {
-        state.wake.notify_waiters();
-    }
-    let detail = format!(
-        "{} rows accepted ({} confirmed, {} invited), {} already on file, {} refused",
-        report.confirmed + report.invited,
-        report.confirmed,
-        report.invited,
-        report.existing.len(),
-        report.errors.len()
-    );
-    super::audit::note(&state, &req, "subscribers imported", detail).await;
-    Ok(import_page_with(
-        &state,
-        &req,
-        StatusCode::OK,
-        Some(report),
-        None,
-    ))
-}
-
-/// Reads what is left of an upload refused as too large, so that the client, still sending, gets
-/// the 413 rather than a reset connection; past 64 MB the connection is dropped instead. The field
-/// is dropped once read: the form yields no next field while one is still held (waiting for it
-/// was how an oversized upload once went unanswered).
-async fn drain(mut field: actix_multipart::Field, form: &mut Multipart) {
-    let mut left = 64usize * 1024 * 1024;
-    while let Some(Ok(chunk)) = field.next().await {
-        left = left.saturating_sub(chunk.len());
-        if left == 0 {
-            return;
-        }
-    }
-    drop(field);
-    while let Some(Ok(mut next)) = form.next().await {
-        while let Some(Ok(chunk)) = next.next().await {
-            left = left.saturating_sub(chunk.len());
-            if left == 0 {
-                return;
-            }
-        }
-    }
 }

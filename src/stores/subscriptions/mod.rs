@@ -6,6 +6,7 @@
 
 pub mod data_links;
 pub mod directory;
+pub mod import;
 pub mod records;
 pub mod repermission;
 pub mod search;

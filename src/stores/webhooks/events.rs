@@ -118,6 +118,12 @@ fn endpoints_wanting(conn: &mut DbConnection, event: Event) -> QueryResult<Vec<i
         .collect())
 }
 
+/// Whether any enabled endpoint wants `event`: a bulk change (an import) asks once, then emits
+/// per subscriber only when someone listens.
+pub fn wanted(conn: &mut DbConnection, event: Event) -> QueryResult<bool> {
+    Ok(!endpoints_wanting(conn, event)?.is_empty())
+}
+
 /// Records `event` for every enabled endpoint that wants it, in the caller's transaction, and
 /// returns how many rows that made (0 when nobody listens: then nothing else is done). `data` is
 /// the body's `data`; `subscriber_id` names whom it is about, so that an erasure can wipe it.

@@ -16,7 +16,7 @@ pub use endpoints::{
     NewEndpoint, MAX_DESCRIPTION_CHARS, MAX_URL_CHARS,
 };
 pub use events::{
-    emit, emit_subscriber, forget_subscriber, history_of, parse_events, Event, Status,
+    emit, emit_subscriber, forget_subscriber, history_of, parse_events, wanted, Event, Status,
 };
 pub use lease::{
     claim, record, release_expired_leases, release_owned, targets, Claimed, Outcome, Target,

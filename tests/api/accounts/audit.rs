@@ -46,13 +46,17 @@ async fn console_actions_leave_their_rows(backend: Backend) {
 
     // An import: the rows it accepted.
     let imported = console
-        .import_csv(
+        .import_and_wait(
             "email,name\nfirst.reader@example.org,First\nsecond.reader@example.org,Second\nnot-an-address,X\n",
             "2026 conference sheet",
             "held",
         )
         .await;
-    assert_eq!(imported.status(), 200);
+    assert!(imported.contains("data-status=\"done\""), "{imported}");
+    let rows = audit_details(&app, "subscribers import queued");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, by);
+    assert!(rows[0].1.contains("3 rows"), "{rows:?}");
     let rows = audit_details(&app, "subscribers imported");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].0, by);
