@@ -6,10 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use std::sync::{Arc, Mutex};
 
+use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
@@ -90,21 +91,19 @@ impl Mailer {
         }
     }
 
-    /// Sends one message.
-    pub async fn send(&self, message: &Message) -> Result<(), SendError> {
+    /// Sends one message: `bytes` as they are (signed already), to the envelope's recipients.
+    pub async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
         match self {
-            Mailer::Smtp(pool) => pool.send(message).await,
-            Mailer::File(transport) => {
-                transport
-                    .send(message.clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| SendError {
-                        permanent: false,
-                        code: None,
-                        detail: one_line(&e.to_string()),
-                    })
-            }
+            Mailer::Smtp(pool) => pool.send(envelope, bytes).await,
+            Mailer::File(transport) => transport
+                .send_raw(envelope, bytes)
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError {
+                    permanent: false,
+                    code: None,
+                    detail: one_line(&e.to_string()),
+                }),
         }
     }
 }
@@ -128,7 +127,7 @@ pub struct SmtpPool {
 }
 
 impl SmtpPool {
-    async fn send(&self, message: &Message) -> Result<(), SendError> {
+    async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
         let _permit = self.permits.acquire().await.map_err(|_| SendError {
             permanent: false,
             code: None,
@@ -139,9 +138,7 @@ impl SmtpPool {
             Some(conn) if !conn.has_broken() => conn,
             _ => self.connect().await?,
         };
-        let bytes = message.formatted();
-        let sent =
-            tokio::time::timeout(self.timeout * 4, conn.send(message.envelope(), &bytes)).await;
+        let sent = tokio::time::timeout(self.timeout * 4, conn.send(envelope, bytes)).await;
         match sent {
             Ok(Ok(_)) => {
                 if let Ok(mut idle) = self.idle.lock() {
