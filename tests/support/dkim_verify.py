@@ -39,9 +39,14 @@ def main():
         if count == 0:
             print("no DKIM-Signature")
             sys.exit(1)
-    results = [verifier.verify(idx=i, dnsfunc=dns) for i in range(count)]
-    for i, ok in enumerate(results):
-        print("signature %d: %s" % (i, "verified" if ok else "failed"))
+    results = []
+    for i in range(count):
+        try:
+            ok, why = verifier.verify(idx=i, dnsfunc=dns), ""
+        except dkim.DKIMException as e:
+            ok, why = False, " (%s)" % e
+        results.append(ok)
+        print("signature %d: %s%s" % (i, "verified" if ok else "failed", why))
     sys.exit(0 if all(results) else 1)
 
 
