@@ -1,4 +1,4 @@
-//! Signing one 50 KB message (HTML and text parts, as lettre writes them) with DKIM: lettre's own
+//! Signing one message of about 50 KB of text (74 KB as written: HTML and text parts, quoted-printable) with DKIM: lettre's own
 //! signer (the pure-Rust `rsa` crate) against this program's (OpenSSL), RSA-2048 and Ed25519,
 //! and both at once. Each copies the same message, signs it and writes it out.
 //!
