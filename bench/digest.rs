@@ -102,7 +102,7 @@ fn bench(c: &mut Criterion) {
                     };
                     let message = messages::newsletter(&settings, &to, black_box(&issue), None)
                         .expect("message");
-                    black_box(message.formatted())
+                    black_box(message.bytes)
                 })
             },
         );

@@ -6,11 +6,12 @@ use std::time::Duration;
 use anyhow::Context;
 use std::sync::{Arc, Mutex};
 
+use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::commands::Ehlo;
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
@@ -93,21 +94,19 @@ impl Mailer {
         }
     }
 
-    /// Sends one message.
-    pub async fn send(&self, message: &Message) -> Result<(), SendError> {
+    /// Sends one message: `bytes` as they are (signed already), to the envelope's recipients.
+    pub async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
         match self {
-            Mailer::Smtp(pool) => pool.send(message).await,
-            Mailer::File(transport) => {
-                transport
-                    .send(message.clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| SendError {
-                        permanent: false,
-                        code: None,
-                        detail: one_line(&e.to_string()),
-                    })
-            }
+            Mailer::Smtp(pool) => pool.send(envelope, bytes).await,
+            Mailer::File(transport) => transport
+                .send_raw(envelope, bytes)
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError {
+                    permanent: false,
+                    code: None,
+                    detail: one_line(&e.to_string()),
+                }),
         }
     }
 }
@@ -132,7 +131,7 @@ pub struct SmtpPool {
 }
 
 impl SmtpPool {
-    async fn send(&self, message: &Message) -> Result<(), SendError> {
+    async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
         let _permit = self.permits.acquire().await.map_err(|_| SendError {
             permanent: false,
             code: None,
@@ -143,10 +142,9 @@ impl SmtpPool {
             Some((conn, pipelining)) if !conn.has_broken() => (conn, pipelining),
             _ => self.connect().await?,
         };
-        let bytes = message.formatted();
         let sent = tokio::time::timeout(
             self.timeout * 4,
-            session::send(&mut conn, message.envelope(), &bytes, pipelining),
+            session::send(&mut conn, envelope, bytes, pipelining),
         )
         .await;
         match sent {

@@ -15,8 +15,10 @@ use crate::foundation::message_ids::MessageIds;
 use crate::processes::compose;
 use crate::stores::welcome::Welcome;
 
+pub mod dkim;
 mod prepared;
 mod repermission;
+use dkim::DkimSigner;
 pub use prepared::{feedback_id, open_image, IssueContent, Links, PreparedPart};
 pub use repermission::keep_url;
 
@@ -110,8 +112,8 @@ pub fn confirmation(
     settings: &Settings,
     to: &Addressee,
     token: &str,
-    dkim: Option<&lettre::message::dkim::DkimConfig>,
-) -> anyhow::Result<Message> {
+    dkim: Option<&DkimSigner>,
+) -> anyhow::Result<Outgoing> {
     let link = settings.link(&format!("/subscriptions/confirm?token={token}"));
     let ttl_hours = settings.confirmation_ttl.as_secs() / 3600;
     let home = settings.link("/");
@@ -157,8 +159,8 @@ pub fn data_link(
     settings: &Settings,
     to: &Addressee,
     token: &str,
-    dkim: Option<&lettre::message::dkim::DkimConfig>,
-) -> anyhow::Result<Message> {
+    dkim: Option<&DkimSigner>,
+) -> anyhow::Result<Outgoing> {
     let link = settings.link(&format!("/my-data/{token}"));
     let minutes = crate::stores::subscriptions::data_links::VALID_MINUTES;
     let home = settings.link("/");
@@ -190,10 +192,10 @@ fn one_time_link_message(
     subject: &str,
     text: String,
     html: String,
-    dkim: Option<&lettre::message::dkim::DkimConfig>,
-) -> anyhow::Result<Message> {
+    dkim: Option<&DkimSigner>,
+) -> anyhow::Result<Outgoing> {
     let bare = Addressee { name: None, ..*to };
-    let mut message = addressed(settings, &bare, subject)?
+    let message = addressed(settings, &bare, subject)?
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("Auto-Submitted"),
             "auto-generated".into(),
@@ -203,10 +205,7 @@ fn one_time_link_message(
                 .singlepart(SinglePart::plain(text))
                 .singlepart(SinglePart::html(html)),
         )?;
-    if let Some(dkim) = dkim {
-        message.sign(dkim);
-    }
-    Ok(message)
+    seal(message, dkim)
 }
 
 /// The `List-Id` of every newsletter message (RFC 2919): the list's name and an identifier under
@@ -235,8 +234,8 @@ pub fn newsletter(
     settings: &Settings,
     to: &Addressee,
     issue: &IssueContent,
-    dkim: Option<&lettre::message::dkim::DkimConfig>,
-) -> anyhow::Result<Message> {
+    dkim: Option<&DkimSigner>,
+) -> anyhow::Result<Outgoing> {
     // The header's token (which mailbox providers see) only unsubscribes; the body's preferences
     // link has a token of its own. Neither reaches the reader's data.
     let recipient = RecipientToken::new(to.subscriber_id, issue.id);
@@ -262,7 +261,7 @@ pub fn newsletter(
     let raw = |name: &'static str, value: String| {
         HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
     };
-    let mut message = addressed(settings, to, &issue.subject)?
+    let message = addressed(settings, to, &issue.subject)?
         .raw_header(raw("List-Id", list_id(settings)))
         .raw_header(raw("List-Unsubscribe", list_unsubscribe))
         .raw_header(raw(
@@ -284,10 +283,7 @@ pub fn newsletter(
                         .body(html),
                 ),
         )?;
-    if let Some(dkim) = dkim {
-        message.sign(dkim);
-    }
-    Ok(message)
+    seal(message, dkim)
 }
 
 /// The address of an issue's web copy, the same for every reader (`/view/{token}`); for a copy
@@ -309,8 +305,8 @@ fn notice(
     kind: &str,
     subject: &str,
     markdown: &str,
-    dkim: Option<&lettre::message::dkim::DkimConfig>,
-) -> anyhow::Result<Message> {
+    dkim: Option<&DkimSigner>,
+) -> anyhow::Result<Outgoing> {
     let composed = compose::notice(settings, subject, markdown)?;
     let mut content = IssueContent::new(
         0,
@@ -329,8 +325,8 @@ pub fn welcome(
     settings: &Settings,
     to: &Addressee,
     welcome: &Welcome,
-    dkim: Option<&lettre::message::dkim::DkimConfig>,
-) -> anyhow::Result<Message> {
+    dkim: Option<&DkimSigner>,
+) -> anyhow::Result<Outgoing> {
     notice(
         settings,
         to,
@@ -353,8 +349,8 @@ struct AlreadySubscribedBody<'a> {
 pub fn already_subscribed(
     settings: &Settings,
     to: &Addressee,
-    dkim: Option<&lettre::message::dkim::DkimConfig>,
-) -> anyhow::Result<Message> {
+    dkim: Option<&DkimSigner>,
+) -> anyhow::Result<Outgoing> {
     let body = AlreadySubscribedBody {
         site_name: &settings.site_name,
     }
@@ -370,17 +366,16 @@ pub fn repermission(
     to: &Addressee,
     campaign_id: i64,
     deadline: chrono::NaiveDateTime,
-    dkim: Option<&lettre::message::dkim::DkimConfig>,
-) -> anyhow::Result<Message> {
+    dkim: Option<&DkimSigner>,
+) -> anyhow::Result<Outgoing> {
     let (subject, body) =
         repermission::repermission_body(settings, to.subscriber_id, campaign_id, deadline);
     notice(settings, to, "repermission", &subject, &body, dkim)
 }
 
-/// The headers a DKIM signature covers: lettre's default list leaves out the
-/// list headers, so a relay could change where "unsubscribe" leads without breaking it.
-/// `Content-Type` is left out: lettre 0.11 signs it in a form other than the one it writes (the
-/// multipart boundary's folding), and verifiers then reject the whole signature.
+/// The headers a DKIM signature covers: the list headers among them, so that a relay cannot
+/// change where "unsubscribe" leads without breaking it, and `Content-Type`, whose boundary says
+/// where the parts are (the signer canonicalises the header as it is written).
 pub const DKIM_SIGNED_HEADERS: &[&str] = &[
     "From",
     "To",
@@ -391,47 +386,36 @@ pub const DKIM_SIGNED_HEADERS: &[&str] = &[
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "MIME-Version",
+    "Content-Type",
 ];
 
-/// The DKIM signing configuration, when `IRIA_DKIM_DOMAIN`, `IRIA_DKIM_SELECTOR` and
-/// `IRIA_DKIM_KEY_FILE` are all set. The key file is an RSA key in PKCS#1 PEM
-/// (`-----BEGIN RSA PRIVATE KEY-----`) or an Ed25519 key as base64.
-pub fn dkim_config(
-    settings: &Settings,
-) -> anyhow::Result<Option<lettre::message::dkim::DkimConfig>> {
-    use anyhow::Context;
-    use lettre::message::dkim::{
-        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-        DkimSigningKey,
+/// The DKIM signer, when `IRIA_DKIM_DOMAIN`, `IRIA_DKIM_SELECTOR` and `IRIA_DKIM_KEY_FILE` are
+/// set (and a second, Ed25519 key with `IRIA_DKIM_ED25519_SELECTOR` and
+/// `IRIA_DKIM_ED25519_KEY_FILE`), signing [`DKIM_SIGNED_HEADERS`]. A key file that cannot be read
+/// or used is an error naming its setting.
+pub fn dkim_signer(settings: &Settings) -> anyhow::Result<Option<DkimSigner>> {
+    DkimSigner::from_settings(settings, DKIM_SIGNED_HEADERS)
+}
+
+/// A message ready to go: its envelope and its bytes as they are sent, DKIM signatures first.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub envelope: lettre::address::Envelope,
+    pub bytes: Vec<u8>,
+}
+
+/// Writes a message out and signs the bytes written, when there is a signer.
+fn seal(message: Message, dkim: Option<&DkimSigner>) -> anyhow::Result<Outgoing> {
+    let envelope = message.envelope().clone();
+    let bytes = message.formatted();
+    let bytes = match dkim {
+        Some(signer) => {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            signer.sign(&bytes, now)?
+        }
+        None => bytes,
     };
-    let Some(dkim) = &settings.dkim else {
-        return Ok(None);
-    };
-    let pem = std::fs::read_to_string(&dkim.key_file)
-        .with_context(|| format!("reading IRIA_DKIM_KEY_FILE {}", dkim.key_file.display()))?;
-    let algorithm = if pem.contains("BEGIN RSA PRIVATE KEY") {
-        DkimSigningAlgorithm::Rsa
-    } else if pem.contains("BEGIN") {
-        anyhow::bail!(
-            "IRIA_DKIM_KEY_FILE: expected an RSA key in PKCS#1 PEM (BEGIN RSA PRIVATE KEY); \
-             convert with `openssl rsa -in key.pem -traditional -out key.rsa.pem`"
-        )
-    } else {
-        DkimSigningAlgorithm::Ed25519
-    };
-    let key = DkimSigningKey::new(pem.trim(), algorithm)
-        .map_err(|e| anyhow::anyhow!("IRIA_DKIM_KEY_FILE: not a usable key: {e}"))?;
-    Ok(Some(DkimConfig::new(
-        dkim.selector.clone(),
-        dkim.domain.clone(),
-        key,
-        DKIM_SIGNED_HEADERS
-            .iter()
-            .map(|h| HeaderName::new_from_ascii_str(h))
-            .collect(),
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    )))
+    Ok(Outgoing { envelope, bytes })
 }

@@ -11,9 +11,9 @@ use tokio::sync::{oneshot, watch, Notify};
 
 mod build;
 
+use crate::processes::messages::dkim::DkimSigner;
 use crate::stores::delivery::{self, Claimed, Kind, Outcome};
 use build::Content;
-use lettre::message::dkim::DkimConfig;
 
 use crate::foundation::db::{self, DbError, Pool};
 use crate::foundation::domain::SubscriberStatus;
@@ -45,7 +45,7 @@ pub struct Worker {
     /// Names this worker's leases in the ledger.
     pub owner: String,
     message_ids: MessageIds,
-    dkim: Option<Arc<DkimConfig>>,
+    dkim: Option<Arc<DkimSigner>>,
     /// Issues do not change once queued; each is read from the database once.
     issues: Mutex<HashMap<i64, Arc<IssueContent>>>,
     throttle: Throttle,
@@ -84,7 +84,7 @@ impl Worker {
         pool: Pool,
         mailer: Mailer,
         wake: Arc<Notify>,
-        dkim: Option<DkimConfig>,
+        dkim: Option<DkimSigner>,
     ) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
         let owner = format!(
@@ -417,25 +417,28 @@ impl Worker {
                 reason: "subscriber no longer on file".into(),
             };
         };
-        // Building a message runs library code on stored data; a panic there must cost this one
-        // delivery, not the worker.
-        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            build::build(
-                &self.settings,
-                self.dkim.as_deref(),
-                claimed,
-                recipient,
-                content,
-            )
-        }));
-        let message = match built {
-            Ok(Ok(m)) => m,
-            Ok(Err(outcome)) => return outcome,
-            Err(_) => {
-                return Outcome::Failed {
-                    error: "building the message failed (a bug: see the log)".into(),
-                }
-            }
+        // Built and signed on a blocking thread (see `build::Job::run`); the issue is the
+        // cache's own copy, shared, not copied.
+        let issue = content.issue.map(|issue| {
+            let cached = self
+                .issues
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&issue.id).cloned());
+            cached.unwrap_or_else(|| Arc::new(issue.clone()))
+        });
+        let job = build::Job {
+            settings: self.settings.clone(),
+            dkim: self.dkim.clone(),
+            claimed: claimed.clone(),
+            recipient: recipient.clone(),
+            link_token: content.link_token.map(str::to_string),
+            issue,
+            welcome: content.welcome.cloned(),
+        };
+        let message = match job.run().await {
+            Ok(m) => m,
+            Err(outcome) => return outcome,
         };
         let domain = recipient
             .email
@@ -453,7 +456,7 @@ impl Worker {
         if *self.stop.borrow() {
             return Outcome::Released;
         }
-        let sent = self.mailer.send(&message).await;
+        let sent = self.mailer.send(&message.envelope, &message.bytes).await;
         self.metrics.observe_smtp(match &sent {
             Ok(()) => Some(250),
             Err(e) => e.code,

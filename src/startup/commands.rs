@@ -16,7 +16,7 @@ use crate::foundation::db::{self, DbError, Pool};
 use crate::processes::compose::{self, Announcement, Door};
 use crate::processes::imports::ImportRunner;
 use crate::processes::mail::Mailer;
-use crate::processes::messages::dkim_config;
+use crate::processes::messages::dkim_signer;
 use crate::processes::webhooks::WebhookWorker;
 use crate::processes::worker::{Worker, PIPELINES};
 use crate::processes::{digest, feed};
@@ -519,7 +519,7 @@ fn ready_pool(settings: &Settings, size: u32) -> anyhow::Result<Pool> {
 /// A delivery worker of this process, with its own SMTP pool and DKIM key.
 fn new_worker(settings: &Arc<Settings>, pool: &Pool) -> anyhow::Result<Worker> {
     let mailer = Mailer::from_settings(settings)?;
-    let dkim = dkim_config(settings)?;
+    let dkim = dkim_signer(settings)?;
     Ok(Worker::new(
         settings.clone(),
         pool.clone(),

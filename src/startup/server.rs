@@ -63,7 +63,7 @@ impl Application {
             upgrade_data(&mut conn, &settings)?;
         }
         let mailer = Mailer::from_settings(&settings)?;
-        let dkim = crate::processes::messages::dkim_config(&settings)?;
+        let dkim = crate::processes::messages::dkim_signer(&settings)?;
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::default());
         let tracking = Arc::new(crate::processes::clicks::Tracking::new(&settings));

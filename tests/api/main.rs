@@ -12,6 +12,7 @@ mod compliance;
 mod console;
 mod delivery;
 mod digest;
+mod dkim;
 mod e2e;
 mod embedding;
 mod engagement;

@@ -67,7 +67,9 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("unsubscribe_mailto", None, "an address for mailto: unsubscribes in List-Unsubscribe"),
     ("dkim_domain", None, "DKIM: the signing domain (d=)"),
     ("dkim_selector", None, "DKIM: the selector (s=)"),
-    ("dkim_key_file", None, "DKIM: the private key file (RSA PKCS#1 PEM or Ed25519 base64)"),
+    ("dkim_key_file", None, "DKIM: the private key file (RSA or Ed25519, PEM in PKCS#1 or PKCS#8)"),
+    ("dkim_ed25519_selector", None, "DKIM: the selector of a second, Ed25519 signature (RFC 8463)"),
+    ("dkim_ed25519_key_file", None, "DKIM: the Ed25519 private key file of the second signature"),
     ("http_workers", Some("0"), "HTTP worker threads; 0 means one per CPU core"),
     // The site that embeds the sign-up form.
     ("allowed_origins", None, "comma-separated origins of the site that may embed the form (return_to, CORS)"),
@@ -271,6 +273,15 @@ pub struct DkimSettings {
     pub domain: String,
     pub selector: String,
     pub key_file: PathBuf,
+    /// A second signature with an Ed25519 key, beside the first (RFC 8463 dual signing).
+    pub ed25519: Option<DkimSecondKey>,
+}
+
+/// The selector and key file of the second DKIM signature.
+#[derive(Clone, Debug)]
+pub struct DkimSecondKey {
+    pub selector: String,
+    pub key_file: PathBuf,
 }
 
 /// How the delivery workers behave.
@@ -444,19 +455,48 @@ fn parse_require_2fa(v: &Values) -> Result<bool, ConfigError> {
     }
 }
 
-/// The three DKIM settings, all or none.
+/// The three DKIM settings, all or none; the two of a second, Ed25519 signature, both or none,
+/// and only with the three.
 fn parse_dkim(v: &Values) -> Result<Option<DkimSettings>, ConfigError> {
-    match (v.get("dkim_domain"), v.get("dkim_selector"), v.get("dkim_key_file")) {
-        (None, None, None) => Ok(None),
-        (Some(domain), Some(selector), Some(key_file)) => Ok(Some(DkimSettings {
+    let first = match (v.get("dkim_domain"), v.get("dkim_selector"), v.get("dkim_key_file")) {
+        (None, None, None) => None,
+        (Some(domain), Some(selector), Some(key_file)) => Some(DkimSettings {
             domain: domain.to_string(),
             selector: selector.to_string(),
             key_file: PathBuf::from(key_file),
-        })),
-        _ => Err(ConfigError(
+            ed25519: None,
+        }),
+        _ => return Err(ConfigError(
             "IRIA_DKIM_DOMAIN, IRIA_DKIM_SELECTOR and IRIA_DKIM_KEY_FILE go together: set all three or none"
                 .into(),
         )),
+    };
+    let second = match (v.get("dkim_ed25519_selector"), v.get("dkim_ed25519_key_file")) {
+        (None, None) => None,
+        (Some(selector), Some(key_file)) => Some(DkimSecondKey {
+            selector: selector.to_string(),
+            key_file: PathBuf::from(key_file),
+        }),
+        _ => return Err(ConfigError(
+            "IRIA_DKIM_ED25519_SELECTOR and IRIA_DKIM_ED25519_KEY_FILE go together: set both or neither"
+                .into(),
+        )),
+    };
+    match (first, second) {
+        (first, None) => Ok(first),
+        (None, Some(_)) => Err(ConfigError(
+            "IRIA_DKIM_ED25519_SELECTOR and IRIA_DKIM_ED25519_KEY_FILE add a second signature: \
+             they need IRIA_DKIM_DOMAIN, IRIA_DKIM_SELECTOR and IRIA_DKIM_KEY_FILE"
+                .into(),
+        )),
+        (Some(first), Some(second)) if second.selector == first.selector => Err(ConfigError(
+            "IRIA_DKIM_ED25519_SELECTOR must differ from IRIA_DKIM_SELECTOR: each key has its own DNS record"
+                .into(),
+        )),
+        (Some(mut first), second) => {
+            first.ed25519 = second;
+            Ok(Some(first))
+        }
     }
 }
 

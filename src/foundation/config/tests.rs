@@ -151,3 +151,35 @@ fn trusted_proxies_and_the_deprecated_trust_forwarded_for() {
         "{err}"
     );
 }
+
+#[test]
+fn a_second_ed25519_dkim_key_needs_the_first_and_a_selector_of_its_own() {
+    let first = [
+        ("IRIA_DKIM_DOMAIN", "iria.test"),
+        ("IRIA_DKIM_SELECTOR", "rsa2026"),
+        ("IRIA_DKIM_KEY_FILE", "/k/rsa.pem"),
+    ];
+    let second = [
+        ("IRIA_DKIM_ED25519_SELECTOR", "ed2026"),
+        ("IRIA_DKIM_ED25519_KEY_FILE", "/k/ed.pem"),
+    ];
+    let both =
+        Settings::from_sources(None, &env(&[&first[..], &second[..]].concat())).expect("both keys");
+    let dkim = both.dkim.expect("DKIM settings");
+    let ed = dkim.ed25519.expect("the second key");
+    assert_eq!(
+        (ed.selector.as_str(), ed.key_file.to_str()),
+        ("ed2026", Some("/k/ed.pem"))
+    );
+    let only_first = Settings::from_sources(None, &env(&first)).expect("one key");
+    assert!(only_first.dkim.expect("DKIM").ed25519.is_none());
+    let err = |pairs: Vec<(&str, &str)>| {
+        Settings::from_sources(None, &env(&pairs))
+            .expect_err("refused")
+            .to_string()
+    };
+    assert!(err(second.to_vec()).contains("need IRIA_DKIM_DOMAIN"));
+    assert!(err([&first[..], &second[..1]].concat()).contains("go together"));
+    let same = [("IRIA_DKIM_ED25519_SELECTOR", "rsa2026"), second[1]];
+    assert!(err([&first[..], &same[..]].concat()).contains("must differ"));
+}

@@ -357,11 +357,11 @@ async fn test_send(state: &AppState, composed: &Composed, address: &str) -> anyh
         email: address,
         name: None,
     };
-    let dkim = crate::processes::messages::dkim_config(settings)?;
+    let dkim = crate::processes::messages::dkim_signer(settings)?;
     let message = crate::processes::messages::newsletter(settings, &to, &content, dkim.as_ref())?;
     state
         .mailer
-        .send(&message)
+        .send(&message.envelope, &message.bytes)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.detail))
 }

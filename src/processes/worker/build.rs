@@ -6,13 +6,13 @@
 //! longer works (used, superseded, expired) is not worth sending: its delivery is skipped.
 
 use std::collections::HashMap;
-
-use lettre::message::dkim::DkimConfig;
+use std::sync::Arc;
 
 use crate::foundation::config::Settings;
 use crate::foundation::db::DbConnection;
 use crate::foundation::domain::SubscriberStatus;
-use crate::processes::messages::{self, IssueContent};
+use crate::processes::messages::dkim::DkimSigner;
+use crate::processes::messages::{self, IssueContent, Outgoing};
 use crate::stores::delivery::{Claimed, Kind, Outcome};
 use crate::stores::subscriptions::tokens::ConfirmationToken;
 use crate::stores::subscriptions::{self, data_links, repermission, Recipient};
@@ -65,14 +65,61 @@ pub fn live_link_tokens(
         .collect())
 }
 
+/// One delivery's message to build and sign, with everything it needs owned, so that the work
+/// can move to another thread.
+pub struct Job {
+    pub settings: Arc<Settings>,
+    pub dkim: Option<Arc<DkimSigner>>,
+    pub claimed: Claimed,
+    pub recipient: Recipient,
+    pub link_token: Option<String>,
+    pub issue: Option<Arc<IssueContent>>,
+    pub welcome: Option<Welcome>,
+}
+
+impl Job {
+    /// Builds and signs the message on one of the runtime's blocking threads, so that the
+    /// messages in flight are signed on every core at once. Building runs library code on stored
+    /// data: a panic there costs this one delivery, not the worker.
+    pub async fn run(self) -> Result<Outgoing, Outcome> {
+        let built = tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build()))
+        })
+        .await;
+        match built {
+            Ok(Ok(result)) => result,
+            // The runtime is shutting down: nothing was sent, the delivery goes back.
+            Err(e) if e.is_cancelled() => Err(Outcome::Released),
+            Ok(Err(_)) | Err(_) => Err(Outcome::Failed {
+                error: "building the message failed (a bug: see the log)".into(),
+            }),
+        }
+    }
+
+    fn build(&self) -> Result<Outgoing, Outcome> {
+        let content = Content {
+            link_token: self.link_token.as_deref(),
+            issue: self.issue.as_deref(),
+            welcome: self.welcome.as_ref(),
+        };
+        build(
+            &self.settings,
+            self.dkim.as_deref(),
+            &self.claimed,
+            &self.recipient,
+            content,
+        )
+    }
+}
+
 /// The message for a claimed delivery, or the outcome when there is nothing to send.
 pub fn build(
     settings: &Settings,
-    dkim: Option<&DkimConfig>,
+    dkim: Option<&DkimSigner>,
     claimed: &Claimed,
     recipient: &Recipient,
     content: Content<'_>,
-) -> Result<lettre::Message, Outcome> {
+) -> Result<Outgoing, Outcome> {
     let to = messages::Addressee {
         delivery_id: claimed.id,
         message_id: claimed.message_id.as_deref().unwrap_or_default(),
@@ -140,10 +187,10 @@ pub fn build(
 /// about to be unsubscribed, or was: asking now would be a false promise).
 fn repermission(
     settings: &Settings,
-    dkim: Option<&DkimConfig>,
+    dkim: Option<&DkimSigner>,
     claimed: &Claimed,
     to: &messages::Addressee,
-) -> Result<lettre::Message, Outcome> {
+) -> Result<Outgoing, Outcome> {
     let Some((campaign_id, deadline)) = claimed
         .payload
         .as_deref()
