@@ -155,7 +155,12 @@ impl SmtpPool {
                 Ok(())
             }
             // A failed transaction may leave replies unread: the connection is dropped.
-            Ok(Err(e)) => Err(e),
+            Ok(Err(session::Failure::Smtp(e))) => Err(SendError::from_smtp(&e)),
+            Ok(Err(session::Failure::Unsendable(why))) => Err(SendError {
+                permanent: true,
+                code: None,
+                detail: why.to_string(),
+            }),
             Err(_) => Err(SendError {
                 permanent: false,
                 code: None,

@@ -194,28 +194,7 @@ async fn deliver_and_report(
                     return Err(anyhow::Error::from(e).context("reading progress"));
                 }
             };
-            let line = format!(
-                "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {} ({:.1} s)",
-                p.sent,
-                p.failed,
-                p.bounced,
-                p.skipped,
-                p.waiting(),
-                sending_since.elapsed().as_secs_f64()
-            );
-            let report_due = last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-            if let Some(bar) = &bar {
-                bar.set_position((p.sent + p.failed + p.bounced + p.skipped) as u64);
-                if p.waiting() == 0 {
-                    bar.finish_and_clear();
-                    println!("{line}");
-                }
-            } else if report_due || p.waiting() == 0 {
-                println!("{line}");
-            }
-            if report_due {
-                last_report = Some(Instant::now());
-            }
+            show_progress(issue_id, &p, bar.as_ref(), &mut last_report, sending_since);
             if p.waiting() == 0 || done.load(Ordering::Relaxed) {
                 done.store(true, Ordering::Relaxed);
                 return Ok(());
@@ -230,6 +209,38 @@ async fn deliver_and_report(
         return Err(anyhow::Error::from(e).context("delivering"));
     }
     reported
+}
+
+/// Prints a progress line (once a second, and at the end) or moves the bar.
+fn show_progress(
+    issue_id: i64,
+    p: &Progress,
+    bar: Option<&indicatif::ProgressBar>,
+    last_report: &mut Option<Instant>,
+    since: Instant,
+) {
+    let line = format!(
+        "issue {issue_id}: sent {}, failed {}, bounced {}, skipped {}, waiting {} ({:.1} s)",
+        p.sent,
+        p.failed,
+        p.bounced,
+        p.skipped,
+        p.waiting(),
+        since.elapsed().as_secs_f64()
+    );
+    let report_due = last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+    if let Some(bar) = bar {
+        bar.set_position((p.sent + p.failed + p.bounced + p.skipped) as u64);
+        if p.waiting() == 0 {
+            bar.finish_and_clear();
+            println!("{line}");
+        }
+    } else if report_due || p.waiting() == 0 {
+        println!("{line}");
+    }
+    if report_due {
+        *last_report = Some(Instant::now());
+    }
 }
 
 /// `articles import SOURCE`: imports a feed from a URL or a file and says what it found.

@@ -17,8 +17,6 @@ use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
 
-use super::SendError;
-
 /// Text handed to lettre's `command` as it is: lettre writes it in one write and reads one reply.
 struct Raw<'a>(&'a str);
 
@@ -50,16 +48,21 @@ pub fn dot_stuffed(message: &str) -> String {
     out
 }
 
-fn local(detail: &str) -> SendError {
-    SendError {
-        permanent: true,
-        code: None,
-        detail: detail.to_string(),
-    }
+/// Why a transaction failed: the server's reply (or the connection), or a message this server
+/// cannot take at all.
+#[derive(Debug)]
+pub enum Failure {
+    Smtp(lettre::transport::smtp::Error),
+    /// Permanent: sending it again to the same server cannot work.
+    Unsendable(&'static str),
 }
 
-fn smtp(e: lettre::transport::smtp::Error) -> SendError {
-    SendError::from_smtp(&e)
+fn local(detail: &'static str) -> Failure {
+    Failure::Unsendable(detail)
+}
+
+fn smtp(e: lettre::transport::smtp::Error) -> Failure {
+    Failure::Smtp(e)
 }
 
 /// Sends one message on `conn`. On any error the connection is in an unknown state (replies of a
@@ -69,7 +72,7 @@ pub async fn send(
     envelope: &Envelope,
     email: &[u8],
     pipelining: bool,
-) -> Result<(), SendError> {
+) -> Result<(), Failure> {
     let info = conn.server_info();
     let mut options = Vec::new();
     let non_ascii = envelope
