@@ -375,17 +375,26 @@ pub fn repermission(
 
 /// The headers a DKIM signature covers: the list headers among them, so that a relay cannot
 /// change where "unsubscribe" leads without breaking it, and `Content-Type`, whose boundary says
-/// where the parts are (the signer canonicalises the header as it is written).
+/// where the parts are (the signer canonicalises the header as it is written). The fields a mail
+/// program shows or acts on are named twice ("over-signed", RFC 6376 §8.15): the second name
+/// signs the absence of a second field, so a field of that name added above ours (which a
+/// program might show instead) breaks the signature too.
 pub const DKIM_SIGNED_HEADERS: &[&str] = &[
     "From",
+    "From",
     "To",
+    "To",
+    "Subject",
     "Subject",
     "Date",
     "Message-ID",
     "List-Id",
     "List-Unsubscribe",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
     "List-Unsubscribe-Post",
     "MIME-Version",
+    "Content-Type",
     "Content-Type",
 ];
 

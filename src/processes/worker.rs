@@ -356,7 +356,7 @@ impl Worker {
                             issue: issue.as_deref(),
                             welcome,
                         };
-                        self.deliver(&c, recipient, content).await
+                        self.deliver(&c, recipient, content, claimed_at).await
                     };
                     let sent = matches!(outcome, Outcome::Sent);
                     (sent, self.record_outcome(c, outcome).await)
@@ -411,6 +411,7 @@ impl Worker {
         claimed: &Claimed,
         recipient: Option<&Recipient>,
         content: Content<'_>,
+        claimed_at: Instant,
     ) -> Outcome {
         let Some(recipient) = recipient else {
             return Outcome::Skipped {
@@ -453,7 +454,8 @@ impl Worker {
             };
         }
         self.throttle.wait_turn(&domain).await;
-        if *self.stop.borrow() {
+        // Checked again after the waits (building, the domain's turn): still ours, not stopping.
+        if *self.stop.borrow() || !self.lease_held(claimed_at) {
             return Outcome::Released;
         }
         let sent = self.mailer.send(&message.envelope, &message.bytes).await;

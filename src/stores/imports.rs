@@ -253,21 +253,26 @@ pub fn finish(
     failure: Option<&str>,
 ) -> QueryResult<bool> {
     let status = if failure.is_some() { "failed" } else { "done" };
-    let updated = diesel::update(
-        import_jobs::table
-            .find(id)
-            .filter(import_jobs::status.eq("running"))
-            .filter(import_jobs::lease_owner.eq(owner)),
-    )
-    .set((
+    let job = import_jobs::table
+        .find(id)
+        .filter(import_jobs::status.eq("running"))
+        .filter(import_jobs::lease_owner.eq(owner));
+    let ended = (
         import_jobs::status.eq(status),
         import_jobs::failure.eq(failure),
-        import_jobs::data.eq(Vec::<u8>::new()),
         import_jobs::finished_at.eq(Some(db::now())),
         import_jobs::lease_owner.eq(None::<String>),
         import_jobs::lease_until.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)?;
+    );
+    // The file is emptied once every row is in; a failed job keeps it, so that the rows after
+    // the failure are not lost with it.
+    let updated = if failure.is_some() {
+        diesel::update(job).set(ended).execute(conn)?
+    } else {
+        diesel::update(job)
+            .set((ended, import_jobs::data.eq(Vec::<u8>::new())))
+            .execute(conn)?
+    };
     Ok(updated == 1)
 }
 

@@ -348,6 +348,15 @@ fn hand_written_messages_with_awkward_white_space_verify() {
         let tampered = [&signed[..], b"More text.\r\n"].concat();
         let (ok, printed) = verify_every(&tampered, &records);
         assert!(!ok, "an appended line still verifies: {printed}");
+        // Over-signed: a second Subject or From added above the signed one breaks it.
+        for added in [
+            "Subject: Urgent: confirm your account\r\n",
+            "From: evil@example.net\r\n",
+        ] {
+            let tampered = [added.as_bytes(), &signed[..]].concat();
+            let (ok, printed) = verify_every(&tampered, &records);
+            assert!(!ok, "{added:?} added above still verifies: {printed}");
+        }
     }
 }
 

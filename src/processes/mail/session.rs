@@ -26,8 +26,8 @@ impl fmt::Display for Raw<'_> {
     }
 }
 
-/// The message as the DATA command carries it: every line that starts with a dot gets another
-/// one, and the end-of-data line `CRLF . CRLF` follows.
+/// The message as the DATA command carries it: every line (after a CRLF, as SMTP counts lines)
+/// that starts with a dot gets another one, and the end-of-data line `CRLF . CRLF` follows.
 pub fn dot_stuffed(message: &str) -> String {
     let mut out = String::with_capacity(message.len() + 64);
     let bytes = message.as_bytes();
@@ -36,7 +36,7 @@ pub fn dot_stuffed(message: &str) -> String {
         out.push('.');
     }
     for nl in memchr::memchr_iter(b'\n', bytes) {
-        if bytes.get(nl + 1) == Some(&b'.') {
+        if nl > 0 && bytes[nl - 1] == b'\r' && bytes.get(nl + 1) == Some(&b'.') {
             // Up to and including the newline; the dot is copied with the next run.
             out.push_str(&message[start..=nl]);
             out.push('.');
@@ -88,6 +88,8 @@ pub async fn send(
         }
         options.push(MailParameter::SmtpUtfEight);
     }
+    // This project's messages are 7-bit (quoted-printable, encoded headers); the guard is for
+    // the day one is not.
     if !email.is_ascii() {
         if !info.supports_feature(Extension::EightBitMime) {
             return Err(local(
@@ -147,6 +149,8 @@ mod tests {
         );
         assert_eq!(dot_stuffed(""), "\r\n.\r\n");
         assert_eq!(dot_stuffed("x\r\n."), "x\r\n..\r\n.\r\n");
+        // A bare LF ends no SMTP line.
+        assert_eq!(dot_stuffed("x\n.y"), "x\n.y\r\n.\r\n");
     }
 
     #[test]
