@@ -3,14 +3,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use iria_news::foundation::config::Settings;
 use iria_news::foundation::db::schema::{deliveries, subscribers};
 
-use crate::helpers::{form, spawn_app_with, AppOptions, Backend, Received, SmtpServer, TestDb};
+use crate::helpers::{
+    form, spawn_app_with, spawn_worker as worker, AppOptions, Backend, Received, SmtpServer, TestDb,
+};
 use crate::on_both_backends;
 
 const ISSUE: &str = "<h1>IRIA News</h1><p>This week's analysis.</p>";
@@ -212,20 +214,6 @@ fn queued_issue(
         .expect("queue");
     assert_eq!(queued.recipients, n);
     Some((db, env, queued.issue_id))
-}
-
-/// `iria-news worker` as a child process with this environment.
-fn worker(env: &BTreeMap<String, String>) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iria-news"));
-    cmd.arg("worker")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IRIA_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.envs(env).spawn().expect("start iria-news worker")
 }
 
 fn signal(child: &Child, sig: &str) {

@@ -702,3 +702,21 @@ impl TestApp {
         self.local(&link)
     }
 }
+
+/// `iria-news worker` as a child process with exactly this environment (no `IRIA_` variable of
+/// the test's own), its output discarded.
+pub fn spawn_worker<K: AsRef<std::ffi::OsStr>>(env: &BTreeMap<K, String>) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iria-news"));
+    cmd.arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("IRIA_") {
+            cmd.env_remove(key);
+        }
+    }
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.spawn().expect("start iria-news worker")
+}

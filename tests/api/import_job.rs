@@ -4,7 +4,7 @@
 //! the next one finishes it with every row imported once and the counters equal to the file's.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -223,16 +223,7 @@ fn worker(app: &TestApp, outbox: &std::path::Path) -> Child {
     env.insert("IRIA_IMPORT_LEASE_SECONDS", "2".into());
     env.insert("IRIA_WEBHOOK_DELIVERY", "false".into());
     env.insert("IRIA_DB_POOL_SIZE", "2".into());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iria-news"));
-    cmd.arg("worker")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IRIA_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.envs(env).spawn().expect("start iria-news worker")
+    crate::helpers::spawn_worker(&env)
 }
 
 on_both_backends!(

@@ -57,14 +57,6 @@ pub enum Failure {
     Unsendable(&'static str),
 }
 
-fn local(detail: &'static str) -> Failure {
-    Failure::Unsendable(detail)
-}
-
-fn smtp(e: lettre::transport::smtp::Error) -> Failure {
-    Failure::Smtp(e)
-}
-
 /// Sends one message on `conn`. On any error the connection is in an unknown state (replies of a
 /// pipelined group may be unread) and must not be used again.
 pub async fn send(
@@ -82,7 +74,7 @@ pub async fn send(
         .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
     if non_ascii {
         if !info.supports_feature(Extension::SmtpUtfEight) {
-            return Err(local(
+            return Err(Failure::Unsendable(
                 "the address is not ASCII and the SMTP server does not offer SMTPUTF8",
             ));
         }
@@ -92,7 +84,7 @@ pub async fn send(
     // the day one is not.
     if !email.is_ascii() {
         if !info.supports_feature(Extension::EightBitMime) {
-            return Err(local(
+            return Err(Failure::Unsendable(
                 "the message is not ASCII and the SMTP server does not offer 8BITMIME",
             ));
         }
@@ -110,21 +102,24 @@ pub async fn send(
             group.push_str(rcpt);
         }
         group.push_str(&Data.to_string());
-        conn.command(Raw(&group)).await.map_err(smtp)?;
+        conn.command(Raw(&group)).await.map_err(Failure::Smtp)?;
         for _ in 0..=rcpts.len() {
-            conn.read_response().await.map_err(smtp)?;
+            conn.read_response().await.map_err(Failure::Smtp)?;
         }
     } else {
-        conn.command(Raw(&mail)).await.map_err(smtp)?;
+        conn.command(Raw(&mail)).await.map_err(Failure::Smtp)?;
         for rcpt in &rcpts {
-            conn.command(Raw(rcpt)).await.map_err(smtp)?;
+            conn.command(Raw(rcpt)).await.map_err(Failure::Smtp)?;
         }
-        conn.command(Data).await.map_err(smtp)?;
+        conn.command(Data).await.map_err(Failure::Smtp)?;
     }
     match std::str::from_utf8(email) {
-        Ok(text) => conn.command(Raw(&dot_stuffed(text))).await.map_err(smtp)?,
+        Ok(text) => conn
+            .command(Raw(&dot_stuffed(text)))
+            .await
+            .map_err(Failure::Smtp)?,
         // Not text (never so for this project's messages): lettre's own encoder.
-        Err(_) => conn.message(email).await.map_err(smtp)?,
+        Err(_) => conn.message(email).await.map_err(Failure::Smtp)?,
     };
     Ok(())
 }
