@@ -29,14 +29,8 @@ backends="${IRIA_BENCH_BACKENDS:-postgres sqlite}"
 admin="${IRIA_BENCH_POSTGRES_URL:-postgres://root@127.0.0.1:5432/postgres}"
 port=2526
 
-tools="${IRIA_BENCH_POSTFIX_DIR:-$HOME/.cache/iria-news-bench/postfix}"
-if [ ! -x "$tools/usr/sbin/smtp-sink" ]; then
-  mkdir -p "$tools"
-  (cd "$tools" && apt-get download postfix >/dev/null 2>&1 && dpkg -x postfix_*.deb . && rm -f postfix_*.deb)
-fi
-export LD_LIBRARY_PATH="$tools/usr/lib/postfix${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-sink="$tools/usr/sbin/smtp-sink"
-source_="$tools/usr/sbin/smtp-source"
+# shellcheck source=bench/postfix.sh
+. bench/postfix.sh
 
 bin="${IRIA_BENCH_BIN:-}"
 if [ -z "$bin" ]; then

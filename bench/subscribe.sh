@@ -12,7 +12,9 @@
 # release build (built here if missing). Every request signs up a new address, so each one is a
 # full sign-up: subscriber, consent record, token and queued confirmation in one transaction.
 # The per-IP and per-address limits are raised by configuration; the delivery worker inside
-# `serve` runs as in production and writes the confirmations to a throw-away outbox folder.
+# `serve` runs as in production and delivers the confirmations meanwhile to Postfix's smtp-sink
+# on a loopback port (fetched as `bench/delivery.sh` does; IRIA_SMTP_URL=file://DIR writes them
+# to a folder instead). The last line says how many confirmations were delivered during the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-20}"
@@ -21,6 +23,9 @@ admin="${IRIA_BENCH_POSTGRES_URL:-postgres://root@127.0.0.1:5432/postgres}"
 # TLS on loopback only burns CPU on both sides.
 sslmode="?sslmode=disable"
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
+sink_port=2527
+# shellcheck source=bench/postfix.sh
+. bench/postfix.sh
 
 bin="${IRIA_BENCH_BIN:-}"
 if [ -z "$bin" ]; then
@@ -32,8 +37,10 @@ db="iria_bench_$$"
 work="$(mktemp -d)"
 psql "$admin" -qc "CREATE DATABASE $db"
 server_pid=""
+sink_pid=""
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  [ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null || true
   psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
   rm -rf "$work"
 }
@@ -41,7 +48,12 @@ trap cleanup EXIT
 
 port=18080
 export IRIA_DATABASE_URL="${admin%/*}/$db$sslmode"
-export IRIA_SMTP_URL="${IRIA_SMTP_URL:-file://$work/outbox}"
+if [ -z "${IRIA_SMTP_URL:-}" ]; then
+  # The sink: accepts everything, keeps nothing.
+  "$sink" -u "$(id -un)" 127.0.0.1:$sink_port 1024 &
+  sink_pid=$!
+  export IRIA_SMTP_URL="smtp://127.0.0.1:$sink_port"
+fi
 export IRIA_LISTEN="127.0.0.1:$port"
 export IRIA_BASE_URL="http://127.0.0.1:$port"
 export IRIA_SECRET_KEY="bench-secret-key-bench-secret-key-0123456789"
@@ -89,7 +101,9 @@ wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/signup.lua" "http:
 rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.txt")
 p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
 errors=$(awk '/Non-2xx or 3xx responses/ {print $NF}' "$work/wrk.txt")
-stored=$(psql "$admin" -d "$db" -Atc "SELECT count(*) FROM subscribers" 2>/dev/null || psql "${admin%/*}/$db" -Atc "SELECT count(*) FROM subscribers")
+dbq() { psql "${admin%/*}/$db" -Atc "$1"; }
+stored=$(dbq "SELECT count(*) FROM subscribers")
+sent=$(dbq "SELECT count(*) FROM deliveries WHERE kind = 'confirmation' AND status = 'sent'")
 echo
-echo "sign-ups/s: $rps   p99: $p99   non-2xx: ${errors:-0}   subscribers stored: $stored   (connections: $connections, ${duration}s)"
+echo "sign-ups/s: $rps   p99: $p99   non-2xx: ${errors:-0}   subscribers stored: $stored   confirmations delivered by then: $sent   (connections: $connections, ${duration}s)"
 [ -z "$errors" ] || { echo "bench: some sign-ups failed" >&2; exit 1; }

@@ -30,6 +30,9 @@ pub struct AppState {
     pub figures: FiguresCache,
     /// Tracked links and opens: the token checker, the links' addresses, the click recorder.
     pub tracking: Arc<crate::processes::clicks::Tracking>,
+    /// Sign-ups per client IP: places of busy addresses taken ahead (see `stores::limits`),
+    /// shared by the server's workers.
+    pub signup_credits: Arc<crate::stores::limits::Credits>,
 }
 
 /// How long a built digest preview is served before it is built again.

@@ -8,7 +8,18 @@
 //! count are one `INSERT … ON CONFLICT DO UPDATE … WHERE` statement: PostgreSQL locks the row
 //! for the update, SQLite has one writer at a time, so two requests (in one process or in
 //! several) can never both take the last place, and a sign-up costs one statement more.
+//!
+//! A busy key (many requests a second from one address, as behind a large network's proxy or
+//! from a flood) would make every request of every process wait on that one row. [`Credits`]
+//! lets a process take several places of a busy key in one statement and hand them out itself
+//! for at most a second, and remember a refusal for as long (at most the key's interval): the
+//! database still counts every place before it is used, so the limit holds across processes
+//! exactly as before; a place taken and not used within the second is lost, which can only
+//! refuse early, never admit more. Keys with a limit under 200 an hour (the default is 30) are
+//! never taken more than one place at a time, so they behave exactly as above.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -88,12 +99,23 @@ pub fn admit(
     window: Duration,
     now_ms: i64,
 ) -> QueryResult<bool> {
-    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 4);
-    let interval_ms = (window_ms / i64::from(limit.max(1))).max(1);
+    take(conn, key, limit, window, now_ms, 1)
+}
+
+/// Takes `places` places for `key` at once, or none: `places` requests at the same moment.
+fn take(
+    conn: &mut DbConnection,
+    key: &str,
+    limit: u32,
+    window: Duration,
+    now_ms: i64,
+    places: u32,
+) -> QueryResult<bool> {
+    let (window_ms, interval_ms) = window_and_interval(limit, window);
     let statement = Admit {
         key,
         now: now_ms,
-        interval: interval_ms,
+        interval: interval_ms.saturating_mul(i64::from(places.max(1))),
         window: window_ms,
     };
     let changed = match conn {
@@ -101,6 +123,131 @@ pub fn admit(
         DbConnection::Sqlite(lite) => statement.execute(lite)?,
     };
     Ok(changed == 1)
+}
+
+/// The window and the interval between two requests at the steady rate, in milliseconds.
+fn window_and_interval(limit: u32, window: Duration) -> (i64, i64) {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 4);
+    (window_ms, (window_ms / i64::from(limit.max(1))).max(1))
+}
+
+/// How long a process hands out places it took ahead, or repeats a refusal, by itself.
+const CREDIT_MS: i64 = 1_000;
+/// The most places taken ahead in one statement.
+const MAX_CHUNK: u32 = 64;
+/// Keys remembered; past this, the expired ones are forgotten (and all, if that is not enough).
+const MAX_KEYS: usize = 50_000;
+
+/// What this process knows of a key for the next moment (see the module's notes).
+#[derive(Clone, Copy, Debug)]
+struct Credit {
+    /// Places taken from the database and not yet handed out.
+    left: u32,
+    /// Until when `left` may be handed out; past it they are lost.
+    until_ms: i64,
+    /// How many places the next statement takes: doubled each time the last ones ran out
+    /// within their second.
+    chunk: u32,
+    /// A refusal repeated without asking the database until then.
+    refused_until_ms: i64,
+}
+
+/// Places of busy keys taken ahead, shared by the requests of one process.
+#[derive(Debug, Default)]
+pub struct Credits {
+    keys: Mutex<HashMap<String, Credit>>,
+}
+
+/// What the process can decide alone.
+enum Local {
+    Admit,
+    Refuse,
+    /// Ask the database for this many places.
+    Ask(u32),
+}
+
+impl Credits {
+    /// Admits or refuses a request for `key` under the limit of [`admit`], from this process's
+    /// places taken ahead when it has some, else from the database.
+    pub fn admit(
+        &self,
+        conn: &mut DbConnection,
+        key: &str,
+        limit: u32,
+        window: Duration,
+        now_ms: i64,
+    ) -> QueryResult<bool> {
+        let most = (limit / 200).clamp(1, MAX_CHUNK);
+        let want = match self.local(key, now_ms, most) {
+            Local::Admit => return Ok(true),
+            Local::Refuse => return Ok(false),
+            Local::Ask(places) => places,
+        };
+        // Several places, or else one: near the limit a chunk may not fit where one still does.
+        let mut granted = 0;
+        if want > 1 && take(conn, key, limit, window, now_ms, want)? {
+            granted = want;
+        } else if take(conn, key, limit, window, now_ms, 1)? {
+            granted = 1;
+        }
+        let (_, interval_ms) = window_and_interval(limit, window);
+        self.keep(key, now_ms, granted, interval_ms);
+        Ok(granted > 0)
+    }
+
+    fn local(&self, key: &str, now_ms: i64, most: u32) -> Local {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(credit) = keys.get_mut(key) else {
+            return Local::Ask(1);
+        };
+        let busy = credit.until_ms > now_ms;
+        if busy && credit.left > 0 {
+            credit.left -= 1;
+            return Local::Admit;
+        }
+        if credit.refused_until_ms > now_ms {
+            return Local::Refuse;
+        }
+        if busy {
+            // The last places ran out within their second.
+            return Local::Ask(credit.chunk.saturating_mul(2).min(most));
+        }
+        // Quiet for a second: back to one place at a time.
+        keys.remove(key);
+        Local::Ask(1)
+    }
+
+    /// Keeps what the database granted: `granted` places, one of them used by the request at hand
+    /// (none: a refusal, repeated for a moment). Requests of this process that asked at the same
+    /// time add up their places.
+    fn keep(&self, key: &str, now_ms: i64, granted: u32, interval_ms: i64) {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= MAX_KEYS {
+            keys.retain(|_, c| c.until_ms > now_ms || c.refused_until_ms > now_ms);
+            if keys.len() >= MAX_KEYS / 2 {
+                // A flood of distinct keys: forget them all (a place lost refuses early only).
+                keys.clear();
+            }
+        }
+        let credit = keys.entry(key.to_string()).or_insert(Credit {
+            left: 0,
+            until_ms: now_ms,
+            chunk: 1,
+            refused_until_ms: 0,
+        });
+        if credit.until_ms <= now_ms {
+            credit.left = 0;
+        }
+        if granted == 0 {
+            credit.refused_until_ms = now_ms + interval_ms.min(CREDIT_MS);
+            credit.chunk = 1;
+        } else {
+            credit.left += granted - 1;
+            credit.until_ms = now_ms + CREDIT_MS;
+            credit.chunk = credit.chunk.max(granted);
+            credit.refused_until_ms = 0;
+        }
+    }
 }
 
 /// Forgets the keys whose TAT has passed: they are as good as new, and the table stays small.

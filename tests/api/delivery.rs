@@ -153,6 +153,31 @@ async fn faulty_smtp(backend: Backend, server_options: &[&str]) {
     }
     let retried = book.values().filter(|(_, a)| *a > 1).count();
     assert!(retried > 20, "the faults made retries ({retried})");
+    // The ledger keeps the Message-ID each sent copy carried, retried ones included (it is
+    // written with the outcome, not at the claim).
+    let stored: HashMap<String, Option<String>> = deliveries::table
+        .inner_join(subscribers::table)
+        .filter(deliveries::issue_id.eq(queued.issue_id))
+        .filter(deliveries::status.eq("sent"))
+        .select((subscribers::email, deliveries::message_id))
+        .load(&mut app.db.connect())
+        .expect("message ids")
+        .into_iter()
+        .collect();
+    assert_eq!(stored.len(), people.len() - bad.len());
+    for message in server.received() {
+        let carried = message
+            .parsed()
+            .message_id()
+            .expect("Message-ID")
+            .to_string();
+        let to = message.rcpt_tos[0].clone();
+        assert_eq!(
+            stored[&to].as_deref(),
+            Some(format!("<{carried}>").as_str()),
+            "{to}"
+        );
+    }
 }
 
 /// A database with `n` confirmed subscribers and an issue queued to them, as `iria-news send`

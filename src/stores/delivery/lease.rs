@@ -30,10 +30,12 @@ pub struct Claimed {
 /// passing over the rows another is claiming. SQLite: the claim runs in one `BEGIN IMMEDIATE`
 /// transaction, which holds the database's single write lock, so two claims never overlap.
 /// The attempt is counted at the claim, so a worker killed mid-send still uses up an attempt.
-/// The Message-ID is set here too, in the same transaction ([`MessageIds::message_id`], which
-/// carries an HMAC of the delivery): the same for every attempt of a delivery, so a copy sent
-/// twice (a crash mid-send) can be recognised as one, and a bounce quoting it proves which
-/// delivery it is about.
+/// Each claimed delivery comes with its Message-ID ([`MessageIds::message_id`], which carries an
+/// HMAC of the delivery): the same for every attempt of a delivery, so a copy sent twice (a crash
+/// mid-send) can be recognised as one, and a bounce quoting it proves which delivery it is
+/// about. Being a function of the delivery's id, it is stored only with the outcome of a sent
+/// message ([`record`]), in the row version written then anyway: storing it at the claim wrote
+/// one more version of every row.
 pub fn claim(
     conn: &mut DbConnection,
     owner: &str,
@@ -42,20 +44,14 @@ pub fn claim(
     limit: i64,
     ids: &MessageIds,
 ) -> QueryResult<Vec<Claimed>> {
-    db::write_transaction(conn, |conn| {
-        commit_without_flush(conn)?;
-        let mut claimed = claim_rows(conn, owner, now, lease_until, limit)?;
-        let mut unset: Vec<(i64, String)> = Vec::new();
-        for row in &mut claimed {
-            let message_id = ids.message_id(row.id);
-            if row.message_id.as_deref() != Some(message_id.as_str()) {
-                unset.push((row.id, message_id.clone()));
-                row.message_id = Some(message_id);
-            }
-        }
-        set_message_ids(conn, &unset)?;
-        Ok(claimed)
-    })
+    let mut claimed = db::write_transaction(conn, |conn| {
+        claim_settings(conn)?;
+        claim_rows(conn, owner, now, lease_until, limit)
+    })?;
+    for row in &mut claimed {
+        row.message_id = Some(ids.message_id(row.id));
+    }
+    Ok(claimed)
 }
 
 /// The claiming statement (see [`claim`]), inside the caller's transaction.
@@ -92,34 +88,6 @@ fn claim_rows(
         .bind::<BigInt, _>(limit)
         .load(lite),
     }
-}
-
-/// Stores the Message-IDs of deliveries claimed for the first time: one statement on
-/// PostgreSQL, one prepared update a row on SQLite (inside the claim's transaction either way).
-fn set_message_ids(conn: &mut DbConnection, rows: &[(i64, String)]) -> QueryResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    match conn {
-        DbConnection::Pg(pg) => {
-            let (ids, message_ids): (Vec<i64>, Vec<String>) = rows.iter().cloned().unzip();
-            diesel::sql_query(
-                "UPDATE deliveries SET message_id = v.message_id \
-                 FROM unnest($1, $2) AS v(id, message_id) WHERE deliveries.id = v.id",
-            )
-            .bind::<Array<BigInt>, _>(ids)
-            .bind::<Array<Text>, _>(message_ids)
-            .execute(pg)?;
-        }
-        DbConnection::Sqlite(_) => {
-            for (id, message_id) in rows {
-                diesel::update(deliveries::table.filter(deliveries::id.eq(id)))
-                    .set(deliveries::message_id.eq(message_id))
-                    .execute(conn)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Puts back in the queue the deliveries whose lease has run out: their worker died or hung.
@@ -212,21 +180,12 @@ pub fn record(
 ) -> Result<Vec<i64>, db::DbError> {
     db::write_transaction(conn, |conn| {
         let now = db::now();
-        let sent: Vec<i64> = outcomes
+        let sent: Vec<&Claimed> = outcomes
             .iter()
             .filter(|(_, o)| matches!(o, Outcome::Sent))
-            .map(|(c, _)| c.id)
+            .map(|(c, _)| c)
             .collect();
-        if !sent.is_empty() {
-            diesel::update(
-                deliveries::table
-                    .filter(deliveries::id.eq_any(&sent))
-                    .filter(deliveries::status.eq(Status::Sending.as_str()))
-                    .filter(deliveries::lease_owner.eq(owner)),
-            )
-            .set(ended(Status::Sent, None, now))
-            .execute(conn)?;
-        }
+        record_sent(conn, owner, &sent, now)?;
         let mut bounced = Vec::new();
         for (claimed, outcome) in outcomes {
             let changed = record_one(conn, owner, claimed.id, outcome, now)?;
@@ -260,6 +219,88 @@ fn ended(
         deliveries::lease_until.eq(None::<NaiveDateTime>),
     )
 }
+
+/// Records the sent deliveries and their Message-IDs: one statement on PostgreSQL, one prepared
+/// update a row on SQLite.
+fn record_sent(
+    conn: &mut DbConnection,
+    owner: &str,
+    sent: &[&Claimed],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    match conn {
+        DbConnection::Pg(pg) => {
+            RecordSent {
+                now,
+                ids: sent.iter().map(|c| c.id).collect(),
+                message_ids: sent
+                    .iter()
+                    .map(|c| c.message_id.clone().unwrap_or_default())
+                    .collect(),
+                owner,
+            }
+            .execute(pg)?;
+        }
+        DbConnection::Sqlite(_) => {
+            for claimed in sent {
+                diesel::update(
+                    deliveries::table
+                        .filter(deliveries::id.eq(claimed.id))
+                        .filter(deliveries::status.eq(Status::Sending.as_str()))
+                        .filter(deliveries::lease_owner.eq(owner)),
+                )
+                .set((
+                    ended(Status::Sent, None, now),
+                    deliveries::message_id.eq(claimed.message_id.as_deref()),
+                ))
+                .execute(conn)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The statement of [`record_sent`] on PostgreSQL: the columns of [`ended`] and each row's
+/// Message-ID, for the rows this worker still holds. A query type of its own so that diesel
+/// prepares it once per connection (a `sql_query` is parsed and planned each time).
+struct RecordSent<'a> {
+    now: NaiveDateTime,
+    ids: Vec<i64>,
+    message_ids: Vec<String>,
+    owner: &'a str,
+}
+
+impl diesel::query_builder::QueryId for RecordSent<'_> {
+    type QueryId = RecordSent<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordSent<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql("UPDATE deliveries SET status = 'sent', finished_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(
+            ", last_error = NULL, payload = NULL, lease_until = NULL, message_id = v.message_id \
+             FROM unnest(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.message_ids)?;
+        out.push_sql(
+            ") AS v(id, message_id) WHERE deliveries.id = v.id \
+             AND deliveries.status = 'sending' AND deliveries.lease_owner = ",
+        );
+        out.push_bind_param::<Text, _>(self.owner)
+    }
+}
+
+impl diesel::RunQueryDsl<diesel::PgConnection> for RecordSent<'_> {}
 
 /// Records one outcome other than `Sent` (those are recorded together); returns the rows changed
 /// (0 when the lease was lost).
@@ -323,8 +364,36 @@ fn record_one(
 /// second of claims and outcomes, whose messages then go out once more when their leases run
 /// out. SQLite: nothing to do (WAL with `synchronous = NORMAL` already commits without a flush).
 pub fn commit_without_flush(conn: &mut DbConnection) -> QueryResult<()> {
+    set_locally(conn, &[("synchronous_commit", "off")])
+}
+
+/// The claim's transaction on PostgreSQL: the commit does not wait for a flush (see
+/// [`commit_without_flush`]), and the claim reads the queue in the order of its index
+/// (`deliveries_due`) and stops after `limit` rows. A queue table's statistics are always out of
+/// date (it can grow from nothing to a million rows between two analyses), and with the row count
+/// underestimated the planner chose to fetch every due row and sort them, tens of milliseconds a
+/// claim with 20,000 queued confirmations and seconds with a million queued copies. Sorts and
+/// bitmap scans are ruled out for this transaction only; its other statement (the Message-IDs)
+/// is a join on primary keys.
+fn claim_settings(conn: &mut DbConnection) -> QueryResult<()> {
+    set_locally(
+        conn,
+        &[
+            ("synchronous_commit", "off"),
+            ("enable_sort", "off"),
+            ("enable_bitmapscan", "off"),
+        ],
+    )
+}
+
+/// `SET LOCAL` of each setting, in one statement (PostgreSQL; nothing on SQLite).
+fn set_locally(conn: &mut DbConnection, settings: &[(&str, &str)]) -> QueryResult<()> {
     if let DbConnection::Pg(pg) = conn {
-        diesel::sql_query("SET LOCAL synchronous_commit = off").execute(pg)?;
+        let calls: Vec<String> = settings
+            .iter()
+            .map(|(name, value)| format!("set_config('{name}', '{value}', true)"))
+            .collect();
+        diesel::sql_query(format!("SELECT {}", calls.join(", "))).execute(pg)?;
     }
     Ok(())
 }

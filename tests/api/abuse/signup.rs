@@ -555,6 +555,55 @@ on_both_backends!(
     super::the_per_ip_limit_holds_across_two_app_instances_on_one_database
 );
 
+/// A busy address under a high limit (1,000 an hour: each process takes up to five places at
+/// once and hands them out itself, see `stores::limits::Credits`), sign-ups sixteen at a time
+/// spread over two instances: never more than the limit (and the places freed as time passes) is
+/// admitted, and at most the places the two processes still hold are lost.
+async fn a_busy_address_never_gets_more_than_its_limit_across_two_instances(backend: Backend) {
+    use futures_util::StreamExt;
+    let env = || vec![("IRIA_SIGNUP_PER_IP_PER_HOUR", "1000".into())];
+    let Some(first) = app_with(backend, env()).await else {
+        return;
+    };
+    let Some(second) = spawn_app_with(
+        backend,
+        AppOptions {
+            env: env(),
+            database_url: Some(first.db.url.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let emails: Vec<String> = (0..1100).map(|i| format!("busy{i}@example.org")).collect();
+    let started = std::time::Instant::now();
+    let statuses: Vec<u16> = futures_util::stream::iter(emails.iter().enumerate())
+        .map(|(i, e)| {
+            let app = if i % 2 == 0 { &first } else { &second };
+            async move { app.sign_up(e).await.status().as_u16() }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let accepted = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(accepted + refused, 1100, "only 200 or 429");
+    // One more place every 3.6 s (an hour / 1,000) as time passes.
+    let freed = (started.elapsed().as_millis() / 3600) as usize + 1;
+    assert!(
+        (992..=1000 + freed).contains(&accepted),
+        "{accepted} admitted under a limit of 1,000 (+{freed} freed meanwhile; few places lost \
+         in the processes)"
+    );
+    assert_eq!(first.count_subscribers(), accepted as i64);
+}
+on_both_backends!(
+    a_busy_address_never_gets_more_than_its_limit_across_two_instances,
+    super::a_busy_address_never_gets_more_than_its_limit_across_two_instances
+);
+
 async fn forty_parallel_wrong_logins_check_at_most_five_passwords(backend: Backend) {
     // As many connections as production's default (PostgreSQL; SQLite takes at most 4), so that
     // many attempts really run at once.
