@@ -7,6 +7,7 @@ use serde::Deserialize;
 use url::Url;
 use validator::Validate;
 
+use crate::foundation::config::Settings;
 use crate::foundation::db;
 use crate::foundation::domain::{
     SubscriberEmail, SubscriberName, Topics, MAX_EMAIL_LEN, MAX_NAME_CHARS,
@@ -409,28 +410,10 @@ pub async fn subscribe(
         user_agent: user_agent(&req),
         source: clean_source(&form.source),
     };
-    let per_address = state.settings.signup_per_address_per_hour;
-    let per_ip = state.settings.signup_per_ip_per_hour;
-    let ttl = state.settings.confirmation_ttl;
     let settings = state.settings.clone();
     let credits = state.signup_credits.clone();
     let result = db::run(&state.pool, move |conn| {
-        // Sign-ups per client IP are counted in the database, so that every process sees them
-        // all (see `stores::limits`): one statement, or none for a busy address whose places
-        // this process took ahead. `None`: over the limit.
-        let ip_key = format!("signup-ip:{}", net::limit_key(&signup.ip));
-        let hour = std::time::Duration::from_secs(3600);
-        if !credits.admit(conn, &ip_key, per_ip, hour, limits::now_ms())? {
-            return Ok(None);
-        }
-        let secret = settings.secret();
-        Ok(Some(subscriptions::sign_up(
-            conn,
-            &signup,
-            per_address,
-            ttl,
-            secret,
-        )))
+        admit_and_sign_up(conn, &credits, &settings, &signup)
     })
     .await;
     match result {
@@ -442,6 +425,31 @@ pub async fn subscribe(
         Ok(Some(Err(SignupError::Db(e)))) | Err(e) if e.is_unavailable() => reply.unavailable(),
         Ok(Some(Err(SignupError::Db(e)))) | Err(e) => reply.internal_error(&e),
     }
+}
+
+/// Counts the sign-up against its client IP's limit, then takes it. Sign-ups per client IP are
+/// counted in the database, so that every process sees them all (see `stores::limits`): one
+/// statement, or none for a busy address whose places this process took ahead. `None`: over the
+/// per-IP limit.
+fn admit_and_sign_up(
+    conn: &mut db::DbConnection,
+    credits: &limits::Credits,
+    settings: &Settings,
+    signup: &NewSignup,
+) -> Result<Option<Result<(), SignupError>>, db::DbError> {
+    let ip_key = format!("signup-ip:{}", net::limit_key(&signup.ip));
+    let hour = std::time::Duration::from_secs(3600);
+    let per_ip = settings.signup_per_ip_per_hour;
+    if !credits.admit(conn, &ip_key, per_ip, hour, limits::now_ms())? {
+        return Ok(None);
+    }
+    Ok(Some(subscriptions::sign_up(
+        conn,
+        signup,
+        settings.signup_per_address_per_hour,
+        settings.confirmation_ttl,
+        settings.secret(),
+    )))
 }
 
 /// The browser's `User-Agent`, for the consent record: one line, at most 512 characters.
