@@ -4,7 +4,7 @@
 tools="${IRIA_BENCH_POSTFIX_DIR:-$HOME/.cache/iria-news-bench/postfix}"
 if [ ! -x "$tools/usr/sbin/smtp-sink" ]; then
   mkdir -p "$tools"
-  (cd "$tools" && apt-get download postfix >/dev/null 2>&1 && dpkg -x postfix_*.deb . && rm -f postfix_*.deb)
+  (cd "$tools" && apt-get download postfix >/dev/null 2>&1 && dpkg -x postfix_*.deb . && rm -f postfix_*.deb) || true
 fi
 [ -x "$tools/usr/sbin/smtp-sink" ] || { echo "bench: could not fetch postfix's smtp-sink (apt-get update first?)" >&2; exit 2; }
 export LD_LIBRARY_PATH="$tools/usr/lib/postfix${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

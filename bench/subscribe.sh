@@ -24,8 +24,10 @@ admin="${IRIA_BENCH_POSTGRES_URL:-postgres://root@127.0.0.1:5432/postgres}"
 sslmode="?sslmode=disable"
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 sink_port=2527
-# shellcheck source=bench/postfix.sh
-. bench/postfix.sh
+if [ -z "${IRIA_SMTP_URL:-}" ]; then
+  # shellcheck source=bench/postfix.sh
+  . bench/postfix.sh
+fi
 
 bin="${IRIA_BENCH_BIN:-}"
 if [ -z "$bin" ]; then
@@ -52,6 +54,8 @@ if [ -z "${IRIA_SMTP_URL:-}" ]; then
   # The sink: accepts everything, keeps nothing.
   "$sink" -u "$(id -un)" 127.0.0.1:$sink_port 1024 &
   sink_pid=$!
+  sleep 0.5
+  kill -0 "$sink_pid" 2>/dev/null || { echo "bench: smtp-sink did not start (port $sink_port taken?)" >&2; exit 2; }
   export IRIA_SMTP_URL="smtp://127.0.0.1:$sink_port"
 fi
 export IRIA_LISTEN="127.0.0.1:$port"

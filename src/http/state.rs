@@ -28,6 +28,8 @@ pub struct AppState {
     pub preview: PreviewCache,
     /// The dashboard's figures, kept a minute when counting them means reading many rows.
     pub figures: FiguresCache,
+    /// The digest page's count of readers by their choice of topics, kept likewise.
+    pub audiences: FiguresCache,
     /// Tracked links and opens: the token checker, the links' addresses, the click recorder.
     pub tracking: Arc<crate::processes::clicks::Tracking>,
     /// Sign-ups per client IP: places of busy addresses taken ahead (see `stores::limits`),

@@ -150,6 +150,19 @@ fn matches(article: &Article, topics: &str) -> bool {
 
 /// Works out this period's digest without writing anything.
 pub fn plan(conn: &mut DbConnection, period_key: &str, now: NaiveDateTime) -> QueryResult<Plan> {
+    let groups = subscriptions::confirmed_by_topics(conn)?;
+    plan_for(conn, period_key, now, groups)
+}
+
+/// [`plan`] for readers already counted by their choice of topics
+/// ([`subscriptions::confirmed_by_topics`]): a page that shows the plan may count them less often
+/// than it reads the articles.
+pub fn plan_for(
+    conn: &mut DbConnection,
+    period_key: &str,
+    now: NaiveDateTime,
+    groups: Vec<(String, i64)>,
+) -> QueryResult<Plan> {
     // The window opens at the previous digest's cut-off, less a week of grace for articles that
     // reached the store late (a feed polled after the digest, a CMS push back-dated): an article
     // goes out once, whenever it arrives, unless it is older than that. The first digest looks
@@ -157,7 +170,6 @@ pub fn plan(conn: &mut DbConnection, period_key: &str, now: NaiveDateTime) -> Qu
     let previous = digests::previous_cutoff(conn)?;
     let after = previous.unwrap_or(now) - chrono::Duration::days(LOOKBACK_DAYS);
     let articles = articles::undigested(conn, Some(after), now)?;
-    let groups = subscriptions::confirmed_by_topics(conn)?;
     let audiences = groups
         .into_iter()
         .map(|(topics, subscribers)| {

@@ -59,7 +59,7 @@ fn envelope(
 #[derive(Clone, Copy, Debug)]
 pub struct Addressee<'a> {
     pub delivery_id: i64,
-    /// The delivery's Message-ID, as the ledger set it at the claim.
+    /// The delivery's Message-ID, as the claim made it (the same for every attempt).
     pub message_id: &'a str,
     pub subscriber_id: i64,
     pub email: &'a str,

@@ -75,6 +75,7 @@ impl Application {
             mailer: mailer.clone(),
             preview: Default::default(),
             figures: Default::default(),
+            audiences: Default::default(),
             signup_credits: Default::default(),
             tracking: tracking.clone(),
         });

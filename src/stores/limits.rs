@@ -14,9 +14,11 @@
 //! lets a process take several places of a busy key in one statement and hand them out itself
 //! for at most a second, and remember a refusal for as long (at most the key's interval): the
 //! database still counts every place before it is used, so the limit holds across processes
-//! exactly as before; a place taken and not used within the second is lost, which can only
-//! refuse early, never admit more. Keys with a limit under 200 an hour (the default is 30) are
-//! never taken more than one place at a time, so they behave exactly as above.
+//! exactly as before; a place taken and not used within its second (each new grant starts a new
+//! one) is lost, which can only refuse early, never admit more. Requests of one process that find
+//! no place at the same moment each ask for a chunk, so a burst can take more places than it
+//! uses. Keys with a limit under 200 an hour (the default is 30) are never taken more than one
+//! place at a time; their refusals are repeated for a second too.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

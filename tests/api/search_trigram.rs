@@ -147,6 +147,24 @@ fn insert(conn: &mut DbConnection, email: &str, name: Option<&str>) -> i64 {
         .expect("insert")
 }
 
+/// An article for the coming digest, published an hour ago.
+fn add_article(conn: &mut DbConnection, n: usize) {
+    let article = iria_news::stores::articles::NewArticle {
+        guid: format!("guid-{n}"),
+        link: format!("https://iria.example/2026/12/article-{n}/"),
+        title: format!("Article {n}"),
+        summary: format!("Summary of article {n}."),
+        body: format!("<p>Body of article {n}.</p>"),
+        author: None,
+        categories: vec!["Europe".into()],
+        image_url: None,
+        image_credit: None,
+        published_at: db::now() - chrono::Duration::hours(1),
+    };
+    iria_news::stores::articles::upsert(conn, &[article], iria_news::stores::articles::Source::Api)
+        .expect("article");
+}
+
 fn all_rows(conn: &mut DbConnection) -> Vec<(i64, String, Option<String>)> {
     subscribers::table
         .filter(subscribers::erased_at.is_null())
@@ -408,7 +426,21 @@ async fn a_large_list_is_counted_up_to_the_cap(backend: Backend) {
         dashboard.contains("id=\"figures-cached\""),
         "the page says the figures are kept"
     );
+    // The digest page: the readers grouped by topics are counted at most once a minute too,
+    // and the page says so; the articles are read at each view.
+    add_article(&mut app.conn(), 1);
+    let digest = body(console.get("/admin/digest").await).await;
+    assert!(digest.contains("1 article(s) so far"), "{digest}");
+    assert!(digest.contains("<td class=\"num\">100000</td>"), "{digest}");
+    assert!(digest.contains("id=\"readers-counted\""), "{digest}");
     insert(&mut app.conn(), "one-more@example.org", None);
+    add_article(&mut app.conn(), 2);
+    let digest = body(console.get("/admin/digest").await).await;
+    assert!(digest.contains("2 article(s) so far"), "{digest}");
+    assert!(
+        digest.contains("<td class=\"num\">100000</td>"),
+        "readers counted at most once a minute"
+    );
     let again = body(console.get("/admin").await).await;
     assert!(
         again.contains("<dd id=\"count-confirmed\">100000</dd>"),

@@ -169,7 +169,9 @@ pub enum Outcome {
 }
 
 /// Records the outcomes of a batch in one transaction: the sent ones, the great majority, in one
-/// statement; the others one by one. Each update names the lease owner, so a worker whose lease
+/// statement on PostgreSQL (one prepared update a row on SQLite); the others one by one. Each
+/// outcome of an attempt that may have reached the server (sent, retried, failed, bounced)
+/// stores the delivery's Message-ID. Each update names the lease owner, so a worker whose lease
 /// ran out (and whose rows another worker took) changes nothing. Returns the subscribers whose
 /// address bounced, for the caller to suppress in the same transaction (the ledger does not
 /// change subscribers).
@@ -188,7 +190,7 @@ pub fn record(
         record_sent(conn, owner, &sent, now)?;
         let mut bounced = Vec::new();
         for (claimed, outcome) in outcomes {
-            let changed = record_one(conn, owner, claimed.id, outcome, now)?;
+            let changed = record_one(conn, owner, claimed, outcome, now)?;
             if changed > 0 && matches!(outcome, Outcome::Bounced { .. }) {
                 bounced.push(claimed.subscriber_id);
             }
@@ -236,10 +238,7 @@ fn record_sent(
             RecordSent {
                 now,
                 ids: sent.iter().map(|c| c.id).collect(),
-                message_ids: sent
-                    .iter()
-                    .map(|c| c.message_id.clone().unwrap_or_default())
-                    .collect(),
+                message_ids: sent.iter().map(|c| c.message_id.clone()).collect(),
                 owner,
             }
             .execute(pg)?;
@@ -269,7 +268,7 @@ fn record_sent(
 struct RecordSent<'a> {
     now: NaiveDateTime,
     ids: Vec<i64>,
-    message_ids: Vec<String>,
+    message_ids: Vec<Option<String>>,
     owner: &'a str,
 }
 
@@ -291,7 +290,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordSent<'_> {
         );
         out.push_bind_param::<Array<BigInt>, _>(&self.ids)?;
         out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.message_ids)?;
+        out.push_bind_param::<Array<diesel::sql_types::Nullable<Text>>, _>(&self.message_ids)?;
         out.push_sql(
             ") AS v(id, message_id) WHERE deliveries.id = v.id \
              AND deliveries.status = 'sending' AND deliveries.lease_owner = ",
@@ -307,12 +306,14 @@ impl diesel::RunQueryDsl<diesel::PgConnection> for RecordSent<'_> {}
 fn record_one(
     conn: &mut DbConnection,
     owner: &str,
-    id: i64,
+    claimed: &Claimed,
     outcome: &Outcome,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
+    // What may have reached the server keeps the Message-ID it carried.
+    let message_id = deliveries::message_id.eq(claimed.message_id.as_deref());
     let row = deliveries::table
-        .filter(deliveries::id.eq(id))
+        .filter(deliveries::id.eq(claimed.id))
         .filter(deliveries::status.eq(Status::Sending.as_str()))
         .filter(deliveries::lease_owner.eq(owner));
     match outcome {
@@ -324,13 +325,14 @@ fn record_one(
                 deliveries::last_error.eq(error),
                 deliveries::lease_until.eq(None::<NaiveDateTime>),
                 deliveries::lease_owner.eq(None::<String>),
+                message_id,
             ))
             .execute(conn),
         Outcome::Failed { error } => diesel::update(row)
-            .set(ended(Status::Failed, Some(error), now))
+            .set((ended(Status::Failed, Some(error), now), message_id))
             .execute(conn),
         Outcome::Bounced { error } => diesel::update(row)
-            .set(ended(Status::Bounced, Some(error), now))
+            .set((ended(Status::Bounced, Some(error), now), message_id))
             .execute(conn),
         Outcome::Skipped { reason } => diesel::update(row)
             .set(ended(Status::Skipped, Some(reason), now))
@@ -373,8 +375,8 @@ pub fn commit_without_flush(conn: &mut DbConnection) -> QueryResult<()> {
 /// date (it can grow from nothing to a million rows between two analyses), and with the row count
 /// underestimated the planner chose to fetch every due row and sort them, tens of milliseconds a
 /// claim with 20,000 queued confirmations and seconds with a million queued copies. Sorts and
-/// bitmap scans are ruled out for this transaction only; its other statement (the Message-IDs)
-/// is a join on primary keys.
+/// bitmap scans are ruled out for this transaction only, whose one statement is the claim: a
+/// statement added to it would inherit these settings.
 fn claim_settings(conn: &mut DbConnection) -> QueryResult<()> {
     set_locally(
         conn,
