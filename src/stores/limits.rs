@@ -261,3 +261,109 @@ pub fn forget_idle(conn: &mut DbConnection, now_ms: i64) -> QueryResult<usize> {
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::foundation::config::DatabaseUrl;
+    use crate::foundation::db;
+
+    /// One connection to a fresh in-memory SQLite database with the schema.
+    fn database() -> db::PooledConnection {
+        let url = DatabaseUrl::parse("sqlite://:memory:").expect("url");
+        let pool = db::pool(&url, 1);
+        let mut conn = pool.get().expect("connection");
+        db::migrate(&mut conn).expect("migrations");
+        conn
+    }
+
+    fn tat(conn: &mut DbConnection, key: &str) -> Option<i64> {
+        rate_limits::table
+            .filter(rate_limits::key.eq(key))
+            .select(rate_limits::tat)
+            .first(conn)
+            .optional()
+            .expect("tat")
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_busy_key_takes_places_ahead_and_never_more_than_its_limit() {
+        let mut conn = database();
+        let credits = Credits::default();
+        // 2,000 an hour: at most 10 places taken at once; 1.8 s between two at the steady rate.
+        let (limit, now) = (2_000, 1_000_000_000);
+        let mut admitted = 0;
+        let mut tats = Vec::new();
+        for _ in 0..2_100 {
+            if credits
+                .admit(&mut conn, "k", limit, HOUR, now)
+                .expect("admit")
+            {
+                admitted += 1;
+            }
+            tats.push(tat(&mut conn, "k"));
+        }
+        // All at one instant: exactly the limit, whatever the chunks.
+        assert_eq!(admitted, 2_000);
+        // The database counted every place: its TAT is a full window ahead.
+        assert_eq!(tat(&mut conn, "k"), Some(now + 3_600_000));
+        // Places were taken several at a time: the TAT moved fewer times than requests admitted.
+        tats.dedup();
+        assert!(tats.len() < 400, "{} moves", tats.len());
+    }
+
+    #[test]
+    fn a_small_limit_takes_one_place_at_a_time_and_a_refusal_is_repeated_a_second() {
+        let mut conn = database();
+        let credits = Credits::default();
+        let now = 1_000_000_000;
+        for _ in 0..30 {
+            assert!(credits
+                .admit(&mut conn, "ip", 30, HOUR, now)
+                .expect("admit"));
+        }
+        // One place a statement: the TAT is exactly 30 intervals ahead, nothing held locally.
+        assert_eq!(tat(&mut conn, "ip"), Some(now + 30 * 120_000));
+        assert!(!credits
+            .admit(&mut conn, "ip", 30, HOUR, now)
+            .expect("refused"));
+        // Two minutes later (one interval) the database would admit again, but within the second
+        // the refusal is repeated without asking; after it, the database is asked and admits.
+        let later = now + 120_000;
+        assert!(!credits
+            .admit(&mut conn, "ip", 30, HOUR, now + 999)
+            .expect("kept"));
+        assert!(credits
+            .admit(&mut conn, "ip", 30, HOUR, later)
+            .expect("admit"));
+        // Another key is not affected by the first one's refusal.
+        assert!(credits
+            .admit(&mut conn, "other", 30, HOUR, now)
+            .expect("admit"));
+    }
+
+    #[test]
+    fn places_not_used_within_their_second_are_lost_not_reused() {
+        let mut conn = database();
+        let credits = Credits::default();
+        let (limit, now) = (20_000, 1_000_000_000);
+        // Warm the key up until places are taken ahead.
+        for _ in 0..50 {
+            assert!(credits
+                .admit(&mut conn, "k", limit, HOUR, now)
+                .expect("admit"));
+        }
+        let counted = tat(&mut conn, "k").expect("row");
+        let held = credits.keys.lock().expect("lock")["k"].left;
+        assert!(held > 0, "places held ahead");
+        // After the second, the next request goes to the database again (one place).
+        let later = now + CREDIT_MS + 1;
+        assert!(credits
+            .admit(&mut conn, "k", limit, HOUR, later)
+            .expect("admit"));
+        assert_eq!(tat(&mut conn, "k"), Some(counted + 180));
+        assert_eq!(credits.keys.lock().expect("lock")["k"].left, 0);
+    }
+}
