@@ -92,19 +92,9 @@ where
 
 impl<Conn> diesel::RunQueryDsl<Conn> for Admit<'_> {}
 
-/// Takes one place for `key` if it has one left: at most `limit` requests per `window`, in the
-/// sense above. `true`: admitted (and counted); `false`: refused, nothing counted.
-pub fn admit(
-    conn: &mut DbConnection,
-    key: &str,
-    limit: u32,
-    window: Duration,
-    now_ms: i64,
-) -> QueryResult<bool> {
-    take(conn, key, limit, window, now_ms, 1)
-}
-
-/// Takes `places` places for `key` at once, or none: `places` requests at the same moment.
+/// Takes `places` places for `key` at once, or none, as `places` requests at the same moment
+/// would: at most `limit` requests per `window`, in the sense above. `true`: admitted (and
+/// counted); `false`: refused, nothing counted.
 fn take(
     conn: &mut DbConnection,
     key: &str,
@@ -169,8 +159,8 @@ enum Local {
 }
 
 impl Credits {
-    /// Admits or refuses a request for `key` under the limit of [`admit`], from this process's
-    /// places taken ahead when it has some, else from the database.
+    /// Admits or refuses a request for `key` (at most `limit` per `window`, see the module's
+    /// notes), from this process's places taken ahead when it has some, else from the database.
     pub fn admit(
         &self,
         conn: &mut DbConnection,

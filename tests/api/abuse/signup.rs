@@ -514,16 +514,12 @@ on_both_backends!(
     super::thirty_parallel_sign_ups_from_one_ip_stop_at_the_per_ip_limit
 );
 
-/// Two app processes' worth of state (two `Application`s, each its own pool) on one database:
-/// the per-IP limit is the database's, so it is shared.
-async fn the_per_ip_limit_holds_across_two_app_instances_on_one_database(backend: Backend) {
-    let env = || vec![("IRIA_SIGNUP_PER_IP_PER_HOUR", "4".into())];
-    let Some(first) = app_with(backend, env()).await else {
-        return;
-    };
-    // The second instance runs against the first one's database (its own, made by the helper,
-    // stays unused).
-    let Some(second) = spawn_app_with(
+/// Two app instances on one database with this per-IP limit: the second runs against the first
+/// one's database (its own, made by the helper, stays unused).
+async fn two_instances(backend: Backend, per_ip: &str) -> Option<(TestApp, TestApp)> {
+    let env = || vec![("IRIA_SIGNUP_PER_IP_PER_HOUR", per_ip.to_string())];
+    let first = app_with(backend, env()).await?;
+    let second = spawn_app_with(
         backend,
         AppOptions {
             env: env(),
@@ -531,8 +527,14 @@ async fn the_per_ip_limit_holds_across_two_app_instances_on_one_database(backend
             ..Default::default()
         },
     )
-    .await
-    else {
+    .await?;
+    Some((first, second))
+}
+
+/// Two app processes' worth of state (two `Application`s, each its own pool) on one database:
+/// the per-IP limit is the database's, so it is shared.
+async fn the_per_ip_limit_holds_across_two_app_instances_on_one_database(backend: Backend) {
+    let Some((first, second)) = two_instances(backend, "4").await else {
         return;
     };
     let emails: Vec<String> = (0..12).map(|i| format!("x{i}@example.org")).collect();
@@ -561,20 +563,7 @@ on_both_backends!(
 /// admitted, and at most the places the two processes still hold are lost.
 async fn a_busy_address_never_gets_more_than_its_limit_across_two_instances(backend: Backend) {
     use futures_util::StreamExt;
-    let env = || vec![("IRIA_SIGNUP_PER_IP_PER_HOUR", "1000".into())];
-    let Some(first) = app_with(backend, env()).await else {
-        return;
-    };
-    let Some(second) = spawn_app_with(
-        backend,
-        AppOptions {
-            env: env(),
-            database_url: Some(first.db.url.clone()),
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some((first, second)) = two_instances(backend, "1000").await else {
         return;
     };
     let emails: Vec<String> = (0..1100).map(|i| format!("busy{i}@example.org")).collect();
