@@ -33,9 +33,9 @@ pub struct Claimed {
 /// Each claimed delivery comes with its Message-ID ([`MessageIds::message_id`], which carries an
 /// HMAC of the delivery): the same for every attempt of a delivery, so a copy sent twice (a crash
 /// mid-send) can be recognised as one, and a bounce quoting it proves which delivery it is
-/// about. Being a function of the delivery's id, it is stored only with the outcome of a sent
-/// message ([`record`]), in the row version written then anyway: storing it at the claim wrote
-/// one more version of every row.
+/// about. Being a function of the delivery's id, it is stored only with the outcome of an
+/// attempt that may have reached the server (sent, retried, failed, bounced: [`record`]), in the
+/// row version written then anyway: storing it at the claim wrote one more version of every row.
 pub fn claim(
     conn: &mut DbConnection,
     owner: &str,
