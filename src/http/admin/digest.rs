@@ -81,6 +81,7 @@ pub async fn page(
     let coming = coming_period(&state);
     let key = coming.as_ref().map(|c| c.0.clone());
     let kept = kept_readers(&state);
+    let kept_at = kept.as_ref().map(|k| k.counted_at.clone());
     let (plan, counted, done, history) = query(&state, move |conn| {
         let (groups, counted) = match kept {
             Some(kept) => (kept.groups.clone(), None),
@@ -113,7 +114,7 @@ pub async fn page(
     .await?;
     let readers_counted_at = match counted {
         Some(groups) => keep_readers(&state, groups),
-        None => kept_readers(&state).map(|k| k.counted_at.clone()),
+        None => kept_at,
     };
     let tz: chrono_tz::Tz = state.settings.timezone.parse().unwrap_or(chrono_tz::UTC);
     let audiences = plan
