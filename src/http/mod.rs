@@ -6,6 +6,7 @@ pub mod api;
 pub mod embedding;
 pub mod middleware;
 pub mod pages;
+pub mod progress;
 pub mod public;
 pub mod route_paths;
 pub mod state;

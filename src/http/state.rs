@@ -30,6 +30,8 @@ pub struct AppState {
     pub figures: FiguresCache,
     /// The digest page's count of readers by their choice of topics, kept likewise.
     pub audiences: FiguresCache,
+    /// Issues' delivery counts, kept a while when counting them was slow.
+    pub progress: Arc<crate::http::progress::ProgressCache>,
     /// Tracked links and opens: the token checker, the links' addresses, the click recorder.
     pub tracking: Arc<crate::processes::clicks::Tracking>,
     /// Sign-ups per client IP: places of busy addresses taken ahead (see `stores::limits`),

@@ -76,6 +76,7 @@ impl Application {
             preview: Default::default(),
             figures: Default::default(),
             audiences: Default::default(),
+            progress: Default::default(),
             signup_credits: Default::default(),
             tracking: tracking.clone(),
         });

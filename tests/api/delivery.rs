@@ -552,3 +552,57 @@ on_both_backends!(
     bounces_and_complaints_reported_later,
     super::bounces_and_complaints_reported_later
 );
+
+/// On PostgreSQL the ledger has no foreign key to subscribers (its per-row lock was most of the
+/// time of queueing a million copies); in its place, a subscriber who has deliveries cannot be
+/// deleted by hand, only erased, and one who has none still can be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_in_the_ledger_cannot_be_deleted_only_erased() {
+    use diesel::connection::SimpleConnection;
+    use iria_news::foundation::db::{self, DbConnection};
+    let Some(test_db) = TestDb::create(Backend::Postgres) else {
+        return;
+    };
+    let mut conn = test_db.connect();
+    db::migrate(&mut conn).expect("migrate");
+    let now = db::now();
+    let mut reader = |email: &str| -> i64 {
+        diesel::insert_into(subscribers::table)
+            .values((
+                subscribers::email.eq(email),
+                subscribers::status.eq("pending"),
+                subscribers::created_at.eq(now),
+                subscribers::updated_at.eq(now),
+            ))
+            .returning(subscribers::id)
+            .get_result(&mut conn)
+            .expect("subscriber")
+    };
+    let mailed = reader("mailed@example.org");
+    let never = reader("never@example.org");
+    iria_news::stores::delivery::queue_confirmation(&mut conn, mailed, "nonce", now)
+        .expect("queue");
+    let DbConnection::Pg(pg) = &mut conn else {
+        unreachable!("a PostgreSQL database")
+    };
+    let refused = pg
+        .batch_execute(&format!("DELETE FROM subscribers WHERE id = {mailed}"))
+        .expect_err("a subscriber with deliveries is not deleted");
+    assert!(
+        refused.to_string().contains("erase the subscriber"),
+        "{refused}"
+    );
+    let kept: i64 = deliveries::table
+        .filter(deliveries::subscriber_id.eq(mailed))
+        .count()
+        .get_result(pg)
+        .expect("count");
+    assert_eq!(kept, 1, "the ledger's row is still there");
+    pg.batch_execute(&format!("DELETE FROM subscribers WHERE id = {never}"))
+        .expect("a subscriber without deliveries is deleted");
+    let left: Vec<i64> = subscribers::table
+        .select(subscribers::id)
+        .load(pg)
+        .expect("subscribers");
+    assert_eq!(left, vec![mailed]);
+}

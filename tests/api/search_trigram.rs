@@ -120,7 +120,8 @@ fn search(conn: &mut DbConnection, term: &str) -> Vec<i64> {
         text: term.to_string(),
         ..Default::default()
     };
-    let found = directory::search(conn, &filter, 1000, 0, None).expect("search");
+    let found =
+        directory::search(conn, &filter, 1000, directory::Window::Offset(0)).expect("search");
     let counted = directory::count(conn, &filter).expect("count");
     assert_eq!(
         counted,
@@ -278,8 +279,7 @@ async fn trigram_search_finds_what_like_finds(backend: Backend) {
             ..Default::default()
         },
         10,
-        0,
-        None,
+        directory::Window::Offset(0),
     )
     .expect("search")[0]
         .id;
@@ -412,6 +412,45 @@ async fn a_large_list_is_counted_up_to_the_cap(backend: Backend) {
         "page 2 starts where 1 ended"
     );
     assert!(!page2.contains("reader99951@example.org"));
+    // Page 3, then its Previous link: by id too (no offset), and it shows page 2 again.
+    let next = page2
+        .split("before=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("page 2's Next link");
+    let page3 = body(
+        console
+            .get(&format!("/admin/subscribers?page=3&before={next}"))
+            .await,
+    )
+    .await;
+    assert!(page3.contains("reader99900@example.org"), "page 3's first");
+    let previous = page3
+        .split("\">Previous</a>")
+        .next()
+        .and_then(|head| head.rsplit("href=\"").next())
+        .expect("a Previous link")
+        .replace("&amp;", "&");
+    assert!(
+        previous.contains("page=2") && previous.contains("after=99900"),
+        "{previous}"
+    );
+    let back = body(console.get(&previous).await).await;
+    assert!(back.contains("reader99950@example.org"), "page 2's first");
+    assert!(back.contains("reader99901@example.org"), "page 2's last");
+    assert!(!back.contains("reader99900@example.org"));
+    assert!(!back.contains("reader99951@example.org"));
+    assert!(
+        back.find("reader99950@").expect("first") < back.find("reader99901@").expect("last"),
+        "newest first"
+    );
+
+    // A term too short for the trigram index is counted up to 1,000 only.
+    let short = body(console.get("/admin/subscribers?q=42").await).await;
+    assert!(
+        short.contains("More than 1000</span> subscribers match"),
+        "{short}"
+    );
 
     // reader4242, reader42420 to reader42429.
     let found = body(console.get("/admin/subscribers?q=READER4242").await).await;
@@ -454,4 +493,60 @@ async fn a_large_list_is_counted_up_to_the_cap(backend: Backend) {
 on_both_backends!(
     a_large_list_is_counted_up_to_the_cap,
     super::a_large_list_is_counted_up_to_the_cap
+);
+
+/// The topic filter finds the readers whose list of topics holds the topic as a whole name, in
+/// any place of the list, and no one whose topic merely contains it or matches it as a pattern.
+async fn a_topic_filter_matches_whole_names(backend: Backend) {
+    let Some(test_db) = TestDb::create(backend) else {
+        return;
+    };
+    let mut conn = test_db.connect();
+    db::migrate(&mut conn).expect("migrate");
+    let mut with_topics = |email: &str, topics: &str| {
+        let id = insert(&mut conn, email, None);
+        diesel::update(subscribers::table.find(id))
+            .set(subscribers::topics.eq(topics))
+            .execute(&mut conn)
+            .expect("topics");
+        id
+    };
+    let only = with_topics("only@example.org", "Terrorism");
+    let first = with_topics("first@example.org", "Terrorism,Defence");
+    let last = with_topics("last@example.org", "Defence,Terrorism");
+    let middle = with_topics("middle@example.org", "Defence,Terrorism,Diplomacy");
+    for (email, topics) in [
+        ("prefix@example.org", "Counter-Terrorism"),
+        ("suffix@example.org", "Terrorism Studies"),
+        ("near@example.org", "Defence,Counter-Terrorism,Diplomacy"),
+        ("other@example.org", "Defence"),
+        ("all@example.org", ""),
+    ] {
+        with_topics(email, topics);
+    }
+    let found = |conn: &mut DbConnection, topic: &str| -> Vec<i64> {
+        let filter = directory::Filter {
+            topic: Some(topic.into()),
+            ..Default::default()
+        };
+        let rows =
+            directory::search(conn, &filter, 100, directory::Window::Offset(0)).expect("search");
+        assert_eq!(
+            directory::count(conn, &filter).expect("count"),
+            rows.len() as i64
+        );
+        rows.into_iter().map(|r| r.id).collect()
+    };
+    assert_eq!(
+        found(&mut conn, "Terrorism"),
+        vec![middle, last, first, only]
+    );
+    assert!(found(&mut conn, "Terror_sm").is_empty(), "_ is no wildcard");
+    assert!(found(&mut conn, "%").is_empty(), "% is no wildcard");
+    assert!(found(&mut conn, "Defence,Terrorism").is_empty(), "one name");
+}
+
+on_both_backends!(
+    a_topic_filter_matches_whole_names,
+    super::a_topic_filter_matches_whole_names
 );

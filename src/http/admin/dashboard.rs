@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use super::{query, Answer, Chrome};
 use crate::foundation::db::{DbConnection, DbError};
 use crate::http::pages::html;
+use crate::http::progress::ProgressCache;
 use crate::http::state::AppState;
 
 /// Days the chart covers.
@@ -37,12 +38,13 @@ impl IssueProgress {
 /// The last `n` issues with their progress.
 pub fn last_issues(
     conn: &mut DbConnection,
+    progress: &ProgressCache,
     n: i64,
     offset: i64,
 ) -> Result<Vec<IssueProgress>, DbError> {
     let latest = crate::stores::issues::latest(conn, n, offset)?;
     let ids: Vec<i64> = latest.iter().map(|s| s.id).collect();
-    let counts = crate::stores::delivery::progress_of(conn, &ids)?;
+    let counts = progress.progress_of(conn, &ids)?;
     Ok(latest
         .into_iter()
         .map(|s| IssueProgress::of(s, &counts))
@@ -261,12 +263,13 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let settings = state.settings.clone();
     let kept = kept_figures(&state);
     let need_count = kept.is_none();
+    let progress = state.progress.clone();
     let (counted, issues, rates) = query(&state, move |conn| {
         let counted = match need_count {
             true => Some(count_figures(conn, next_at, &tz)?),
             false => None,
         };
-        let issues = last_issues(conn, 10, 0)?;
+        let issues = last_issues(conn, &progress, 10, 0)?;
         let rates = super::engagement::RateChart::load(conn, &settings)?;
         Ok((counted, issues, rates))
     })
@@ -290,6 +293,7 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
 /// The issues of these digests with their progress: (digest, issue).
 pub fn issues_of_digests(
     conn: &mut DbConnection,
+    progress: &ProgressCache,
     digest_ids: &[i64],
 ) -> Result<Vec<(i64, IssueProgress)>, DbError> {
     use crate::foundation::db::schema::issues;
@@ -302,7 +306,7 @@ pub fn issues_of_digests(
         ))
         .load(conn)?;
     let issue_ids: Vec<i64> = rows.iter().map(|(_, s)| s.id).collect();
-    let counts = crate::stores::delivery::progress_of(conn, &issue_ids)?;
+    let counts = progress.progress_of(conn, &issue_ids)?;
     Ok(rows
         .into_iter()
         .filter_map(|(digest_id, summary)| Some((digest_id?, IssueProgress::of(summary, &counts))))

@@ -82,6 +82,7 @@ pub async fn page(
     let key = coming.as_ref().map(|c| c.0.clone());
     let kept = kept_readers(&state);
     let kept_at = kept.as_ref().map(|k| k.counted_at.clone());
+    let progress_cache = state.progress.clone();
     let (plan, counted, done, history) = query(&state, move |conn| {
         let (groups, counted) = match kept {
             Some(kept) => (kept.groups.clone(), None),
@@ -99,7 +100,7 @@ pub async fn page(
         let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
         let mut by_digest: std::collections::HashMap<i64, Vec<IssueProgress>> =
             std::collections::HashMap::new();
-        for (digest_id, progress) in issues_of_digests(conn, &ids)? {
+        for (digest_id, progress) in issues_of_digests(conn, &progress_cache, &ids)? {
             by_digest.entry(digest_id).or_default().push(progress);
         }
         let history = runs

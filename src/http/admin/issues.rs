@@ -382,7 +382,11 @@ pub async fn list(
     q: web::Query<PageQuery>,
 ) -> Answer {
     let page = q.page();
-    let mut issues = query(&state, move |conn| last_issues(conn, 51, (page - 1) * 50)).await?;
+    let progress = state.progress.clone();
+    let mut issues = query(&state, move |conn| {
+        last_issues(conn, &progress, 51, (page - 1) * 50)
+    })
+    .await?;
     let more = issues.len() > 50;
     issues.truncate(50);
     Ok(html(
@@ -433,9 +437,10 @@ pub async fn page(
     let settings = state.settings.clone();
     // Readers' addresses are for editors and admins, as the subscriber pages are.
     let may_see_readers = super::may(&req, Role::Editor);
+    let progress = state.progress.clone();
     let (summary, counts, recipients, engagement) = query(&state, move |conn| {
         let summary = issues::summary(conn, id)?;
-        let counts = crate::stores::delivery::progress_of(conn, &[id])?;
+        let counts = progress.progress_of(conn, &[id])?;
         let filter = (!filter.is_empty()).then_some(filter.as_str());
         let recipients = if may_see_readers {
             crate::stores::delivery::recipients_of_issue(conn, id, filter, 500, 0)?

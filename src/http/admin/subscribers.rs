@@ -11,7 +11,7 @@ use crate::foundation::config::ClickTracking;
 use crate::http::pages::html;
 use crate::http::state::AppState;
 use crate::stores::engagement::{self, MAX_INACTIVE_DIGESTS};
-use crate::stores::subscriptions::directory::{self, ConsentRow, DeliveryRow, Filter};
+use crate::stores::subscriptions::directory::{self, ConsentRow, DeliveryRow, Filter, Window};
 use crate::stores::subscriptions::records::{self, SubscriberRecord};
 
 const PAGE: i64 = 50;
@@ -33,6 +33,8 @@ pub struct ListQuery {
     page: Option<i64>,
     /// Keyset paging: the rows older than this id (the "Next" link's), instead of an offset.
     before: Option<i64>,
+    /// Keyset paging: the rows just newer than this id (the "Previous" link's).
+    after: Option<i64>,
 }
 
 impl ListQuery {
@@ -107,7 +109,7 @@ struct ListPage<'a> {
     statuses: &'a [&'a str],
     topics: &'a [String],
     rows: Vec<SubscriberRecord>,
-    /// How many match, counted up to [`directory::COUNT_CAP`] + 1.
+    /// How many match, counted up to `cap` + 1 ([`directory::count_cap`]).
     total: i64,
     /// Whether more match than were counted.
     more_than: bool,
@@ -116,6 +118,9 @@ struct ListPage<'a> {
     pages: i64,
     /// The last row's id, for the "Next" link (keyset paging).
     next_before: Option<i64>,
+    /// The first row's id, for the "Previous" link past page 2 (keyset paging; page 1 is the
+    /// list's own first page).
+    prev_after: Option<i64>,
     query: String,
     /// Whether clicks are recorded per reader (the inactive filter and re-permission).
     personal: bool,
@@ -139,7 +144,12 @@ pub async fn list(
         filter.inactive_digests = None;
     }
     let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
-    let before = q.before.filter(|id| *id > 0);
+    let window = match (q.before.filter(|id| *id > 0), q.after.filter(|id| *id > 0)) {
+        (Some(id), _) => Window::Before(id),
+        (None, Some(id)) => Window::After(id),
+        (None, None) => Window::Offset((page - 1) * PAGE),
+    };
+    let cap = directory::count_cap(&filter);
     let f = filter.clone();
     let (rows, total, too_few) = query(&state, move |conn| {
         let too_few = match f.inactive_digests {
@@ -147,7 +157,7 @@ pub async fn list(
             None => None,
         };
         Ok((
-            directory::search(conn, &f, PAGE, (page - 1) * PAGE, before)?,
+            directory::search(conn, &f, PAGE, window)?,
             directory::count(conn, &f)?,
             too_few,
         ))
@@ -168,12 +178,13 @@ pub async fn list(
             next_before: (rows.len() as i64 == PAGE)
                 .then(|| rows.last().map(|r| r.id))
                 .flatten(),
+            prev_after: rows.first().map(|r| r.id).filter(|_| page > 2),
             rows,
-            total: total.min(directory::COUNT_CAP),
-            more_than: total > directory::COUNT_CAP,
-            cap: directory::COUNT_CAP,
+            total: total.min(cap),
+            more_than: total > cap,
+            cap,
             page,
-            pages: ((total.min(directory::COUNT_CAP) + PAGE - 1) / PAGE).max(1),
+            pages: ((total.min(cap) + PAGE - 1) / PAGE).max(1),
             query: q.query_string(),
             personal: mode == ClickTracking::Personal,
             refusal,

@@ -64,10 +64,11 @@ pub struct IssueList {
     responses((status = 200, body = IssueList), (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, description = "Outside the token's scopes: the problem's `scope` member names the scope needed", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_issues(state: web::Data<AppState>, q: web::Query<PageQuery>) -> Answer {
     let (limit, offset) = paging(q.limit, q.offset)?;
+    let progress = state.progress.clone();
     let items = run(&state, move |conn| {
         let latest = issues::latest(conn, limit, offset)?;
         let ids: Vec<i64> = latest.iter().map(|s| s.id).collect();
-        let counts = crate::stores::delivery::progress_of(conn, &ids)?;
+        let counts = progress.progress_of(conn, &ids)?;
         Ok(latest.into_iter().map(|s| Issue::of(s, &counts)).collect())
     })
     .await?;
@@ -194,10 +195,11 @@ pub async fn create_issue(
 }
 
 async fn issue(state: &AppState, id: i64) -> Result<Issue, ApiError> {
+    let progress = state.progress.clone();
     let (summary, counts) = run(state, move |conn| {
         Ok((
             issues::summary(conn, id)?,
-            crate::stores::delivery::progress_of(conn, &[id])?,
+            progress.progress_of(conn, &[id])?,
         ))
     })
     .await?;

@@ -12,7 +12,7 @@ use crate::foundation::config::ClickTracking;
 use crate::foundation::domain::{SubscriberEmail, SubscriberName, SubscriberStatus, Topics};
 use crate::http::state::AppState;
 use crate::stores::engagement::MAX_INACTIVE_DIGESTS;
-use crate::stores::subscriptions::directory::{self, Added, Filter, ImportOptions};
+use crate::stores::subscriptions::directory::{self, Added, Filter, ImportOptions, Window};
 use crate::stores::subscriptions::records;
 
 /// A subscriber.
@@ -143,7 +143,7 @@ pub async fn list_subscribers(
     };
     let (rows, total) = run(&state, move |conn| {
         Ok((
-            directory::search(conn, &filter, limit, offset, None)?,
+            directory::search(conn, &filter, limit, Window::Offset(offset))?,
             directory::count_all(conn, &filter)?,
         ))
     })

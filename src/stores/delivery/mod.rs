@@ -13,7 +13,7 @@ mod reports;
 pub use kinds::{Kind, Status, PRIORITY_BULK, PRIORITY_CONFIRMATION};
 pub use lease::{
     claim, commit_without_flush, record, release_expired_leases, release_owned, renew_leases,
-    Claimed, Outcome,
+    Claimed, DueKey, Outcome,
 };
 pub use queue::{
     forget_subscriber, mark_bounced, push_confirmation_insert, queue_already_subscribed,
@@ -21,6 +21,6 @@ pub use queue::{
     queue_repermission, queue_welcome, retry_failed, skip_queued_for,
 };
 pub use reports::{
-    counts_by_status, due_now, history_of, issue_progress, progress_of, recipients_of_issue,
-    subscriber_of, IssueRecipient, Progress,
+    any_waiting, counts_by_status, due_now, history_of, issue_progress, progress_of,
+    recipients_of_issue, subscriber_of, IssueRecipient, Progress,
 };

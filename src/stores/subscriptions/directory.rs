@@ -7,43 +7,56 @@ use diesel::prelude::*;
 
 use super::records::SubscriberRecord;
 use super::search::{candidates, filtered};
-pub use super::search::{Filter, COUNT_CAP, MIN_INDEXED_TERM};
+pub use super::search::{count_cap, Filter, COUNT_CAP, MIN_INDEXED_TERM, SCAN_COUNT_CAP};
 use super::NewSignup;
 use crate::foundation::db::schema::{consents, deliveries, issues, subscribers};
 use crate::foundation::db::{self, DbConnection, DbError};
 use crate::foundation::domain::SubscriberStatus;
 use crate::foundation::domain::{SubscriberEmail, SubscriberName, Topics};
 
-/// A page of the (filtered) list, newest first: `offset` rows skipped, or, with `before`, the
-/// rows older than that id (keyset paging, as fast on the last page as on the first).
+/// Which page of the list: `Offset(n)` skips `n` rows; `Before(id)` is the page of rows older
+/// than `id` (the Next link's), `After(id)` the page of rows just newer than `id` (the Previous
+/// link's): keyset paging, as fast deep in a million rows as on the first page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    Offset(i64),
+    Before(i64),
+    After(i64),
+}
+
+/// A page of the (filtered) list, newest first.
 pub fn search(
     conn: &mut DbConnection,
     filter: &Filter,
     limit: i64,
-    offset: i64,
-    before: Option<i64>,
+    window: Window,
 ) -> QueryResult<Vec<SubscriberRecord>> {
     let candidates = candidates(conn, filter)?;
-    let mut query = filtered(filter, candidates.as_deref());
-    match before {
-        Some(id) => query = query.filter(subscribers::id.lt(id)),
-        None => query = query.offset(offset),
+    let query = filtered(filter, candidates.as_deref()).limit(limit);
+    let query = match window {
+        Window::Offset(n) => query.offset(n).order(subscribers::id.desc()),
+        Window::Before(id) => query
+            .filter(subscribers::id.lt(id))
+            .order(subscribers::id.desc()),
+        Window::After(id) => query
+            .filter(subscribers::id.gt(id))
+            .order(subscribers::id.asc()),
+    };
+    let mut rows = query.select(SubscriberRecord::as_select()).load(conn)?;
+    if matches!(window, Window::After(_)) {
+        rows.reverse();
     }
-    query
-        .order(subscribers::id.desc())
-        .limit(limit)
-        .select(SubscriberRecord::as_select())
-        .load(conn)
+    Ok(rows)
 }
 
-/// How many match the filter, counted up to [`COUNT_CAP`] + 1: a number past the cap means
-/// "more than [`COUNT_CAP`]" (counting a million rows on every view of a list is what made the
-/// list slow).
+/// How many match the filter, counted up to [`count_cap`] + 1: a number past the cap means
+/// "more than the cap" (counting a million rows on every view of a list is what made the list
+/// slow).
 pub fn count(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
     let candidates = candidates(conn, filter)?;
     let ids: Vec<i64> = filtered(filter, candidates.as_deref())
         .select(subscribers::id)
-        .limit(COUNT_CAP + 1)
+        .limit(count_cap(filter) + 1)
         .load(conn)?;
     Ok(ids.len() as i64)
 }
