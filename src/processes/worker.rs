@@ -10,10 +10,12 @@ use rand::Rng;
 use tokio::sync::{oneshot, watch, Notify};
 
 mod build;
+mod schedule;
 
 use crate::processes::messages::dkim::DkimSigner;
 use crate::stores::delivery::{self, Claimed, Kind, Outcome};
 use build::Content;
+use schedule::ClaimSchedule;
 
 use crate::foundation::db::{self, DbError, Pool};
 use crate::foundation::domain::SubscriberStatus;
@@ -30,11 +32,6 @@ pub const PIPELINES: usize = 2;
 
 /// How much of a lease a worker leaves unused, for clocks and slow statements.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
-
-/// How often a worker reads the queue from its start rather than from after its last batch (see
-/// [`delivery::DueKey`]): the most a confirmation queued during a bulk send, or a row put back
-/// behind the last batch, waits for a claim to see it.
-const FULL_CLAIM_EVERY: Duration = Duration::from_millis(250);
 
 /// How long a woken worker waits for more work before claiming.
 const WAKE_COALESCE: Duration = Duration::from_millis(10);
@@ -58,10 +55,8 @@ pub struct Worker {
     stop: watch::Receiver<bool>,
     /// When the last renewal of this worker's leases that succeeded was started.
     renewed_at: Mutex<Option<Instant>>,
-    /// When this worker last put back in the queue the deliveries of leases run out.
-    released_at: Mutex<Option<Instant>>,
-    /// Where the next claim reads the queue from, and when a claim last read it from the start.
-    claim_floor: Mutex<ClaimFloor>,
+    /// Where the next claim reads the queue from, and when it releases expired leases.
+    schedule: ClaimSchedule,
     /// Where SMTP replies are counted (the web app's `/metrics` in `serve`).
     pub metrics: Arc<crate::foundation::metrics::Metrics>,
     /// Outcomes waiting to be written to the ledger, each with whom to tell when it is.
@@ -73,15 +68,6 @@ pub struct Worker {
 
 /// An outcome not yet in the ledger, and the sender that learns whether writing it succeeded.
 type Unrecorded = ((Claimed, Outcome), oneshot::Sender<bool>);
-
-/// Where a worker's claims read the queue from.
-#[derive(Default)]
-struct ClaimFloor {
-    /// The last row of the last full batch; `None`: from the start.
-    after: Option<delivery::DueKey>,
-    /// When a claim last read the queue from its start.
-    full_at: Option<Instant>,
-}
 
 /// One claim: the deliveries, and what sending them needs from the database.
 struct ClaimedBatch {
@@ -129,8 +115,7 @@ impl Worker {
             throttle,
             stop,
             renewed_at: Mutex::new(None),
-            released_at: Mutex::new(None),
-            claim_floor: Mutex::new(ClaimFloor::default()),
+            schedule: ClaimSchedule::default(),
             metrics: Default::default(),
             unrecorded: Mutex::new(Vec::new()),
             recorder: tokio::sync::Mutex::new(()),
@@ -284,8 +269,10 @@ impl Worker {
         let limit = self.settings.delivery.batch_size;
         let msg_ids = self.message_ids.clone();
         let settings = self.settings.clone();
-        let release = self.release_due();
-        let after = self.claim_from();
+        let release = self
+            .schedule
+            .release_due(self.settings.delivery.lease, Instant::now());
+        let after = self.schedule.claim_from(Instant::now());
         let batch = db::run(&self.pool, move |conn| {
             let now = db::now();
             if release {
@@ -331,55 +318,8 @@ impl Worker {
             })
         })
         .await?;
-        self.claimed_up_to(&batch.deliveries, limit);
+        self.schedule.claimed_up_to(&batch.deliveries, limit);
         Ok(batch)
-    }
-
-    /// Where this claim reads the queue from: after the last full batch, or from the start
-    /// when that was [`FULL_CLAIM_EVERY`] ago or more (or there is no last full batch).
-    fn claim_from(&self) -> Option<delivery::DueKey> {
-        let Ok(mut floor) = self.claim_floor.lock() else {
-            return None;
-        };
-        if floor.after.is_none()
-            || floor
-                .full_at
-                .is_none_or(|t| t.elapsed() >= FULL_CLAIM_EVERY)
-        {
-            floor.full_at = Some(Instant::now());
-            return None;
-        }
-        floor.after
-    }
-
-    /// Moves the claims' starting place past a full batch; a short batch (the end of what is
-    /// due, or of what lies after the place) sends the next claim back to the start.
-    fn claimed_up_to(&self, batch: &[Claimed], limit: i64) {
-        let Ok(mut floor) = self.claim_floor.lock() else {
-            return;
-        };
-        if (batch.len() as i64) < limit {
-            floor.after = None;
-            return;
-        }
-        let last = batch.iter().map(Claimed::due_key).max();
-        floor.after = floor.after.max(last);
-    }
-
-    /// Whether this claim is to put back first the deliveries whose lease ran out: every tenth
-    /// of a lease, at most every 5 seconds, rather than at every claim (the statement walks the
-    /// index of leases from its oldest entries, and those of the copies sent long ago are only
-    /// removed by vacuum: at a million copies, a few milliseconds a claim for nothing).
-    fn release_due(&self) -> bool {
-        let every = (self.settings.delivery.lease / 10).min(Duration::from_secs(5));
-        let Ok(mut last) = self.released_at.lock() else {
-            return true;
-        };
-        if last.is_some_and(|t| t.elapsed() < every) {
-            return false;
-        }
-        *last = Some(Instant::now());
-        true
     }
 
     /// Adds newly read issues to the cache; returns every issue known, for this batch.

@@ -606,3 +606,50 @@ async fn a_subscriber_in_the_ledger_cannot_be_deleted_only_erased() {
         .expect("subscribers");
     assert_eq!(left, vec![mailed]);
 }
+
+/// The console's and the API's delivery counts: a count that was slow is kept for a while (an
+/// editor watching a million-copy send does not recount every 5 seconds), a quick one shows
+/// every change at once, and a kept one is read again once its time is up.
+async fn issue_counts_are_kept_only_when_counting_was_slow(backend: Backend) {
+    use iria_news::http::progress::ProgressCache;
+    let smtp = SmtpServer::start();
+    let Some((db, _, issue_id)) = queued_issue(backend, 5, &smtp, &[]) else {
+        return;
+    };
+    let mut conn = db.connect();
+    let mut queued = |cache: &ProgressCache| -> i64 {
+        cache
+            .progress_of(&mut conn, &[issue_id])
+            .expect("progress")
+            .iter()
+            .filter(|(issue, status, _)| *issue == Some(issue_id) && status == "queued")
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    // Every count is slow to this one.
+    let keeping = ProgressCache::keeping_from(Duration::ZERO);
+    let quick = ProgressCache::default();
+    assert_eq!(queued(&keeping), 5);
+    assert_eq!(queued(&quick), 5);
+    let first: i64 = subscribers::table
+        .select(subscribers::id)
+        .order(subscribers::id)
+        .first(&mut db.connect())
+        .expect("a reader");
+    let skipped = iria_news::stores::delivery::skip_queued_for(&mut db.connect(), first, "left")
+        .expect("skip");
+    assert_eq!(skipped, 1);
+    assert_eq!(queued(&keeping), 5, "the slow count is kept");
+    assert_eq!(queued(&quick), 4, "a count of five rows is never kept");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        queued(&keeping),
+        4,
+        "a count kept a second at most when it took milliseconds"
+    );
+}
+
+on_both_backends!(
+    issue_counts_are_kept_only_when_counting_was_slow,
+    super::issue_counts_are_kept_only_when_counting_was_slow
+);

@@ -123,19 +123,7 @@ pub async fn page(
         .iter()
         .map(|a| (a.topics.replace(',', ", "), a.subscribers, a.articles.len()))
         .collect();
-    let notice = match q.notice.as_deref() {
-        Some("queued") => {
-            Some("The digest is queued; the scheduled run will find it done.".to_string())
-        }
-        Some("done") => {
-            Some("This week's digest was made or skipped already: nothing sent.".to_string())
-        }
-        Some("empty") => Some("There is no new article, so no digest was sent.".to_string()),
-        Some("skipped") => {
-            Some("The coming digest is skipped; its articles wait for the next one.".to_string())
-        }
-        _ => None,
-    };
+    let notice = notice_text(q.notice.as_deref());
     Ok(html(
         StatusCode::OK,
         &DigestPage {
@@ -150,9 +138,20 @@ pub async fn page(
             audiences,
             readers_counted_at,
             history,
-            notice,
+            notice: notice.map(str::to_string),
         },
     ))
+}
+
+/// What the page says after an action that redirected to it.
+fn notice_text(notice: Option<&str>) -> Option<&'static str> {
+    Some(match notice? {
+        "queued" => "The digest is queued; the scheduled run will find it done.",
+        "done" => "This week's digest was made or skipped already: nothing sent.",
+        "empty" => "There is no new article, so no digest was sent.",
+        "skipped" => "The coming digest is skipped; its articles wait for the next one.",
+        _ => return None,
+    })
 }
 
 /// `GET /admin/digest/preview`: the coming digest as a reader of all topics gets it.
