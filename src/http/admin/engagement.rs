@@ -25,14 +25,16 @@ pub struct Engagement {
 }
 
 impl Engagement {
-    /// The engagement of an issue; `None` when there is no such issue.
+    /// The engagement of an issue; `None` when there is no such issue. `delivered`: its copies
+    /// sent, when the caller counted them already.
     pub fn load(
         conn: &mut DbConnection,
         settings: &Settings,
         issue_id: i64,
+        delivered: Option<i64>,
     ) -> Result<Option<Self>, DbError> {
         let shown = Shown::of(settings);
-        let Some(report) = engagement::report_of(conn, issue_id, shown)? else {
+        let Some(report) = engagement::report_of(conn, issue_id, shown, delivered)? else {
             return Ok(None);
         };
         let (audiences, articles) = match engagement::digest_of(conn, issue_id)? {
@@ -163,7 +165,10 @@ pub fn to_csv(e: &Engagement) -> Result<Vec<u8>, csv::Error> {
 pub async fn csv(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let id = path_id(&path)?;
     let settings = state.settings.clone();
-    let found = query(&state, move |conn| Engagement::load(conn, &settings, id)).await?;
+    let found = query(&state, move |conn| {
+        Engagement::load(conn, &settings, id, None)
+    })
+    .await?;
     let e = found.ok_or(Fault::NotFound)?;
     let body = to_csv(&e).map_err(|e| Fault::Internal(format!("writing the CSV: {e}")))?;
     Ok(HttpResponse::Ok()

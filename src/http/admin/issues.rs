@@ -447,7 +447,9 @@ pub async fn page(
         } else {
             Vec::new()
         };
-        let engagement = super::engagement::Engagement::load(conn, &settings, id)?;
+        // The copies delivered, as the progress counted them (kept when counting was slow).
+        let sent = crate::stores::delivery::Progress::of(id, &counts).sent;
+        let engagement = super::engagement::Engagement::load(conn, &settings, id, Some(sent))?;
         Ok((summary, counts, recipients, engagement))
     })
     .await?;

@@ -73,7 +73,7 @@ pub async fn get_issue_engagement(state: web::Data<AppState>, path: web::Path<St
     let id = id_of(&path)?;
     let shown = Shown::of(&state.settings);
     let report = run(&state, move |conn| {
-        Ok(engagement::report_of(conn, id, shown)?)
+        Ok(engagement::report_of(conn, id, shown, None)?)
     })
     .await?
     .ok_or(ApiError::NotFound)?;

@@ -241,7 +241,7 @@ fn queue_audience(
         now.into_sql::<Timestamp>(),
         now.into_sql::<Timestamp>(),
     ));
-    diesel::insert_into(deliveries::table)
+    let queued = diesel::insert_into(deliveries::table)
         .values(rows)
         .into_columns((
             deliveries::kind,
@@ -252,7 +252,28 @@ fn queue_audience(
             deliveries::next_attempt_at,
             deliveries::created_at,
         ))
-        .execute(conn)
+        .execute(conn)?;
+    if queued >= ANALYZE_FROM {
+        refresh_statistics(conn)?;
+    }
+    Ok(queued)
+}
+
+/// Copies queued in one statement from which the ledger's statistics are refreshed at once.
+const ANALYZE_FROM: usize = 50_000;
+
+/// Refreshes PostgreSQL's statistics of the ledger, inside the queueing transaction (its own
+/// rows count; the statistics commit or roll back with them). Right after an issue is queued to
+/// a million readers the statistics still describe the ledger without them until autovacuum
+/// analyses it, a minute or more later; meanwhile the planner, expecting thousands of copies per
+/// reader, read a reader's history by scanning the whole ledger backwards (300 ms) and an issue's
+/// recipients by sorting all of them (800 ms), against 2 ms and under 1 ms once analysed. The
+/// ANALYZE samples 30,000 rows whatever the size: about 0.3 s at a million copies.
+fn refresh_statistics(conn: &mut DbConnection) -> QueryResult<()> {
+    if let DbConnection::Pg(pg) = conn {
+        diesel::sql_query("ANALYZE deliveries").execute(pg)?;
+    }
+    Ok(())
 }
 
 /// Skips whatever is still queued for a subscriber (they left); returns how many.
