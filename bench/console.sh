@@ -19,7 +19,7 @@ port="${IRIA_BENCH_PORT:-18093}"
 bin="${IRIA_BENCH_BIN:-target/release/iria-news}"
 [ -x "$bin" ] || cargo build --release --locked
 work=$(mktemp -d)
-trap 'kill "${app:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "${app:-0}" 2>/dev/null && wait "$app" 2>/dev/null; rm -rf "$work"' EXIT
 if [ "$backend" = sqlite ]; then
   url="sqlite://$work/bench.db"
 else
