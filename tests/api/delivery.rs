@@ -180,6 +180,20 @@ async fn faulty_smtp(backend: Backend, server_options: &[&str]) {
     }
 }
 
+/// An announcement to every confirmed reader, as an editor writes one.
+fn announcement(subject: &str) -> iria_news::stores::issues::Draft {
+    iria_news::stores::issues::Draft {
+        kind: iria_news::stores::issues::Kind::Announcement,
+        subject: subject.into(),
+        preheader: String::new(),
+        body_html: ISSUE.into(),
+        body_text: None,
+        topics: Vec::new(),
+        period_key: None,
+        idempotency_key: None,
+    }
+}
+
 /// A database with `n` confirmed subscribers and an issue queued to them, as `iria-news send`
 /// leaves it, plus the settings a worker process will get.
 fn queued_issue(
@@ -225,16 +239,7 @@ fn queued_issue(
         Ok::<_, diesel::result::Error>(())
     })
     .expect("subscribers");
-    let draft = iria_news::stores::issues::Draft {
-        kind: iria_news::stores::issues::Kind::Announcement,
-        subject: "IRIA News this week".into(),
-        preheader: String::new(),
-        body_html: ISSUE.into(),
-        body_text: None,
-        topics: Vec::new(),
-        period_key: None,
-        idempotency_key: None,
-    };
+    let draft = announcement("IRIA News this week");
     let queued = iria_news::processes::compose::create_and_queue(&mut conn, &settings, &draft)
         .expect("queue");
     assert_eq!(queued.recipients, n);
@@ -696,16 +701,7 @@ async fn a_large_queueing_leaves_the_ledger_analysed() {
         env.insert(k.to_string(), v.to_string());
     }
     let settings = Settings::from_sources(None, &env).expect("settings");
-    let draft = iria_news::stores::issues::Draft {
-        kind: iria_news::stores::issues::Kind::Announcement,
-        subject: "To every reader".into(),
-        preheader: String::new(),
-        body_html: ISSUE.into(),
-        body_text: None,
-        topics: Vec::new(),
-        period_key: None,
-        idempotency_key: None,
-    };
+    let draft = announcement("To every reader");
     let queued = iria_news::processes::compose::create_and_queue(&mut conn, &settings, &draft)
         .expect("queue");
     assert_eq!(queued.recipients, 60_000);
