@@ -107,6 +107,17 @@ run() {
   rss=$(tail -n1 "$work/$name-$mode.rss")
   grep -q "sent $n, failed 0, bounced 0, skipped 0, waiting 0" "$work/$name-$mode.out" || { echo "bench: $name ($mode) did not send all:" >&2; tail -n2 "$work/$name-$mode.out" >&2; exit 1; }
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$queue_ms" "$seconds" "$rss" >>"$work/results"
+  # Whether the rate holds as the queue empties: the rate up to the progress line nearest the
+  # half, and after it.
+  sed -n 's/.*: sent \([0-9]*\), .*(\([0-9.]*\) s)$/\1 \2/p' "$work/$name-$mode.out" |
+    awk -v n="$n" -v name="$name" -v mode="$mode" '
+      { sent[NR] = $1; at[NR] = $2 }
+      END {
+        best = 0
+        for (i = 1; i < NR; i++) if (best == 0 || (sent[i] - n / 2) ^ 2 < (sent[best] - n / 2) ^ 2) best = i
+        if (best == 0 || at[best] <= 0 || at[NR] <= at[best]) exit
+        printf "%s\t%s\t%d\t%.0f\t%.0f\n", name, mode, sent[best], sent[best] / at[best], (sent[NR] - sent[best]) / (at[NR] - at[best])
+      }' >>"$work/halves"
 }
 
 # smtp-source: the same number of messages, of the same size, over the same connections kept
@@ -127,6 +138,7 @@ lite_fill() {
 }
 
 : >"$work/results"
+: >"$work/halves"
 : >"$work/sources"
 for mode in $modes; do
   size=$(size_of "$mode")
@@ -160,3 +172,6 @@ while IFS=$'\t' read -r name mode queue_ms seconds rss; do
   printf '%-9s DKIM %-8s %.0f emails/s, ratio to smtp-source %.2f, queued in %s ms, peak RSS %.1f MB\n' \
     "$name:" "$mode" "$rate" "$ratio" "$queue_ms" "$(echo "$rss / 1024" | bc -l)"
 done <"$work/results"
+while IFS=$'\t' read -r name mode mid first second; do
+  printf '%-9s DKIM %-8s the first %d: %.0f emails/s; the rest: %.0f emails/s\n' "$name:" "$mode" "$mid" "$first" "$second"
+done <"$work/halves"

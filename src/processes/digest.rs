@@ -13,6 +13,7 @@ use crate::foundation::db::{self, DbConnection};
 use crate::foundation::schedule::Schedule;
 use crate::processes::compose;
 use crate::stores::articles::{self, shorten, Article};
+use crate::stores::delivery;
 use crate::stores::digests::{self, Archived, PeriodState};
 use crate::stores::issues::{self, Composed, Draft, IssueError, Kind};
 use crate::stores::subscriptions;
@@ -314,6 +315,7 @@ fn queue(
                 conn, issue, topics, digest_id, now,
             )?);
         }
+        delivery::analyse_if_large(conn, queued.iter().map(|(_, copies)| copies).sum())?;
         let ids: Vec<i64> = plan.articles.iter().map(|a| a.id).collect();
         articles::mark_digested(conn, &ids, digest_id)?;
         Ok::<_, IssueError>(Some((digest_id, queued)))

@@ -7,18 +7,19 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use rand::Rng;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{watch, Notify};
 
 mod build;
+mod recorder;
 mod schedule;
 
 use crate::processes::messages::dkim::DkimSigner;
 use crate::stores::delivery::{self, Claimed, Kind, Outcome};
 use build::Content;
+use recorder::Recorder;
 use schedule::ClaimSchedule;
 
 use crate::foundation::db::{self, DbError, Pool};
-use crate::foundation::domain::SubscriberStatus;
 use crate::foundation::{config::Settings, message_ids::MessageIds};
 use crate::processes::mail::{Mailer, SendError};
 use crate::processes::messages::IssueContent;
@@ -59,15 +60,9 @@ pub struct Worker {
     schedule: ClaimSchedule,
     /// Where SMTP replies are counted (the web app's `/metrics` in `serve`).
     pub metrics: Arc<crate::foundation::metrics::Metrics>,
-    /// Outcomes waiting to be written to the ledger, each with whom to tell when it is.
-    unrecorded: Mutex<Vec<Unrecorded>>,
-    /// Held by whoever is writing outcomes: one write at a time, and every outcome that arrives
-    /// meanwhile goes into the next one.
-    recorder: tokio::sync::Mutex<()>,
+    /// Writes the outcomes to the ledger, grouped.
+    recorder: Recorder,
 }
-
-/// An outcome not yet in the ledger, and the sender that learns whether writing it succeeded.
-type Unrecorded = ((Claimed, Outcome), oneshot::Sender<bool>);
 
 /// One claim: the deliveries, and what sending them needs from the database.
 struct ClaimedBatch {
@@ -101,6 +96,7 @@ impl Worker {
             settings.delivery.rate_per_second,
             settings.delivery.domain_rate_per_second,
         );
+        let group_target = settings.delivery.concurrency;
         // Never changes unless `run` is given a real one.
         let (_, stop) = watch::channel(false);
         Self {
@@ -117,8 +113,7 @@ impl Worker {
             renewed_at: Mutex::new(None),
             schedule: ClaimSchedule::default(),
             metrics: Default::default(),
-            unrecorded: Mutex::new(Vec::new()),
-            recorder: tokio::sync::Mutex::new(()),
+            recorder: Recorder::new(group_target),
         }
     }
 
@@ -339,7 +334,7 @@ impl Worker {
     }
 
     /// Sends a claimed batch with up to `delivery_concurrency` messages in flight, and records
-    /// each outcome as soon as it is known (see [`Self::record_outcome`]): a worker killed
+    /// each outcome as soon as it is known (see [`Recorder`]): a worker killed
     /// mid-batch has left unrecorded only the messages that were on a connection or in the
     /// write under way. Returns, for each delivery, whether it was sent and whether its outcome
     /// was written.
@@ -373,7 +368,12 @@ impl Worker {
                         self.deliver(&c, recipient, content, claimed_at).await
                     };
                     let sent = matches!(outcome, Outcome::Sent);
-                    (sent, self.record_outcome(c, outcome).await)
+                    (
+                        sent,
+                        self.recorder
+                            .record(&self.pool, &self.owner, c, outcome)
+                            .await,
+                    )
                 }
             })
             // Twice the connections: a message whose outcome is being written has given its
@@ -382,42 +382,6 @@ impl Worker {
             .buffer_unordered(concurrency * 2)
             .collect()
             .await
-    }
-
-    /// Writes one outcome to the ledger, grouped with whatever other outcomes arrive while a
-    /// write is under way (group commit): each accepted message is recorded within a write's
-    /// time (a few milliseconds), not at the end of its batch, and a busy worker still writes
-    /// many outcomes per statement. Returns whether the outcome was written.
-    async fn record_outcome(&self, claimed: Claimed, outcome: Outcome) -> bool {
-        let (tx, mut rx) = oneshot::channel();
-        match self.unrecorded.lock() {
-            Ok(mut pending) => pending.push(((claimed, outcome), tx)),
-            Err(_) => return false,
-        }
-        let _writing = self.recorder.lock().await;
-        // An earlier writer may have taken this outcome along.
-        if let Ok(written) = rx.try_recv() {
-            return written;
-        }
-        let group: Vec<Unrecorded> = match self.unrecorded.lock() {
-            Ok(mut pending) => std::mem::take(&mut *pending),
-            Err(_) => return false,
-        };
-        let (outcomes, tellers): (Vec<(Claimed, Outcome)>, Vec<oneshot::Sender<bool>>) =
-            group.into_iter().unzip();
-        let owner = self.owner.clone();
-        let count = outcomes.len();
-        let written = match db::run(&self.pool, move |conn| record(conn, &owner, &outcomes)).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, outcomes = count, "could not record delivery outcomes; their leases will expire and they will be tried again");
-                false
-            }
-        };
-        for teller in tellers {
-            let _ = teller.send(written);
-        }
-        rx.try_recv().unwrap_or(written)
     }
 
     async fn deliver(
@@ -541,22 +505,6 @@ pub fn backoff(base: Duration, attempts: i32) -> Duration {
         .min(Duration::from_secs(6 * 3600));
     let half = full / 2;
     half + half.mul_f64(rand::thread_rng().gen::<f64>())
-}
-
-/// Records a batch's outcomes and suppresses the addresses that bounced, in one transaction.
-fn record(
-    conn: &mut db::DbConnection,
-    owner: &str,
-    outcomes: &[(Claimed, Outcome)],
-) -> Result<(), DbError> {
-    db::write_transaction(conn, |conn| {
-        delivery::commit_without_flush(conn)?;
-        let now = db::now();
-        for subscriber_id in delivery::record(conn, owner, outcomes)? {
-            subscriptions::suppress(conn, subscriber_id, SubscriberStatus::Bounced, now)?;
-        }
-        Ok(())
-    })
 }
 
 #[cfg(test)]

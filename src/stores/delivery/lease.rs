@@ -270,6 +270,33 @@ pub fn record(
     })
 }
 
+/// Records a group of outcomes that are all [`Outcome::Sent`] (nearly every group a busy worker
+/// writes) in one statement, which is its own transaction, committed without waiting for a flush
+/// (see [`commit_without_flush`]): one round trip to the database instead of six (begin, the
+/// setting, a savepoint, the update, its release, commit), which took a quarter of the
+/// database's time in a 100,000-copy send. Returns `false`, having written nothing, when the
+/// group holds another outcome, or on SQLite: the caller then uses [`record`].
+pub fn record_only_sent(
+    conn: &mut DbConnection,
+    owner: &str,
+    outcomes: &[(Claimed, Outcome)],
+) -> QueryResult<bool> {
+    let DbConnection::Pg(pg) = conn else {
+        return Ok(false);
+    };
+    if outcomes.is_empty() || !outcomes.iter().all(|(_, o)| matches!(o, Outcome::Sent)) {
+        return Ok(false);
+    }
+    RecordSent {
+        now: db::now(),
+        ids: outcomes.iter().map(|(c, _)| c.id).collect(),
+        message_ids: outcomes.iter().map(|(c, _)| c.message_id.clone()).collect(),
+        owner,
+    }
+    .execute(pg)?;
+    Ok(true)
+}
+
 /// The columns of a delivery that has ended: its status, when, the last error, and no payload or
 /// lease any more.
 #[allow(clippy::type_complexity)]
@@ -333,8 +360,8 @@ fn record_sent(
     Ok(())
 }
 
-/// The statement of [`record_sent`] on PostgreSQL: the columns of [`ended`] and each row's
-/// Message-ID, for the rows this worker still holds. A query type of its own so that diesel
+/// The statement of [`record_sent`] and [`record_only_sent`] on PostgreSQL: the columns of
+/// [`ended`] and each row's Message-ID, for the rows this worker still holds. A query type of its own so that diesel
 /// prepares it once per connection (a `sql_query` is parsed and planned each time).
 struct RecordSent<'a> {
     now: NaiveDateTime,
@@ -353,11 +380,17 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordSent<'_> {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        out.push_sql("UPDATE deliveries SET status = 'sent', finished_at = ");
+        // The one-row `flush` sets `synchronous_commit` off for the statement's transaction
+        // (its own, in `record_only_sent`; the caller's, already so, in `record`): evaluated
+        // once, before the commit that reads it.
+        out.push_sql(
+            "WITH flush AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) \
+             UPDATE deliveries SET status = 'sent', finished_at = ",
+        );
         out.push_bind_param::<Timestamp, _>(&self.now)?;
         out.push_sql(
             ", last_error = NULL, payload = NULL, lease_until = NULL, message_id = v.message_id \
-             FROM unnest(",
+             FROM flush, unnest(",
         );
         out.push_bind_param::<Array<BigInt>, _>(&self.ids)?;
         out.push_sql(", ");

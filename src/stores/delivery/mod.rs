@@ -12,13 +12,13 @@ mod reports;
 
 pub use kinds::{Kind, Status, PRIORITY_BULK, PRIORITY_CONFIRMATION};
 pub use lease::{
-    claim, commit_without_flush, record, release_expired_leases, release_owned, renew_leases,
-    Claimed, DueKey, Outcome,
+    claim, commit_without_flush, record, record_only_sent, release_expired_leases, release_owned,
+    renew_leases, Claimed, DueKey, Outcome,
 };
 pub use queue::{
-    forget_subscriber, mark_bounced, push_confirmation_insert, queue_already_subscribed,
-    queue_confirmation, queue_data_link, queue_issue, queue_issue_for_exact_topics,
-    queue_repermission, queue_welcome, retry_failed, skip_queued_for,
+    analyse_if_large, forget_subscriber, mark_bounced, push_confirmation_insert,
+    queue_already_subscribed, queue_confirmation, queue_data_link, queue_issue,
+    queue_issue_for_exact_topics, queue_repermission, queue_welcome, retry_failed, skip_queued_for,
 };
 pub use reports::{
     any_waiting, counts_by_status, due_now, history_of, issue_progress, progress_of,

@@ -217,7 +217,9 @@ pub fn queue_issue(
         }
         audience = audience.filter(wanted);
     }
-    queue_audience(conn, issue_id, audience, now)
+    let queued = queue_audience(conn, issue_id, audience, now)?;
+    analyse_if_large(conn, queued)?;
+    Ok(queued)
 }
 
 /// Confirmed subscribers, as a query the audience filters narrow down.
@@ -253,14 +255,23 @@ fn queue_audience(
             deliveries::created_at,
         ))
         .execute(conn)?;
-    if queued >= ANALYZE_FROM {
-        refresh_statistics(conn)?;
-    }
     Ok(queued)
 }
 
-/// Copies queued in one statement from which the ledger's statistics are refreshed at once.
+/// Copies queued in one transaction from which the ledger's statistics are refreshed at once.
 const ANALYZE_FROM: usize = 50_000;
+
+/// After `queued` copies were queued in the caller's transaction: refreshes the ledger's
+/// statistics (see [`refresh_statistics`]) when they are [`ANALYZE_FROM`] or more. Called once
+/// per queueing transaction: by [`queue_issue`] itself, and by a digest after all its audiences
+/// ([`queue_issue_for_exact_topics`] does not), whose million copies may come in groups of
+/// thousands, none large alone.
+pub fn analyse_if_large(conn: &mut DbConnection, queued: usize) -> QueryResult<()> {
+    if queued >= ANALYZE_FROM {
+        refresh_statistics(conn)?;
+    }
+    Ok(())
+}
 
 /// Refreshes PostgreSQL's statistics of the ledger, inside the queueing transaction (its own
 /// rows count; the statistics commit or roll back with them). Right after an issue is queued to
@@ -309,7 +320,8 @@ pub fn forget_subscriber(conn: &mut DbConnection, subscriber_id: i64) -> QueryRe
 }
 
 /// Queues a digest issue for the confirmed subscribers whose chosen topics are exactly
-/// `stored_topics` (the digest was made for that choice), in one `INSERT … SELECT`.
+/// `stored_topics` (the digest was made for that choice), in one `INSERT … SELECT`. The caller
+/// calls [`analyse_if_large`] once with the digest's total.
 pub fn queue_issue_for_exact_topics(
     conn: &mut DbConnection,
     issue_id: i64,
