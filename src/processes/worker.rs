@@ -267,14 +267,14 @@ impl Worker {
         let release = self
             .schedule
             .release_due(self.settings.delivery.lease, Instant::now());
-        let after = self.schedule.claim_from(Instant::now());
+        let from = self.schedule.claim_from(release, Instant::now());
         let batch = db::run(&self.pool, move |conn| {
             let now = db::now();
             if release {
                 delivery::release_expired_leases(conn, now)?;
             }
             let deliveries =
-                delivery::claim(conn, &owner, now, now + lease, limit, after, &msg_ids)?;
+                delivery::claim(conn, &owner, now, now + lease, limit, from, &msg_ids)?;
             let ids: Vec<i64> = deliveries.iter().map(|c| c.subscriber_id).collect();
             let recipients = subscriptions::recipients(conn, &ids)?;
             let links = build::live_link_tokens(conn, settings.secret(), &deliveries)?;

@@ -13,7 +13,7 @@ mod reports;
 pub use kinds::{Kind, Status, PRIORITY_BULK, PRIORITY_CONFIRMATION};
 pub use lease::{
     claim, commit_without_flush, record, record_only_sent, release_expired_leases, release_owned,
-    renew_leases, Claimed, DueKey, Outcome,
+    renew_leases, ClaimFrom, Claimed, DueKey, Outcome,
 };
 pub use queue::{
     analyse_if_large, forget_subscriber, mark_bounced, push_confirmation_insert,
