@@ -244,7 +244,7 @@ on_both_backends!(
     super::polling_uses_conditional_get_and_a_failing_feed_keeps_its_state
 );
 
-fn new_article(n: usize, categories: &[&str]) -> NewArticle {
+pub(crate) fn new_article(n: usize, categories: &[&str]) -> NewArticle {
     NewArticle {
         guid: format!("guid-{n}"),
         link: format!("https://iria.example/2026/11/article-{n}/"),

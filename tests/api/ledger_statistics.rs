@@ -9,8 +9,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{Double, Text};
 use iria_news::foundation::config::Settings;
 use iria_news::foundation::db::{self, DbConnection};
-use iria_news::stores::articles::{self, NewArticle, Source};
+use iria_news::stores::articles::{self, Source};
 
+use crate::digest::new_article;
 use crate::helpers::{Backend, TestDb};
 
 #[derive(QueryableByName)]
@@ -104,21 +105,6 @@ async fn a_large_queueing_leaves_the_ledger_analysed() {
     assert_analysed(&mut conn, 60_000.0);
 }
 
-fn article(n: usize, category: &str) -> NewArticle {
-    NewArticle {
-        guid: format!("guid-{n}"),
-        link: format!("https://iria.example/2026/12/article-{n}/"),
-        title: format!("Article {n} on {category}"),
-        summary: format!("Summary of article {n}."),
-        body: format!("<p>Body of article {n}.</p>"),
-        author: None,
-        categories: vec![category.to_string()],
-        image_url: None,
-        image_credit: None,
-        published_at: chrono::Utc::now().naive_utc() - chrono::Duration::hours(n as i64 + 1),
-    }
-}
-
 /// A digest queued to 60,000 readers in three groups of 20,000 (readers of Europe, of Asia, of
 /// both), none large alone: the ledger is analysed once the digest is queued, as after one issue
 /// to all of them. Analysing after each large group instead left this one unanalysed.
@@ -134,7 +120,7 @@ async fn a_digest_queued_in_groups_leaves_the_ledger_analysed() {
     };
     articles::upsert(
         &mut conn,
-        &[article(1, "Europe"), article(2, "Asia")],
+        &[new_article(1, &["Europe"]), new_article(2, &["Asia"])],
         Source::Api,
     )
     .expect("articles");

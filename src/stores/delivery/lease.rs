@@ -320,19 +320,12 @@ pub fn record_only_sent(
     owner: &str,
     outcomes: &[(Claimed, Outcome)],
 ) -> QueryResult<bool> {
-    let DbConnection::Pg(pg) = conn else {
-        return Ok(false);
-    };
-    if outcomes.is_empty() || !outcomes.iter().all(|(_, o)| matches!(o, Outcome::Sent)) {
+    let all_sent = outcomes.iter().all(|(_, o)| matches!(o, Outcome::Sent));
+    if !matches!(conn, DbConnection::Pg(_)) || outcomes.is_empty() || !all_sent {
         return Ok(false);
     }
-    RecordSent {
-        now: db::now(),
-        ids: outcomes.iter().map(|(c, _)| c.id).collect(),
-        message_ids: outcomes.iter().map(|(c, _)| c.message_id.clone()).collect(),
-        owner,
-    }
-    .execute(pg)?;
+    let sent: Vec<&Claimed> = outcomes.iter().map(|(c, _)| c).collect();
+    record_sent(conn, owner, &sent, db::now())?;
     Ok(true)
 }
 
