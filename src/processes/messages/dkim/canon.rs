@@ -14,7 +14,7 @@ fn is_wsp(b: u8) -> bool {
 /// the last line has none. A CR or LF standing alone is part of the line.
 fn line_end(bytes: &[u8], from: usize) -> usize {
     let mut i = from;
-    while let Some(at) = bytes[i..].iter().position(|&b| b == b'\n') {
+    while let Some(at) = memchr::memchr(b'\n', &bytes[i..]) {
         let lf = i + at;
         if lf > from && bytes[lf - 1] == b'\r' {
             return lf - 1;
@@ -22,22 +22,6 @@ fn line_end(bytes: &[u8], from: usize) -> usize {
         i = lf + 1;
     }
     bytes.len()
-}
-
-/// Whether a line (without its CRLF) changes under relaxed canonicalisation: a tab, two white
-/// space characters in a row, or white space at its end.
-fn needs_rewrite(line: &[u8]) -> bool {
-    if line.last().is_some_and(|&b| is_wsp(b)) {
-        return true;
-    }
-    let mut previous_wsp = false;
-    for &b in line {
-        if b == b'\t' || (b == b' ' && previous_wsp) {
-            return true;
-        }
-        previous_wsp = b == b' ';
-    }
-    false
 }
 
 /// Feeds `out` with the relaxed canonical form of one line (without its CRLF) that has some
@@ -67,39 +51,85 @@ fn rewrite_line(line: &[u8], out: &mut impl FnMut(&[u8])) {
 /// The relaxed canonical form of a body (RFC 6376 §3.4.4), handed to `out` piece by piece:
 /// white space at the ends of lines removed, runs of it one space, empty lines at the end
 /// removed, and a CRLF after the last line of a body that lacks one.
+///
+/// Only a line holding a tab, two white space characters in a row or white space before its
+/// CRLF changes; such lines are found by searching the whole body for those bytes (a vectorised
+/// search, not a look at every byte of every line), and everything between them is handed on as
+/// it stands.
 pub fn relaxed_body(body: &[u8], mut out: impl FnMut(&[u8])) {
-    const CRLFS: &[u8] = b"\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n";
-    // Lines canonical as they stand, from `span` to the current line, not handed on yet.
+    let Some(text_end) = end_of_text(body) else {
+        return;
+    };
+    // The last line with text: rewritten whatever it holds, and given its CRLF.
+    let last_start = memchr::memmem::rfind(&body[..text_end], b"\r\n").map_or(0, |i| i + 2);
+    let lines = &body[..last_start];
+    let mut finds = Finds::new(lines);
     let mut span = 0;
-    // Empty lines seen and held back: they count only if some text follows them.
-    let mut empty: usize = 0;
-    let mut pos = 0;
-    while pos < body.len() {
-        let end = line_end(body, pos);
-        let next = (end + 2).min(body.len());
-        let line = &body[pos..end];
-        if line.iter().all(|&b| is_wsp(b)) {
-            out(&body[span..pos]);
-            empty += 1;
-            span = next;
-        } else {
-            if empty > 0 {
-                while empty > 0 {
-                    let n = empty.min(CRLFS.len() / 2);
-                    out(&CRLFS[..2 * n]);
-                    empty -= n;
-                }
-            }
-            if end == body.len() || needs_rewrite(line) {
-                out(&body[span..pos]);
-                rewrite_line(line, &mut out);
-                out(b"\r\n");
-                span = next;
+    while let Some(at) = finds.next_from(span) {
+        let start = memchr::memmem::rfind(&lines[span..at], b"\r\n").map_or(span, |i| span + i + 2);
+        // Every line before `last_start` ends in a CRLF.
+        let end = memchr::memmem::find(&lines[at..], b"\r\n").map_or(lines.len(), |i| at + i);
+        out(&lines[span..start]);
+        rewrite_line(&lines[start..end], &mut out);
+        out(b"\r\n");
+        span = (end + 2).min(lines.len());
+    }
+    out(&lines[span..]);
+    rewrite_line(&body[last_start..text_end], &mut out);
+    out(b"\r\n");
+}
+
+/// Where the body's last line with text in it (anything but white space) ends, without its
+/// CRLF; `None` for a body of nothing but empty or white-space-only lines.
+fn end_of_text(body: &[u8]) -> Option<usize> {
+    let mut end = body.len();
+    loop {
+        let start = memchr::memmem::rfind(&body[..end], b"\r\n").map_or(0, |i| i + 2);
+        if !body[start..end].iter().all(|&b| is_wsp(b)) {
+            return Some(end);
+        }
+        if start == 0 {
+            return None;
+        }
+        end = start - 2;
+    }
+}
+
+/// The next place in a run of CRLF-ended lines where a line changes under relaxed
+/// canonicalisation: a tab, two white space characters in a row, or white space before a CRLF.
+/// Each kind is searched for on its own and its next place kept until passed, so the lines
+/// are read once by each search.
+struct Finds<'a> {
+    lines: &'a [u8],
+    /// The next tab, double space and space before CRLF at or after the last `from`.
+    next: [Option<usize>; 3],
+    searched: bool,
+}
+
+impl<'a> Finds<'a> {
+    fn new(lines: &'a [u8]) -> Self {
+        Finds {
+            lines,
+            next: [None; 3],
+            searched: false,
+        }
+    }
+
+    fn next_from(&mut self, from: usize) -> Option<usize> {
+        for kind in 0..3 {
+            if !self.searched || self.next[kind].is_some_and(|at| at < from) {
+                let rest = self.lines.get(from..).unwrap_or_default();
+                let found = match kind {
+                    0 => memchr::memchr(b'\t', rest),
+                    1 => memchr::memmem::find(rest, b"  "),
+                    _ => memchr::memmem::find(rest, b" \r\n"),
+                };
+                self.next[kind] = found.map(|i| from + i);
             }
         }
-        pos = next;
+        self.searched = true;
+        self.next.iter().flatten().copied().min()
     }
-    out(&body[span..pos.min(body.len())]);
 }
 
 /// One header field in relaxed canonical form (RFC 6376 §3.4.2), appended to `out` with a

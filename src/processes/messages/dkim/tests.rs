@@ -226,3 +226,79 @@ fn bad_keys_are_refused_with_what_to_do() {
     let key = DkimKey::parse(&pkcs8, "d", "s").expect("PKCS#8 RSA");
     assert_eq!(key.algorithm, Algorithm::RsaSha256);
 }
+
+/// RFC 6376 §3.4.4 read literally, line by line, for comparison with the searching version.
+fn relaxed_body_by_the_letter(input: &[u8]) -> Vec<u8> {
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let mut rest = input;
+    loop {
+        match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(at) => {
+                lines.push(rest[..at].to_vec());
+                rest = &rest[at + 2..];
+            }
+            None => {
+                lines.push(rest.to_vec());
+                break;
+            }
+        }
+    }
+    let mut canonical: Vec<Vec<u8>> = lines
+        .into_iter()
+        .map(|line| {
+            let mut out = Vec::new();
+            let mut space = false;
+            for b in line {
+                if b == b' ' || b == b'\t' {
+                    space = true;
+                } else {
+                    if space {
+                        out.push(b' ');
+                    }
+                    space = false;
+                    out.push(b);
+                }
+            }
+            out
+        })
+        .collect();
+    while canonical.last().is_some_and(Vec::is_empty) {
+        canonical.pop();
+    }
+    canonical
+        .into_iter()
+        .flat_map(|mut line| {
+            line.extend_from_slice(b"\r\n");
+            line
+        })
+        .collect()
+}
+
+#[test]
+fn relaxed_body_equals_the_rfc_read_literally_on_random_bodies() {
+    use rand::{Rng, SeedableRng};
+    let pieces: [&[u8]; 9] = [
+        b"a",
+        b"word",
+        b" ",
+        b"\t",
+        b"\r\n",
+        b"\r",
+        b"\n",
+        "é".as_bytes(),
+        b"=20",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6376);
+    for case in 0..20_000 {
+        let len = rng.gen_range(0..40);
+        let input: Vec<u8> = (0..len)
+            .flat_map(|_| pieces[rng.gen_range(0..pieces.len())].iter().copied())
+            .collect();
+        assert_eq!(
+            body(&input),
+            relaxed_body_by_the_letter(&input),
+            "case {case}: {:?}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+}
