@@ -62,6 +62,8 @@ pub struct Worker {
     pub metrics: Arc<crate::foundation::metrics::Metrics>,
     /// Writes the outcomes to the ledger, grouped.
     recorder: Recorder,
+    /// Turns to build a message: one per core.
+    builders: Arc<tokio::sync::Semaphore>,
 }
 
 /// One claim: the deliveries, and what sending them needs from the database.
@@ -114,6 +116,7 @@ impl Worker {
             schedule: ClaimSchedule::default(),
             metrics: Default::default(),
             recorder: Recorder::new(group_target),
+            builders: build::builders(),
         }
     }
 
@@ -415,7 +418,7 @@ impl Worker {
             issue,
             welcome: content.welcome.cloned(),
         };
-        let message = match job.run().await {
+        let message = match job.run(&self.builders).await {
             Ok(m) => m,
             Err(outcome) => return outcome,
         };

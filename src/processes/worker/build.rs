@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use crate::foundation::config::Settings;
 use crate::foundation::db::DbConnection;
 use crate::foundation::domain::SubscriberStatus;
@@ -77,11 +79,22 @@ pub struct Job {
     pub welcome: Option<Welcome>,
 }
 
+/// How many messages are built at once: one per core. More would only take turns on the
+/// cores, each message finishing later, and switching between them costs time of its own.
+pub fn builders() -> Arc<Semaphore> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    Arc::new(Semaphore::new(cores))
+}
+
 impl Job {
     /// Builds and signs the message on one of the runtime's blocking threads, so that the
-    /// messages in flight are signed on every core at once. Building runs library code on stored
-    /// data: a panic there costs this one delivery, not the worker.
-    pub async fn run(self) -> Result<Outgoing, Outcome> {
+    /// messages in flight are signed on every core at once, as many at a time as `builders`
+    /// allows. Building runs library code on stored data: a panic there costs this one
+    /// delivery, not the worker.
+    pub async fn run(self, builders: &Semaphore) -> Result<Outgoing, Outcome> {
+        let Ok(_turn) = builders.acquire().await else {
+            return Err(Outcome::Released);
+        };
         let built = tokio::task::spawn_blocking(move || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build()))
         })

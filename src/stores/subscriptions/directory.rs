@@ -24,6 +24,9 @@ pub enum Window {
     After(i64),
 }
 
+/// From this offset on, a page's ids are found first and its rows read after.
+const DEEP_OFFSET: i64 = 1_000;
+
 /// A page of the (filtered) list, newest first.
 pub fn search(
     conn: &mut DbConnection,
@@ -34,6 +37,20 @@ pub fn search(
     let candidates = candidates(conn, filter)?;
     let query = filtered(filter, candidates.as_deref()).limit(limit);
     let query = match window {
+        // Deep in the list, the rows skipped are read from the index of live ids alone
+        // (migration `live_subscriber_ids`), and only the page's rows from the table.
+        Window::Offset(n) if n >= DEEP_OFFSET => {
+            let page: Vec<i64> = filtered(filter, candidates.as_deref())
+                .select(subscribers::id)
+                .order(subscribers::id.desc())
+                .limit(limit)
+                .offset(n)
+                .load(conn)?;
+            subscribers::table
+                .into_boxed()
+                .filter(subscribers::id.eq_any(page))
+                .order(subscribers::id.desc())
+        }
         Window::Offset(n) => query.offset(n).order(subscribers::id.desc()),
         Window::Before(id) => query
             .filter(subscribers::id.lt(id))
