@@ -141,13 +141,18 @@ pub async fn list_subscribers(
         topic: q.topic.clone().filter(|t| !t.is_empty()),
         inactive_digests: q.inactive_digests,
     };
-    let (rows, total) = run(&state, move |conn| {
-        Ok((
-            directory::search(conn, &filter, limit, Window::Offset(offset))?,
-            directory::count_all(conn, &filter)?,
-        ))
-    })
-    .await?;
+    // The page and the exact count on two connections at once: at a million rows the count
+    // reads every match (80 to 100 ms) and the page, deep in a filter, some tens of ms more.
+    let page_filter = filter.clone();
+    let (rows, total) = futures_util::try_join!(
+        run(&state, move |conn| Ok(directory::search(
+            conn,
+            &page_filter,
+            limit,
+            Window::Offset(offset)
+        )?)),
+        run(&state, move |conn| Ok(directory::count_all(conn, &filter)?)),
+    )?;
     let shown = offset.saturating_add(rows.len() as i64);
     Ok(HttpResponse::Ok().json(SubscriberList {
         total,
