@@ -35,15 +35,14 @@ pub fn search(
     window: Window,
 ) -> QueryResult<Vec<SubscriberRecord>> {
     let candidates = candidates(conn, filter)?;
-    let query = filtered(filter, candidates.as_deref()).limit(limit);
+    let matching = || filtered(filter, candidates.as_deref()).limit(limit);
     let query = match window {
         // Deep in the list, the rows skipped are read from the index of live ids alone
         // (migration `live_subscriber_ids`), and only the page's rows from the table.
         Window::Offset(n) if n >= DEEP_OFFSET => {
-            let page: Vec<i64> = filtered(filter, candidates.as_deref())
+            let page: Vec<i64> = matching()
                 .select(subscribers::id)
                 .order(subscribers::id.desc())
-                .limit(limit)
                 .offset(n)
                 .load(conn)?;
             subscribers::table
@@ -51,11 +50,11 @@ pub fn search(
                 .filter(subscribers::id.eq_any(page))
                 .order(subscribers::id.desc())
         }
-        Window::Offset(n) => query.offset(n).order(subscribers::id.desc()),
-        Window::Before(id) => query
+        Window::Offset(n) => matching().offset(n).order(subscribers::id.desc()),
+        Window::Before(id) => matching()
             .filter(subscribers::id.lt(id))
             .order(subscribers::id.desc()),
-        Window::After(id) => query
+        Window::After(id) => matching()
             .filter(subscribers::id.gt(id))
             .order(subscribers::id.asc()),
     };
