@@ -19,6 +19,7 @@ mod engagement;
 mod faults;
 mod import_job;
 mod journey;
+mod large_lists;
 mod ledger_statistics;
 mod openapi;
 mod preferences;

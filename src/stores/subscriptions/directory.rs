@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::records::SubscriberRecord;
-use super::search::{candidates, filtered};
+use super::search::{candidates, filtered, Reading};
 pub use super::search::{count_cap, Filter, COUNT_CAP, MIN_INDEXED_TERM, SCAN_COUNT_CAP};
 use super::NewSignup;
 use crate::foundation::db::schema::{consents, deliveries, issues, subscribers};
@@ -35,7 +35,7 @@ pub fn search(
     window: Window,
 ) -> QueryResult<Vec<SubscriberRecord>> {
     let candidates = candidates(conn, filter)?;
-    let matching = || filtered(filter, candidates.as_deref()).limit(limit);
+    let matching = || filtered(filter, &candidates, Reading::Rows).limit(limit);
     let query = match window {
         // Deep in the list, the rows skipped are read from the index of live ids alone
         // (migration `live_subscriber_ids`), and only the page's rows from the table.
@@ -70,7 +70,7 @@ pub fn search(
 /// slow).
 pub fn count(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
     let candidates = candidates(conn, filter)?;
-    let ids: Vec<i64> = filtered(filter, candidates.as_deref())
+    let ids: Vec<i64> = filtered(filter, &candidates, Reading::Count)
         .select(subscribers::id)
         .limit(count_cap(filter) + 1)
         .load(conn)?;
@@ -80,7 +80,7 @@ pub fn count(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
 /// How many match the filter, all of them (an export's audit line).
 pub fn count_all(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
     let candidates = candidates(conn, filter)?;
-    filtered(filter, candidates.as_deref())
+    filtered(filter, &candidates, Reading::Count)
         .count()
         .get_result(conn)
 }
@@ -175,7 +175,7 @@ fn iso(t: Option<NaiveDateTime>) -> String {
 /// Every subscriber (not erased) as CSV: the file an import takes back.
 pub fn export_csv(conn: &mut DbConnection, filter: &Filter) -> Result<Vec<u8>, DbError> {
     let candidates = candidates(conn, filter)?;
-    let rows = filtered(filter, candidates.as_deref())
+    let rows = filtered(filter, &candidates, Reading::Rows)
         .order(subscribers::id)
         .select(SubscriberRecord::as_select())
         .load::<SubscriberRecord>(conn)?;

@@ -1,0 +1,1 @@
+DROP INDEX subscribers_live_status_topics;
