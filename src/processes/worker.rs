@@ -434,7 +434,9 @@ impl Worker {
                 reason: format!("{domain} asked us to slow down"),
             };
         }
-        self.throttle.wait_turn(&domain).await;
+        if !self.turn(&domain).await {
+            return Outcome::Released;
+        }
         // Checked again after the waits (building, the domain's turn): still ours, not stopping.
         if *self.stop.borrow() || !self.lease_held(claimed_at) {
             return Outcome::Released;
@@ -455,6 +457,24 @@ impl Worker {
                 }
             }
             Err(e) => self.after_failure(claimed, e),
+        }
+    }
+
+    /// Waits for a turn within the rate ceilings; false when the worker is told to stop first.
+    /// Under a low ceiling a turn can be many seconds away, for each message in flight: a stop
+    /// does not wait for them (SIGTERM took 30 s at one message a second, past the 10 s a
+    /// container runtime grants before SIGKILL), and the message goes back unsent.
+    async fn turn(&self, domain: &str) -> bool {
+        let mut stop = self.stop.clone();
+        let stopping = async move {
+            // A worker never given a shutdown signal has no sender: it never stops here.
+            if stop.wait_for(|stopping| *stopping).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = self.throttle.wait_turn(domain) => true,
+            () = stopping => false,
         }
     }
 

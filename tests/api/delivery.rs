@@ -405,6 +405,53 @@ on_both_backends!(
     super::sigterm_mid_send_exits_cleanly_and_loses_nothing
 );
 
+/// SIGTERM under a low rate ceiling (`IRIA_DELIVERY_RATE_PER_SECOND=1`): the messages waiting for
+/// their turn go back at once instead of each waiting a second more, so the worker exits well
+/// inside the 10 s a container runtime grants before SIGKILL, leaves no lease behind, and the
+/// ledger says exactly who got a copy.
+async fn sigterm_under_a_rate_ceiling_does_not_wait_for_turns(backend: Backend) {
+    let smtp = SmtpServer::start();
+    let Some((db, env, issue_id)) = queued_issue(
+        backend,
+        100,
+        &smtp,
+        &[
+            ("IRIA_DELIVERY_RATE_PER_SECOND", "1"),
+            ("IRIA_DELIVERY_LEASE_SECONDS", "300"),
+        ],
+    ) else {
+        return;
+    };
+    let mut first = worker(&env);
+    smtp.wait_for(2, Duration::from_secs(30)).await;
+    signal(&first, "TERM");
+    let started = Instant::now();
+    let status = first.wait().expect("wait");
+    let took = started.elapsed();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the worker took {took:?} to stop (16 messages in flight wait a second each otherwise)"
+    );
+    let book = ledger(&db, issue_id);
+    assert_eq!(
+        book.values().filter(|(s, _)| s == "sending").count(),
+        0,
+        "no lease left behind"
+    );
+    let sent = book.values().filter(|(s, _)| s == "sent").count();
+    assert!(sent < 20, "stopped early: {sent} sent");
+    assert_eq!(
+        sent,
+        copies(&smtp.received()).len(),
+        "the ledger says who got it"
+    );
+}
+on_both_backends!(
+    sigterm_under_a_rate_ceiling_does_not_wait_for_turns,
+    super::sigterm_under_a_rate_ceiling_does_not_wait_for_turns
+);
+
 /// Confirmation emails go ahead of bulk sends: a sign-up during a large send is confirmed
 /// long before the send ends.
 async fn confirmations_go_ahead_of_bulk(backend: Backend) {
