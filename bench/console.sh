@@ -5,7 +5,8 @@
 # (IRIA_BENCH_BACKEND=sqlite: on an SQLite file). With IO=io, also the CSV export and an import of
 # ROWS new addresses (consent held, then confirmation emails).
 # Usage: bench/console.sh [SUBSCRIBERS] [ROWS] [IO]
-#   IRIA_BENCH_BIN names the binary (to compare two builds); IRIA_BENCH_RUNS the loads per page.
+#   IRIA_BENCH_BIN names the binary (to compare two builds); IRIA_BENCH_RUNS the loads per page;
+#   IRIA_BENCH_KEEP=1 keeps the PostgreSQL database afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 subscribers="${1:-1000000}"
@@ -19,7 +20,15 @@ port="${IRIA_BENCH_PORT:-18093}"
 bin="${IRIA_BENCH_BIN:-target/release/iria-news}"
 [ -x "$bin" ] || cargo build --release --locked
 work=$(mktemp -d)
-trap 'kill "${app:-0}" 2>/dev/null && wait "$app" 2>/dev/null; rm -rf "$work"' EXIT
+# The million-row database is dropped at the end (IRIA_BENCH_KEEP=1 keeps it, to look into a plan).
+cleanup() {
+  kill "${app:-0}" 2>/dev/null && wait "$app" 2>/dev/null
+  rm -rf "$work"
+  if [ "$backend" != sqlite ] && [ -z "${IRIA_BENCH_KEEP:-}" ]; then
+    psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
 if [ "$backend" = sqlite ]; then
   url="sqlite://$work/bench.db"
 else

@@ -27,6 +27,12 @@ const KEEP_FACTOR: u32 = 20;
 /// A kept count is kept at least this long.
 const MIN_KEEP: Duration = Duration::from_secs(1);
 
+/// How long a count that took `took` stays good enough to show: twenty times what it took, at
+/// least a second (the console's kept counts, and `send --wait`'s progress line).
+pub fn keep_for(took: Duration) -> Duration {
+    (took * KEEP_FACTOR).max(MIN_KEEP)
+}
+
 /// Issues kept at most; past it, the ones whose time is up are dropped.
 const MAX_KEPT: usize = 256;
 
@@ -82,7 +88,7 @@ impl ProgressCache {
         let rows = delivery::progress_of(conn, &stale)?;
         let took = started.elapsed();
         if let (true, Ok(mut kept)) = (took >= self.slow, self.kept.lock()) {
-            let until = Instant::now() + (took * KEEP_FACTOR).max(MIN_KEEP);
+            let until = Instant::now() + keep_for(took);
             if kept.len() >= MAX_KEPT {
                 let now = Instant::now();
                 kept.retain(|_, k| k.until > now);

@@ -125,7 +125,8 @@ pub(super) async fn deliver_and_report(
         let mut last_report: Option<Instant> = None;
         // Counting an issue's copies by status reads every one of them: about 700 ms at a
         // million, which taken every second was a third of a core the send did not have. The
-        // counts are read again after twenty times what the last one took (at least a second),
+        // counts are read again after twenty times what the last one took (at least a second:
+        // `http::progress::keep_for`),
         // and when a claim found nothing, only whether any copy still waits (one index entry).
         let mut pause = Duration::from_secs(1);
         loop {
@@ -136,7 +137,7 @@ pub(super) async fn deliver_and_report(
             let nudged = nudged && !done.load(Ordering::Relaxed);
             let p = match read_progress(pool, issue_id, nudged).await {
                 Ok(Some((p, took))) => {
-                    pause = (took * 20).max(Duration::from_secs(1));
+                    pause = crate::http::progress::keep_for(took);
                     p
                 }
                 Ok(None) => continue,

@@ -169,7 +169,7 @@ pub(crate) fn filtered(
         // show a page of a third of a million readers.
         // A name never holds a comma: "A,B" names no topic and matches no reader.
         if topic.contains(',') {
-            query = query.filter(subscribers::id.lt(0));
+            query = query.filter(diesel::IntoSql::into_sql::<diesel::sql_types::Bool>(false));
         }
         // SQLite's LIKE folds the case of each character it compares: at a million readers
         // the four of them took longer than reading the index they were applied to. A search
