@@ -708,7 +708,8 @@ async fn a_status_and_topic_count_reads_its_index(backend: Backend) {
             );
             conn.batch_execute("ANALYZE").expect("analyze");
             // The statements as `stores::subscriptions::search::filtered` writes them.
-            let topic_condition = "instr(topics, 'Terrorism') > 0 AND (topics = 'Terrorism' \
+            let topic_condition =
+                "instr(subscribers.topics, 'Terrorism') > 0 AND (topics = 'Terrorism' \
                  OR topics LIKE 'Terrorism,%' OR topics LIKE '%,Terrorism' \
                  OR topics LIKE '%,Terrorism,%')";
             let count = sqlite_plan(
@@ -726,7 +727,7 @@ async fn a_status_and_topic_count_reads_its_index(backend: Backend) {
                 &mut conn,
                 &format!(
                     "SELECT * FROM subscribers WHERE erased_at IS NULL \
-                     AND +status = 'confirmed' AND {topic_condition} \
+                     AND +subscribers.status = 'confirmed' AND {topic_condition} \
                      ORDER BY id DESC LIMIT 50 OFFSET 100"
                 ),
             );

@@ -122,7 +122,8 @@ pub(crate) enum Reading {
 
 /// The filtered list. On PostgreSQL the search's LIKE is answered from the trigram indexes; on
 /// SQLite, given the FTS5 index's `candidates`, only those rows are read, each checked with the
-/// same LIKE (so that both backends find exactly what a plain scan would).
+/// same LIKE (so that both backends find exactly what a plain scan would). `reading` says whether
+/// the rows are read in order or counted: SQLite is steered to a different index for each.
 pub(crate) fn filtered(
     filter: &Filter,
     candidates: &Candidates,
@@ -155,7 +156,8 @@ pub(crate) fn filtered(
         // full, as before the index.
         query = if candidates.sqlite && reading == Reading::Rows {
             query.filter(
-                sql::<diesel::sql_types::Bool>("+status = ").bind::<Text, _>(status.clone()),
+                sql::<diesel::sql_types::Bool>("+subscribers.status = ")
+                    .bind::<Text, _>(status.clone()),
             )
         } else {
             query.filter(subscribers::status.eq(status.clone()))
@@ -177,7 +179,7 @@ pub(crate) fn filtered(
         // that hold it reach them.
         if candidates.sqlite {
             query = query.filter(
-                sql::<diesel::sql_types::Bool>("instr(topics, ")
+                sql::<diesel::sql_types::Bool>("instr(subscribers.topics, ")
                     .bind::<Text, _>(topic.clone())
                     .sql(") > 0"),
             );
