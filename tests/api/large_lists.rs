@@ -11,8 +11,9 @@ use iria_news::stores::delivery;
 use crate::helpers::{Backend, TestDb};
 use crate::on_both_backends;
 
-/// 60,000 subscribers `readerN@example.org`; issue 1 to two in three of them (every other one
-/// sent), issue 2 to the 30 of them whose number ends in 999.
+/// 60,000 subscribers `readerN@example.org`; issue 1 to eleven in twelve of them (55,000, more
+/// than the first addresses looked among; every other one sent; 45,834 of them among the first
+/// 50,000 addresses), issue 2 to the 60 of them whose number ends in 999.
 fn seed(conn: &mut DbConnection) {
     let (series, now) = match conn {
         DbConnection::Pg(_) => ("generate_series(1, 60000) AS g(n)", "now()"),
@@ -25,12 +26,12 @@ fn seed(conn: &mut DbConnection) {
     conn.batch_execute(&format!(
         "INSERT INTO subscribers (email, name, status, topics, created_at, updated_at, confirmed_at) \
          SELECT 'reader' || n || '@example.org', NULL, 'confirmed', '', {now}, {now}, {now} FROM {series}; \
-         INSERT INTO issues (kind, subject, html, text, status, created_at) VALUES \
-           ('announcement', 'Large', '<p>x</p>', 'x', 'queued', {now}), \
-           ('announcement', 'Small', '<p>x</p>', 'x', 'queued', {now}); \
+         INSERT INTO issues (kind, subject, html, text, status, recipients, created_at) VALUES \
+           ('announcement', 'Large', '<p>x</p>', 'x', 'queued', 55000, {now}), \
+           ('announcement', 'Small', '<p>x</p>', 'x', 'queued', 60, {now}); \
          INSERT INTO deliveries (kind, issue_id, subscriber_id, priority, status, next_attempt_at, created_at) \
          SELECT 'issue', 1, id, 10, CASE WHEN id % 2 = 0 THEN 'sent' ELSE 'queued' END, {now}, {now} \
-         FROM subscribers WHERE id % 3 <> 0; \
+         FROM subscribers WHERE id % 12 <> 0; \
          INSERT INTO deliveries (kind, issue_id, subscriber_id, priority, status, next_attempt_at, created_at) \
          SELECT 'issue', 2, id, 10, 'queued', {now}, {now} FROM subscribers WHERE id % 1000 = 999"
     ))
@@ -62,8 +63,8 @@ async fn a_page_of_recipients_is_the_plain_sorts_page(backend: Backend) {
     db::migrate(&mut conn).expect("migrate");
     seed(&mut conn);
     for (issue, status, offsets) in [
-        (1, None, &[0, 500, 30_000, 33_000, 39_900][..]),
-        (1, Some("sent"), &[0, 16_000, 19_900][..]),
+        (1, None, &[0, 500, 30_000, 45_500, 54_900][..]),
+        (1, Some("sent"), &[0, 16_000, 24_900][..]),
         (2, None, &[0, 10][..]),
     ] {
         let all = plain(&mut conn, issue, status);
