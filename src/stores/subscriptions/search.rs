@@ -111,6 +111,21 @@ pub(crate) fn candidates(conn: &mut DbConnection, filter: &Filter) -> QueryResul
     })
 }
 
+impl Candidates {
+    /// Whether the index listed the ids that hold the term (no search term: none to list).
+    pub(crate) fn listed(&self) -> bool {
+        self.ids.is_some()
+    }
+
+    /// No ids: every row is read and checked (the index did not list the term's matches).
+    pub(crate) fn unlisted(conn: &DbConnection) -> Self {
+        Candidates {
+            ids: None,
+            sqlite: matches!(conn, DbConnection::Sqlite(_)),
+        }
+    }
+}
+
 /// What a filtered query is for: SQLite chooses differently for each (see [`filtered`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reading {
