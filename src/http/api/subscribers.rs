@@ -145,7 +145,7 @@ pub async fn list_subscribers(
     };
     // The page and the exact count on connections of their own at once: at a million rows the
     // count reads every match (80 to 100 ms) and the page, deep in a filter, some tens of ms
-    // more; the count itself may be split in parts (`count_parts`), each on its connection.
+    // more; the count itself may be split in parts (`directory::count_or_split`), each on its connection.
     let page_filter = filter.clone();
     let (rows, total) = futures_util::try_join!(
         run(&state, move |conn| Ok(directory::search(

@@ -80,7 +80,11 @@ pub fn count(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
 /// How many match the filter, all of them (an export's audit line).
 pub fn count_all(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
     let candidates = candidates(conn, filter)?;
-    filtered(filter, &candidates, Reading::Count)
+    count_of(conn, filter, &candidates)
+}
+
+fn count_of(conn: &mut DbConnection, filter: &Filter, candidates: &Candidates) -> QueryResult<i64> {
+    filtered(filter, candidates, Reading::Count)
         .count()
         .get_result(conn)
 }
@@ -104,14 +108,8 @@ pub enum Counting {
 /// than either half from the table.
 pub fn count_or_split(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Counting> {
     let candidates = candidates(conn, filter)?;
-    if !matches!(conn, DbConnection::Sqlite(_))
-        || filter.text.trim().is_empty()
-        || candidates.listed()
-    {
-        let count = filtered(filter, &candidates, Reading::Count)
-            .count()
-            .get_result(conn)?;
-        return Ok(Counting::Counted(count));
+    if !candidates.scans_for_term(filter) {
+        return Ok(Counting::Counted(count_of(conn, filter, &candidates)?));
     }
     // Each alone: SQLite reads the first or last id of the table's tree at once, but both in
     // one statement by reading an index whole.

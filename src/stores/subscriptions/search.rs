@@ -112,9 +112,10 @@ pub(crate) fn candidates(conn: &mut DbConnection, filter: &Filter) -> QueryResul
 }
 
 impl Candidates {
-    /// Whether the index listed the ids that hold the term (no search term: none to list).
-    pub(crate) fn listed(&self) -> bool {
-        self.ids.is_some()
+    /// Whether counting `filter` on SQLite reads every live row for its search term: a term
+    /// the index did not list the matches of (too short, or too common).
+    pub(crate) fn scans_for_term(&self, filter: &Filter) -> bool {
+        self.sqlite && self.ids.is_none() && !search_term(filter).is_empty()
     }
 
     /// No ids: every row is read and checked (the index did not list the term's matches).
