@@ -40,6 +40,9 @@ export IRIA_DATABASE_URL="$url" IRIA_LISTEN="127.0.0.1:$port" IRIA_BASE_URL="htt
   IRIA_DIGEST_SCHEDULE="0 0 8 1 1 * 2099" RUST_LOG=warn
 "$bin" migrate >/dev/null
 # One in ten unsubscribed, one in three reading only "Terrorism"; sign-ups spread over 90 days.
+# PostgreSQL's statistics are taken at once, as autovacuum would soon after; SQLite's are not
+# taken at all, as in a deployment: nothing in IRIA News runs ANALYZE on SQLite, and its queries
+# are written for the planner without statistics (with them, the deep page took 81 ms, not 32).
 seed_start=$(date +%s.%N)
 if [ "$backend" = sqlite ]; then
   sqlite3 "$work/bench.db" "PRAGMA journal_mode=WAL;
@@ -50,7 +53,7 @@ if [ "$backend" = sqlite ]; then
          strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (n % 90) || ' days'), strftime('%Y-%m-%d %H:%M:%f', 'now'),
          strftime('%Y-%m-%d %H:%M:%f', 'now'),
          CASE WHEN n % 10 = 0 THEN strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (n % 60) || ' days') END
-  FROM g; ANALYZE;" >/dev/null
+  FROM g;" >/dev/null
 else
   psql -q "$url" -c "INSERT INTO subscribers (email, name, status, topics, created_at, updated_at, confirmed_at, unsubscribed_at)
     SELECT 'reader' || g || '@example.org', 'Reader ' || g, CASE WHEN g % 10 = 0 THEN 'unsubscribed' ELSE 'confirmed' END,
