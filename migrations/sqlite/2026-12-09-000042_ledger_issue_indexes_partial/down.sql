@@ -1,0 +1,2 @@
+DROP INDEX deliveries_issue_status;
+CREATE INDEX deliveries_issue_status ON deliveries (issue_id, status);
