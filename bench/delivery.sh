@@ -2,8 +2,10 @@
 # Delivers a digest-sized issue to N confirmed subscribers through Postfix's smtp-sink, on
 # PostgreSQL and on SQLite, unsigned and DKIM-signed; in the same run, Postfix's smtp-source sends
 # the same number of messages of the same size over the same number of connections, keeping them
-# open between messages (`-d`, as IRIA's connection pool does). Prints emails/s for each, the
-# ratio to smtp-source, the time to queue and the peak RSS of the sending process.
+# open between messages (`-d`, as IRIA's connection pool does), just before and just after each
+# of IRIA's runs. Prints emails/s for each, the ratio to smtp-source (to the mode's first
+# measurement, and to the mean of the two around the run), the time to queue and the peak RSS of
+# the sending process.
 #
 #   bench/delivery.sh [SUBSCRIBERS] [CONNECTIONS]      (defaults: 100000 8)
 #
@@ -140,10 +142,19 @@ lite_fill() {
 : >"$work/results"
 : >"$work/halves"
 : >"$work/sources"
+: >"$work/around"
 for mode in $modes; do
   size=$(size_of "$mode")
-  printf '%s\t%s\t%s\n' "$mode" "$size" "$(source_rate "$size")" >>"$work/sources"
+  first=1
   for backend in $backends; do
+    # On a shared machine the reference itself moves by half between one minute and the next:
+    # each run is also compared with smtp-source measured just before and just after it. The
+    # mode's reference below is the first of these.
+    before=$(source_rate "$size")
+    if [ "$first" = 1 ]; then
+      printf '%s\t%s\t%s\n' "$mode" "$size" "$before" >>"$work/sources"
+      first=0
+    fi
     case "$backend" in
       postgres)
         pg_db="iria_bench_delivery_$$_$mode"
@@ -157,6 +168,7 @@ for mode in $modes; do
         rm -f "$work/bench-$mode.db"*
         ;;
     esac
+    printf '%s\t%s\t%s\t%s\n' "$backend" "$mode" "$before" "$(source_rate "$size")" >>"$work/around"
   done
 done
 
@@ -172,6 +184,12 @@ while IFS=$'\t' read -r name mode queue_ms seconds rss; do
   printf '%-9s DKIM %-8s %.0f emails/s, ratio to smtp-source %.2f, queued in %s ms, peak RSS %.1f MB\n' \
     "$name:" "$mode" "$rate" "$ratio" "$queue_ms" "$(echo "$rss / 1024" | bc -l)"
 done <"$work/results"
+while IFS=$'\t' read -r name mode before after; do
+  seconds=$(awk -F'\t' -v b="$name" -v m="$mode" '$1 == b && $2 == m { print $4 }' "$work/results")
+  rate=$(echo "$n / $seconds" | bc -l)
+  printf '%-9s DKIM %-8s smtp-source just before %.0f/s, just after %.0f/s: ratio %.2f to their mean\n' \
+    "$name:" "$mode" "$before" "$after" "$(echo "2 * $rate / ($before + $after)" | bc -l)"
+done <"$work/around"
 while IFS=$'\t' read -r name mode mid first second; do
   printf '%-9s DKIM %-8s the first %d: %.0f emails/s; the rest: %.0f emails/s\n' "$name:" "$mode" "$mid" "$first" "$second"
 done <"$work/halves"
