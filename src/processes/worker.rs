@@ -338,9 +338,9 @@ impl Worker {
 
     /// Sends a claimed batch with up to `delivery_concurrency` messages in flight, and records
     /// each outcome as soon as it is known (see [`Recorder`]): a worker killed
-    /// mid-batch has left unrecorded only the messages that were on a connection or in the
-    /// write under way. Returns, for each delivery, whether it was sent and whether its outcome
-    /// was written.
+    /// mid-batch has left unrecorded only the messages that were on a connection, in the write
+    /// under way, or accepted during it (they go in the next write). Returns, for each delivery,
+    /// whether it was sent and whether its outcome was written.
     async fn send_batch(
         &self,
         batch: Vec<Claimed>,
