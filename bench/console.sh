@@ -102,7 +102,8 @@ for page in "/admin" "/admin/issues" "/admin/issues/$issue" "/admin/issues/new" 
   measure "$page" -b "$jar"
 done
 for list in "/api/v1/subscribers" "/api/v1/subscribers?q=reader4242" "/api/v1/subscribers?q=example" \
-  "/api/v1/subscribers?status=confirmed&topic=Terrorism&offset=5000" "/api/v1/subscribers/4242" \
+  "/api/v1/subscribers?status=confirmed&topic=Terrorism&offset=5000" "/api/v1/subscribers?topic=Terrorism" \
+  "/api/v1/subscribers/4242" \
   "/api/v1/articles" "/api/v1/issues" "/api/v1/issues/$issue" "/api/v1/webhooks" "/api/v1/audit"; do
   measure "$list" -H "Authorization: Bearer $token"
 done

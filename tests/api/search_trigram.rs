@@ -772,3 +772,113 @@ on_both_backends!(
     a_status_and_topic_count_reads_its_index,
     super::a_status_and_topic_count_reads_its_index
 );
+
+/// On SQLite a topic filter's exact count is reckoned per distinct topic list (walked in the
+/// index, the filter checked on one reader of each list): it equals the number of rows a page of
+/// the same filter lists, with or without a status, for lists that hold the topic first, last,
+/// in the middle, as part of another name or in another case, and past the most lists walked
+/// (then SQLite counts plainly). No statement of a walked count reads the table whole.
+async fn a_topic_count_by_lists_is_what_the_rows_hold(backend: Backend) {
+    let Some(test_db) = TestDb::create(backend) else {
+        return;
+    };
+    let mut conn = test_db.connect();
+    db::migrate(&mut conn).expect("migrate");
+    seed(&mut conn, 3_000);
+    conn.batch_execute(
+        "UPDATE subscribers SET topics = 'Terrorism' WHERE id % 3 = 0; \
+         UPDATE subscribers SET topics = 'Defence,Terrorism' WHERE id % 7 = 0; \
+         UPDATE subscribers SET topics = 'Terrorism,Defence' WHERE id % 11 = 0; \
+         UPDATE subscribers SET topics = 'Defence,Terrorism,Europe' WHERE id % 13 = 0; \
+         UPDATE subscribers SET topics = 'terrorism' WHERE id % 17 = 0; \
+         UPDATE subscribers SET topics = 'Counter-Terrorism' WHERE id % 19 = 0; \
+         UPDATE subscribers SET topics = 'Terrorismus,Defence' WHERE id % 23 = 0; \
+         UPDATE subscribers SET topics = 'Defence' WHERE id % 29 = 0; \
+         UPDATE subscribers SET status = 'unsubscribed' WHERE id % 10 = 0; \
+         UPDATE subscribers SET status = 'pending' WHERE id % 31 = 0",
+    )
+    .expect("topics and statuses");
+    for id in (4..3_000).step_by(150) {
+        records::erase(&mut conn, id, b"test-secret").expect("erase");
+    }
+    let filters = [
+        (Some("confirmed"), "Terrorism"),
+        (None, "Terrorism"),
+        (Some("unsubscribed"), "Defence"),
+        (None, "Europe"),
+        (Some("pending"), "Terrorism"),
+        (None, "Nothing"),
+        (Some("bounced"), "Terrorism"),
+    ];
+    let check = |conn: &mut DbConnection, walked: &dyn Fn(Option<&str>) -> bool| {
+        for (status, topic) in filters {
+            let filter = directory::Filter {
+                status: status.map(str::to_string),
+                topic: Some(topic.into()),
+                ..Default::default()
+            };
+            let rows = directory::search(conn, &filter, 10_000, directory::Window::Offset(0))
+                .expect("rows");
+            // What a reader of the code expects of a topic filter, on these lists.
+            let named = rows
+                .iter()
+                .filter(|r| r.topics.split(',').any(|t| t == topic))
+                .count();
+            assert_eq!(
+                named,
+                rows.len(),
+                "{status:?} {topic}: every row names the topic"
+            );
+            let (total, ran) = match conn {
+                DbConnection::Sqlite(_) => statements_of(conn, |conn| {
+                    directory::count_all(conn, &filter).expect("count")
+                }),
+                DbConnection::Pg(_) => {
+                    (directory::count_all(conn, &filter).expect("count"), vec![])
+                }
+            };
+            assert_eq!(total, rows.len() as i64, "{status:?} {topic}");
+            if matches!(conn, DbConnection::Sqlite(_)) {
+                // A plain count checks the topic on every reader it reads.
+                let walk = !ran
+                    .iter()
+                    .any(|sql| sql.contains("COUNT(") && sql.contains("instr("));
+                assert_eq!(walk, walked(status), "{status:?} {topic}: {ran:#?}");
+                let scans: Vec<String> = ran
+                    .iter()
+                    .map(|sql| sqlite_plan(conn, sql))
+                    .filter(|plan| plan.contains("SCAN subscribers"))
+                    .collect();
+                assert!(
+                    !walk || scans.is_empty(),
+                    "{status:?} {topic}: {ran:#?}\n{scans:#?}"
+                );
+                // The lists are checked on their readers, found by id (not among every reader of
+                // the status in the index).
+                for check in ran
+                    .iter()
+                    .filter(|sql| sql.starts_with("SELECT `subscribers`.`topics`"))
+                {
+                    let plan = sqlite_plan(conn, check);
+                    assert!(plan.contains("INTEGER PRIMARY KEY"), "{check}\n{plan}");
+                }
+            }
+        }
+    };
+    check(&mut conn, &|_| true);
+    // More distinct lists among the confirmed readers than a walk takes: their counts (and
+    // those of every status at once) are the plain ones.
+    conn.batch_execute(&format!(
+        "UPDATE subscribers SET topics = 'Terrorism,Reader ' || id WHERE id <= {}",
+        directory::MOST_TOPIC_LISTS + 50
+    ))
+    .expect("many lists");
+    check(&mut conn, &|status| {
+        status.is_some_and(|s| s != "confirmed")
+    });
+}
+
+on_both_backends!(
+    a_topic_count_by_lists_is_what_the_rows_hold,
+    super::a_topic_count_by_lists_is_what_the_rows_hold
+);

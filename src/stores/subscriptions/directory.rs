@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use super::records::SubscriberRecord;
 use super::search::{candidates, filtered, Candidates, Reading};
 pub use super::search::{count_cap, Filter, COUNT_CAP, MIN_INDEXED_TERM, SCAN_COUNT_CAP};
+pub use super::topic_lists::MOST_LISTS as MOST_TOPIC_LISTS;
 use super::NewSignup;
 use crate::foundation::db::schema::{consents, deliveries, issues, subscribers};
 use crate::foundation::db::{self, DbConnection, DbError};
@@ -84,6 +85,9 @@ pub fn count_all(conn: &mut DbConnection, filter: &Filter) -> QueryResult<i64> {
 }
 
 fn count_of(conn: &mut DbConnection, filter: &Filter, candidates: &Candidates) -> QueryResult<i64> {
+    if let Some(n) = super::topic_lists::count(conn, filter)? {
+        return Ok(n);
+    }
     filtered(filter, candidates, Reading::Count)
         .count()
         .get_result(conn)

@@ -11,6 +11,7 @@ pub mod records;
 pub mod repermission;
 pub mod search;
 pub mod tokens;
+mod topic_lists;
 
 use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use diesel::prelude::*;

@@ -59,6 +59,11 @@ fn search_term(filter: &Filter) -> String {
     text.trim().to_lowercase()
 }
 
+/// Whether the filter searches for a text.
+pub(crate) fn has_term(filter: &Filter) -> bool {
+    !search_term(filter).is_empty()
+}
+
 /// An FTS5 query matching `term` as one phrase: with the trigram tokenizer, the rows whose
 /// address or name holds it as a substring, in any case.
 fn fts_phrase(term: &str) -> String {

@@ -1,0 +1,122 @@
+//! SQLite's exact count of a topic filter, reckoned per topic list rather than per reader.
+//!
+//! Readers share few distinct topic lists (a list is some of the site's few topics), and the
+//! index of live statuses and topics (migration `live_status_topics`) keeps each list's readers
+//! side by side. Checking the topic on each of its entries (900,000 confirmed readers at a
+//! million) took 100 to 120 ms. Here the distinct lists are walked instead, one index seek each;
+//! the filter is checked once per list, on one reader who holds it, with the very condition a
+//! page uses ([`filtered`]); and the readers of the lists that pass are counted from the index.
+//! With more distinct lists than [`MOST_LISTS`], the count is left to the plain reading.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+use super::search::{filtered, has_term, Candidates, Filter, Reading};
+use crate::foundation::db::schema::subscribers;
+use crate::foundation::db::DbConnection;
+
+/// The most distinct topic lists walked: past it, the lists are too many for a walk to be
+/// quicker than checking every reader.
+pub const MOST_LISTS: i64 = 200;
+
+#[derive(QueryableByName)]
+struct Status {
+    #[diesel(sql_type = Text)]
+    status: String,
+}
+
+#[derive(QueryableByName)]
+struct List {
+    /// One live reader of this status who holds the list.
+    #[diesel(sql_type = BigInt)]
+    reader: i64,
+}
+
+/// The statuses of the live readers, each read with one seek of the index.
+const STATUSES: &str = "WITH RECURSIVE s(v) AS ( \
+     SELECT (SELECT min(status) FROM subscribers WHERE erased_at IS NULL) \
+     UNION ALL \
+     SELECT (SELECT min(status) FROM subscribers WHERE erased_at IS NULL AND status > s.v) \
+     FROM s WHERE s.v IS NOT NULL) \
+     SELECT v AS status FROM s WHERE v IS NOT NULL";
+
+/// The distinct topic lists of the live readers of one status (`?1`), at most `?2` of them,
+/// each as one of its readers: every step is a seek of the index.
+const LISTS: &str = "WITH RECURSIVE l(v) AS ( \
+     SELECT (SELECT min(topics) FROM subscribers WHERE erased_at IS NULL AND status = ?1) \
+     UNION ALL \
+     SELECT (SELECT min(topics) FROM subscribers \
+             WHERE erased_at IS NULL AND status = ?1 AND topics > l.v) \
+     FROM l WHERE l.v IS NOT NULL LIMIT ?2) \
+     SELECT (SELECT id FROM subscribers \
+                          WHERE erased_at IS NULL AND status = ?1 AND topics = l.v LIMIT 1) AS reader \
+     FROM l WHERE v IS NOT NULL";
+
+/// The exact number of live readers matching `filter`, reckoned per topic list, when that is
+/// how SQLite counts it fastest: a topic filter, with no search term and no engagement filter
+/// (whose conditions depend on more than a reader's status and topics), and at most
+/// [`MOST_LISTS`] distinct lists per status. `None` otherwise: the caller counts plainly.
+pub(crate) fn count(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Option<i64>> {
+    if !matches!(conn, DbConnection::Sqlite(_))
+        || filter.topic.is_none()
+        || has_term(filter)
+        || filter.inactive_digests.is_some()
+    {
+        return Ok(None);
+    }
+    // One snapshot for the walk and the counts.
+    conn.transaction(|conn| {
+        let DbConnection::Sqlite(c) = conn else {
+            return Ok(None);
+        };
+        let statuses = match &filter.status {
+            Some(status) => vec![status.clone()],
+            None => diesel::sql_query(STATUSES)
+                .load::<Status>(c)?
+                .into_iter()
+                .map(|s| s.status)
+                .collect(),
+        };
+        let mut walked = Vec::new();
+        for status in statuses {
+            let lists: Vec<List> = diesel::sql_query(LISTS)
+                .bind::<Text, _>(&status)
+                .bind::<BigInt, _>(MOST_LISTS + 1)
+                .load(c)?;
+            if lists.len() as i64 > MOST_LISTS {
+                return Ok(None);
+            }
+            walked.push((status, lists));
+        }
+        // The readers were found by their status: without it, the check reads them by id
+        // (with it, SQLite read every entry of the status in the index).
+        let topic_only = Filter {
+            status: None,
+            ..filter.clone()
+        };
+        let mut total = 0;
+        for (status, lists) in walked {
+            if lists.is_empty() {
+                continue;
+            }
+            let readers: Vec<i64> = lists.iter().map(|l| l.reader).collect();
+            // The lists whose reader passes the filter: the same condition as a page's.
+            let passing: Vec<String> =
+                filtered(&topic_only, &Candidates::unlisted(conn), Reading::Count)
+                    .filter(subscribers::id.eq_any(readers))
+                    .select(subscribers::topics)
+                    .load(conn)?;
+            if passing.is_empty() {
+                continue;
+            }
+            let n: i64 = subscribers::table
+                .filter(subscribers::erased_at.is_null())
+                .filter(subscribers::status.eq(status))
+                .filter(subscribers::topics.eq_any(passing))
+                .count()
+                .get_result(conn)?;
+            total += n;
+        }
+        Ok(Some(total))
+    })
+}
