@@ -56,7 +56,12 @@ const LISTS: &str = "WITH RECURSIVE l(v) AS ( \
 /// how SQLite counts it fastest: a topic filter, with no search term and no engagement filter
 /// (whose conditions depend on more than a reader's status and topics), and at most
 /// [`MOST_LISTS`] distinct lists per status. `None` otherwise: the caller counts plainly.
-pub(crate) fn count(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Option<i64>> {
+/// With `cap`, counting stops past it (at `cap` + 1), as the console's count does.
+pub(crate) fn count(
+    conn: &mut DbConnection,
+    filter: &Filter,
+    cap: Option<i64>,
+) -> QueryResult<Option<i64>> {
     if !matches!(conn, DbConnection::Sqlite(_))
         || filter.topic.is_none()
         || has_term(filter)
@@ -109,13 +114,24 @@ pub(crate) fn count(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Opt
             if passing.is_empty() {
                 continue;
             }
-            let n: i64 = subscribers::table
+            let readers = subscribers::table
                 .filter(subscribers::erased_at.is_null())
                 .filter(subscribers::status.eq(status))
-                .filter(subscribers::topics.eq_any(passing))
-                .count()
-                .get_result(conn)?;
-            total += n;
+                .filter(subscribers::topics.eq_any(passing));
+            total += match cap {
+                None => readers.count().get_result::<i64>(conn)?,
+                Some(cap) => {
+                    let left = cap + 1 - total;
+                    if left <= 0 {
+                        break;
+                    }
+                    readers
+                        .select(subscribers::id)
+                        .limit(left)
+                        .load::<i64>(conn)?
+                        .len() as i64
+                }
+            };
         }
         Ok(Some(total))
     })
