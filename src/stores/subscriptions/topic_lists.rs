@@ -70,69 +70,89 @@ pub(crate) fn count(
         return Ok(None);
     }
     // One snapshot for the walk and the counts.
-    conn.transaction(|conn| {
-        let DbConnection::Sqlite(c) = conn else {
-            return Ok(None);
-        };
-        let statuses = match &filter.status {
-            Some(status) => vec![status.clone()],
-            None => diesel::sql_query(STATUSES)
-                .load::<Status>(c)?
-                .into_iter()
-                .map(|s| s.status)
-                .collect(),
-        };
-        let mut walked = Vec::new();
-        for status in statuses {
-            let lists: Vec<List> = diesel::sql_query(LISTS)
-                .bind::<Text, _>(&status)
-                .bind::<BigInt, _>(MOST_LISTS + 1)
-                .load(c)?;
-            if lists.len() as i64 > MOST_LISTS {
-                return Ok(None);
-            }
-            walked.push((status, lists));
-        }
-        // The readers were found by their status: without it, the check reads them by id
-        // (with it, SQLite read every entry of the status in the index).
-        let topic_only = Filter {
-            status: None,
-            ..filter.clone()
-        };
-        let mut total = 0;
-        for (status, lists) in walked {
-            if lists.is_empty() {
-                continue;
-            }
-            let readers: Vec<i64> = lists.iter().map(|l| l.reader).collect();
-            // The lists whose reader passes the filter: the same condition as a page's.
-            let passing: Vec<String> =
-                filtered(&topic_only, &Candidates::unlisted(conn), Reading::Count)
-                    .filter(subscribers::id.eq_any(readers))
-                    .select(subscribers::topics)
-                    .load(conn)?;
-            if passing.is_empty() {
-                continue;
-            }
-            let readers = subscribers::table
-                .filter(subscribers::erased_at.is_null())
-                .filter(subscribers::status.eq(status))
-                .filter(subscribers::topics.eq_any(passing));
-            total += match cap {
-                None => readers.count().get_result::<i64>(conn)?,
-                Some(cap) => {
-                    let left = cap + 1 - total;
-                    if left <= 0 {
-                        break;
-                    }
-                    readers
-                        .select(subscribers::id)
-                        .limit(left)
-                        .load::<i64>(conn)?
-                        .len() as i64
-                }
-            };
-        }
-        Ok(Some(total))
+    conn.transaction(|conn| match lists(conn, filter)? {
+        Some(lists) => Ok(Some(count_passing(conn, filter, lists, cap)?)),
+        None => Ok(None),
     })
+}
+
+/// A status, and one of its live readers for each of its distinct topic lists.
+type Lists = Vec<(String, Vec<i64>)>;
+
+/// For each status of the filter (each status there is, without one), one reader of each of
+/// its distinct topic lists; `None` when a status has more than [`MOST_LISTS`] of them.
+fn lists(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Option<Lists>> {
+    let DbConnection::Sqlite(c) = conn else {
+        return Ok(None);
+    };
+    let statuses = match &filter.status {
+        Some(status) => vec![status.clone()],
+        None => diesel::sql_query(STATUSES)
+            .load::<Status>(c)?
+            .into_iter()
+            .map(|s| s.status)
+            .collect(),
+    };
+    let mut walked = Vec::new();
+    for status in statuses {
+        let lists: Vec<List> = diesel::sql_query(LISTS)
+            .bind::<Text, _>(&status)
+            .bind::<BigInt, _>(MOST_LISTS + 1)
+            .load(c)?;
+        if lists.len() as i64 > MOST_LISTS {
+            return Ok(None);
+        }
+        walked.push((status, lists.into_iter().map(|l| l.reader).collect()));
+    }
+    Ok(Some(walked))
+}
+
+/// The readers of the lists (one reader of each, by status) that pass the filter, counted
+/// from the index, up to `cap` + 1 when there is a cap.
+fn count_passing(
+    conn: &mut DbConnection,
+    filter: &Filter,
+    lists: Lists,
+    cap: Option<i64>,
+) -> QueryResult<i64> {
+    // The readers were found by their status: without it, the check reads them by id
+    // (with it, SQLite read every entry of the status in the index).
+    let topic_only = Filter {
+        status: None,
+        ..filter.clone()
+    };
+    let mut total = 0;
+    for (status, readers) in lists {
+        if readers.is_empty() {
+            continue;
+        }
+        // The lists whose reader passes the filter: the same condition as a page's.
+        let passing: Vec<String> =
+            filtered(&topic_only, &Candidates::unlisted(conn), Reading::Count)
+                .filter(subscribers::id.eq_any(readers))
+                .select(subscribers::topics)
+                .load(conn)?;
+        if passing.is_empty() {
+            continue;
+        }
+        let readers = subscribers::table
+            .filter(subscribers::erased_at.is_null())
+            .filter(subscribers::status.eq(status))
+            .filter(subscribers::topics.eq_any(passing));
+        total += match cap {
+            None => readers.count().get_result::<i64>(conn)?,
+            Some(cap) => {
+                let left = cap + 1 - total;
+                if left <= 0 {
+                    break;
+                }
+                readers
+                    .select(subscribers::id)
+                    .limit(left)
+                    .load::<i64>(conn)?
+                    .len() as i64
+            }
+        };
+    }
+    Ok(total)
 }
