@@ -8,6 +8,8 @@
 //! page uses ([`filtered`]); and the readers of the lists that pass are counted from the index.
 //! With more distinct lists than [`MOST_LISTS`], the count is left to the plain reading.
 
+use std::collections::BTreeMap;
+
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
@@ -49,7 +51,7 @@ const LISTS: &str = "WITH RECURSIVE l(v) AS ( \
              WHERE erased_at IS NULL AND status = ?1 AND topics > l.v) \
      FROM l WHERE l.v IS NOT NULL LIMIT ?2) \
      SELECT (SELECT id FROM subscribers \
-                          WHERE erased_at IS NULL AND status = ?1 AND topics = l.v LIMIT 1) AS reader \
+             WHERE erased_at IS NULL AND status = ?1 AND topics = l.v LIMIT 1) AS reader \
      FROM l WHERE v IS NOT NULL";
 
 /// The exact number of live readers matching `filter`, reckoned per topic list, when that is
@@ -70,18 +72,15 @@ pub(crate) fn count(
         return Ok(None);
     }
     // One snapshot for the walk and the counts.
-    conn.transaction(|conn| match lists(conn, filter)? {
-        Some(lists) => Ok(Some(count_passing(conn, filter, lists, cap)?)),
+    conn.transaction(|conn| match readers_of_lists(conn, filter)? {
+        Some(readers) => Ok(Some(count_passing(conn, filter, readers, cap)?)),
         None => Ok(None),
     })
 }
 
-/// A status, and one of its live readers for each of its distinct topic lists.
-type Lists = Vec<(String, Vec<i64>)>;
-
-/// For each status of the filter (each status there is, without one), one reader of each of
-/// its distinct topic lists; `None` when a status has more than [`MOST_LISTS`] of them.
-fn lists(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Option<Lists>> {
+/// One live reader of each distinct topic list of each status of the filter (each status
+/// there is, without one); `None` when a status has more than [`MOST_LISTS`] lists.
+fn readers_of_lists(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Option<Vec<i64>>> {
     let DbConnection::Sqlite(c) = conn else {
         return Ok(None);
     };
@@ -93,7 +92,7 @@ fn lists(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Option<Lists>>
             .map(|s| s.status)
             .collect(),
     };
-    let mut walked = Vec::new();
+    let mut readers = Vec::new();
     for status in statuses {
         let lists: Vec<List> = diesel::sql_query(LISTS)
             .bind::<Text, _>(&status)
@@ -102,43 +101,44 @@ fn lists(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Option<Lists>>
         if lists.len() as i64 > MOST_LISTS {
             return Ok(None);
         }
-        walked.push((status, lists.into_iter().map(|l| l.reader).collect()));
+        readers.extend(lists.into_iter().map(|l| l.reader));
     }
-    Ok(Some(walked))
+    Ok(Some(readers))
 }
 
-/// The readers of the lists (one reader of each, by status) that pass the filter, counted
-/// from the index, up to `cap` + 1 when there is a cap.
+/// The readers of the lists whose reader (one of each) passes the filter, counted from the
+/// index, up to `cap` + 1 when there is a cap.
 fn count_passing(
     conn: &mut DbConnection,
     filter: &Filter,
-    lists: Lists,
+    readers: Vec<i64>,
     cap: Option<i64>,
 ) -> QueryResult<i64> {
+    if readers.is_empty() {
+        return Ok(0);
+    }
     // The readers were found by their status: without it, the check reads them by id
     // (with it, SQLite read every entry of the status in the index).
     let topic_only = Filter {
         status: None,
         ..filter.clone()
     };
+    // The lists whose reader passes the filter, by status: the same condition as a page's.
+    let passing: Vec<(String, String)> =
+        filtered(&topic_only, &Candidates::unlisted(conn), Reading::Count)
+            .filter(subscribers::id.eq_any(readers))
+            .select((subscribers::status, subscribers::topics))
+            .load(conn)?;
+    let mut by_status: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (status, topics) in passing {
+        by_status.entry(status).or_default().push(topics);
+    }
     let mut total = 0;
-    for (status, readers) in lists {
-        if readers.is_empty() {
-            continue;
-        }
-        // The lists whose reader passes the filter: the same condition as a page's.
-        let passing: Vec<String> =
-            filtered(&topic_only, &Candidates::unlisted(conn), Reading::Count)
-                .filter(subscribers::id.eq_any(readers))
-                .select(subscribers::topics)
-                .load(conn)?;
-        if passing.is_empty() {
-            continue;
-        }
+    for (status, lists) in by_status {
         let readers = subscribers::table
             .filter(subscribers::erased_at.is_null())
             .filter(subscribers::status.eq(status))
-            .filter(subscribers::topics.eq_any(passing));
+            .filter(subscribers::topics.eq_any(lists));
         total += match cap {
             None => readers.count().get_result::<i64>(conn)?,
             Some(cap) => {
