@@ -94,7 +94,8 @@ measure() {
 echo "medians of $runs loads with $subscribers subscribers ($backend), $(basename "$bin"):"
 for page in "/admin" "/admin/issues" "/admin/issues/$issue" "/admin/issues/new" "/admin/digest" \
   "/admin/subscribers" "/admin/subscribers?q=reader4242" "/admin/subscribers?q=Reader+99999" \
-  "/admin/subscribers?q=example" "/admin/subscribers?q=42" "/admin/subscribers?q=no-such-reader" \
+  "/admin/subscribers?q=example" "/admin/subscribers?q=der+4" "/admin/subscribers?q=42" \
+  "/admin/subscribers?q=no-such-reader" \
   "/admin/subscribers?status=confirmed&topic=Terrorism&page=100" "/admin/subscribers?status=unsubscribed" \
   "/admin/subscribers?page=19000" "/admin/subscribers?before=50000" "/admin/subscribers/4242" \
   "/admin/subscribers/import" "/admin/repermission" "/admin/articles" "/admin/signup-form" "/admin/welcome" \
@@ -102,6 +103,7 @@ for page in "/admin" "/admin/issues" "/admin/issues/$issue" "/admin/issues/new" 
   measure "$page" -b "$jar"
 done
 for list in "/api/v1/subscribers" "/api/v1/subscribers?q=reader4242" "/api/v1/subscribers?q=example" \
+  "/api/v1/subscribers?q=der+4" \
   "/api/v1/subscribers?status=confirmed&topic=Terrorism&offset=5000" "/api/v1/subscribers?topic=Terrorism" \
   "/api/v1/subscribers/4242" \
   "/api/v1/articles" "/api/v1/issues" "/api/v1/issues/$issue" "/api/v1/webhooks" "/api/v1/audit"; do

@@ -619,7 +619,7 @@ on_both_backends!(
 );
 
 /// The plan SQLite gives `sql` (EXPLAIN QUERY PLAN), one step a line.
-fn sqlite_plan(conn: &mut DbConnection, sql: &str) -> String {
+pub(crate) fn sqlite_plan(conn: &mut DbConnection, sql: &str) -> String {
     #[derive(QueryableByName)]
     struct Step {
         #[diesel(sql_type = Text)]
@@ -731,7 +731,7 @@ async fn a_status_and_topic_count_reads_its_index(backend: Backend) {
 
 /// What `run` returns, and the SQL of every statement it ran on the SQLite connection `conn`,
 /// as diesel hands it to SQLite (`?` for each parameter).
-fn statements_of<T>(
+pub(crate) fn statements_of<T>(
     conn: &mut DbConnection,
     run: impl FnOnce(&mut DbConnection) -> T,
 ) -> (T, Vec<String>) {
@@ -759,7 +759,7 @@ fn statements_of<T>(
 }
 
 /// The one statement of `ran` on the subscribers that holds `marker`.
-fn only(ran: &[String], marker: &str) -> String {
+pub(crate) fn only(ran: &[String], marker: &str) -> String {
     let found: Vec<&String> = ran
         .iter()
         .filter(|sql| sql.contains("`subscribers`") && sql.contains(marker))

@@ -142,7 +142,7 @@ pub fn count_or_split(conn: &mut DbConnection, filter: &Filter) -> QueryResult<C
 /// [`count_or_split`]).
 pub fn count_part(conn: &mut DbConnection, filter: &Filter, part: IdRange) -> QueryResult<i64> {
     let candidates = Candidates::unlisted(conn);
-    filtered(filter, &candidates, Reading::Count)
+    filtered(filter, &candidates, Reading::Range)
         .filter(subscribers::id.between(part.0, part.1))
         .count()
         .get_result(conn)

@@ -139,6 +139,10 @@ pub(crate) enum Reading {
     Rows,
     /// A count of the matches.
     Count,
+    /// A count of the matches among a range of ids, every row of it read: SQLite walks the
+    /// table itself through the range rather than the index of live ids, which would cost a
+    /// seek into the table for each row (see [`super::directory::count_part`]).
+    Range,
 }
 
 /// The filtered list. On PostgreSQL the search's LIKE is answered from the trigram indexes; on
@@ -150,18 +154,39 @@ pub(crate) fn filtered(
     candidates: &Candidates,
     reading: Reading,
 ) -> Boxed<'static> {
-    let mut query = subscribers::table
-        .filter(subscribers::erased_at.is_null())
-        .into_boxed();
+    // A unary `+` keeps SQLite's planner from the index of live ids (it holds no more than
+    // whether a row is erased): reading a range of it, SQLite then seeks each row in the table,
+    // twice the work of walking the table's own pages through the range (a quarter of the time
+    // of a count that reads every row for a term, at a million rows).
+    let mut query = if candidates.sqlite && reading == Reading::Range {
+        subscribers::table
+            .filter(sql::<diesel::sql_types::Bool>(
+                "+subscribers.erased_at IS NULL",
+            ))
+            .into_boxed()
+    } else {
+        subscribers::table
+            .filter(subscribers::erased_at.is_null())
+            .into_boxed()
+    };
     let term = search_term(filter);
     if !term.is_empty() {
         let pattern = format!("%{}%", escape_like(&term));
+        // The term is lower case. PostgreSQL's LIKE tells cases apart, so the name is lowered
+        // first (addresses are stored lower case). SQLite's LIKE folds ASCII letters and its
+        // `lower` lowers nothing else, so there the name is compared as it is: the same rows,
+        // without a lowered copy of every name the count reads.
+        let name = if candidates.sqlite {
+            "name"
+        } else {
+            "lower(name)"
+        };
         query = query.filter(
             subscribers::email
                 .like(pattern.clone())
                 .escape('\\')
                 .nullable()
-                .or(sql::<diesel::sql_types::Nullable<Text>>("lower(name)")
+                .or(sql::<diesel::sql_types::Nullable<Text>>(name)
                     .like(pattern)
                     .escape('\\')),
         );
