@@ -8,6 +8,7 @@ mod accounts;
 mod browser;
 mod checklist_signup;
 mod cli;
+mod common_terms;
 mod compliance;
 mod console;
 mod delivery;

@@ -91,7 +91,7 @@ struct Id {
 }
 
 /// The plain LIKE scan itself, over the table with no index involved, newest first.
-fn like_scan(conn: &mut DbConnection, term: &str) -> Vec<i64> {
+pub(crate) fn like_scan(conn: &mut DbConnection, term: &str) -> Vec<i64> {
     let escaped = term
         .trim()
         .to_lowercase()
@@ -361,7 +361,7 @@ on_both_backends!(
 );
 
 /// Seeds `n` confirmed subscribers `readerN@example.org` in one statement.
-fn seed(conn: &mut DbConnection, n: i64) {
+pub(crate) fn seed(conn: &mut DbConnection, n: i64) {
     let sql = match conn {
         DbConnection::Pg(_) => format!(
             "INSERT INTO subscribers (email, name, status, topics, created_at, updated_at, confirmed_at) \

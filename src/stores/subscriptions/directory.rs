@@ -36,7 +36,34 @@ pub fn search(
     window: Window,
 ) -> QueryResult<Vec<SubscriberRecord>> {
     let candidates = candidates(conn, filter)?;
-    let matching = || filtered(filter, &candidates, Reading::Rows).limit(limit);
+    // A term in more rows than the index lists: the page among its newest matches, when they
+    // hold a whole one. Twice as many of them as the page reaches to, for the rows that another
+    // filter or the exact match leaves out. Not for the rows after an id: those nearest it may
+    // be older than all of them.
+    let newest = match window {
+        Window::Offset(n) => Some((None, n.saturating_add(limit))),
+        Window::Before(id) => Some((Some(id), limit)),
+        Window::After(_) => None,
+    };
+    let take = |reach: i64| usize::try_from(reach.saturating_mul(2)).unwrap_or(usize::MAX);
+    if let Some(newest) = newest.and_then(|(below, reach)| candidates.newest(below, take(reach))) {
+        let rows = page(conn, filter, &newest, limit, window)?;
+        if rows.len() as i64 == limit {
+            return Ok(rows);
+        }
+    }
+    page(conn, filter, &candidates, limit, window)
+}
+
+/// A page of the rows `filter` and `candidates` find.
+fn page(
+    conn: &mut DbConnection,
+    filter: &Filter,
+    candidates: &Candidates,
+    limit: i64,
+    window: Window,
+) -> QueryResult<Vec<SubscriberRecord>> {
+    let matching = || filtered(filter, candidates, Reading::Rows).limit(limit);
     let query = match window {
         // Deep in the list, the rows skipped are read from the index of live ids alone
         // (migration `live_subscriber_ids`), and only the page's rows from the table.

@@ -81,6 +81,10 @@ struct RowId {
 pub(crate) struct Candidates {
     /// The ids whose address or name holds the term, when the index listed them all.
     ids: Option<Vec<i64>>,
+    /// When the index holds more than [`COUNT_CAP`] matches: the newest [`COUNT_CAP`] + 1 of
+    /// them, which hold every match at least as new as the oldest of them (see
+    /// [`Candidates::newest`]).
+    newest: Vec<i64>,
     sqlite: bool,
 }
 
@@ -93,12 +97,14 @@ pub(crate) fn candidates(conn: &mut DbConnection, filter: &Filter) -> QueryResul
     let DbConnection::Sqlite(c) = conn else {
         return Ok(Candidates {
             ids: None,
+            newest: Vec::new(),
             sqlite: false,
         });
     };
     if term.chars().count() < MIN_INDEXED_TERM {
         return Ok(Candidates {
             ids: None,
+            newest: Vec::new(),
             sqlite: true,
         });
     }
@@ -109,10 +115,19 @@ pub(crate) fn candidates(conn: &mut DbConnection, filter: &Filter) -> QueryResul
     .bind::<Text, _>(fts_phrase(&term))
     .bind::<diesel::sql_types::BigInt, _>(COUNT_CAP + 1)
     .load(c)?;
-    let listed = ids.len() as i64 <= COUNT_CAP;
-    Ok(Candidates {
-        ids: listed.then(|| ids.into_iter().map(|r| r.rowid).collect()),
-        sqlite: true,
+    let ids: Vec<i64> = ids.into_iter().map(|r| r.rowid).collect();
+    Ok(if ids.len() as i64 <= COUNT_CAP {
+        Candidates {
+            ids: Some(ids),
+            newest: Vec::new(),
+            sqlite: true,
+        }
+    } else {
+        Candidates {
+            ids: None,
+            newest: ids,
+            sqlite: true,
+        }
     })
 }
 
@@ -127,8 +142,28 @@ impl Candidates {
     pub(crate) fn unlisted(conn: &DbConnection) -> Self {
         Candidates {
             ids: None,
+            newest: Vec::new(),
             sqlite: matches!(conn, DbConnection::Sqlite(_)),
         }
+    }
+
+    /// For a term with more matches than the index lists: the newest of its matches in the
+    /// index older than `below` (all when none), at most `take` of them, as candidates. Every
+    /// row that matches, is older than `below` and at least as new as the oldest of them is
+    /// among them (whatever LIKE finds, the trigram index finds, and the index's newest matches
+    /// were listed), so a page of them, newest first, that comes back full is the page the
+    /// whole table gives; one that does not must be read from the table. Reading the table
+    /// newest first finds a page of a term in every row at once, but one of a term that only
+    /// older readers hold after reading every newer reader.
+    pub(crate) fn newest(&self, below: Option<i64>, take: usize) -> Option<Candidates> {
+        // Newest first: the ids older than `below` start where the first of them is.
+        let from = below.map_or(0, |b| self.newest.partition_point(|&id| id >= b));
+        let ids: Vec<i64> = self.newest[from..].iter().take(take).copied().collect();
+        (!ids.is_empty()).then_some(Candidates {
+            ids: Some(ids),
+            newest: Vec::new(),
+            sqlite: self.sqlite,
+        })
     }
 }
 

@@ -1,0 +1,133 @@
+//! A search term in more rows than the trigram index lists (10,000), held only by older
+//! readers: every page of it, newest first, is the page a plain `LIKE` over the table gives,
+//! whether it lies among the term's newest matches in the index or past them; on SQLite a page
+//! among them is read from them, by id, not by walking every newer reader.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use iria_news::foundation::db::schema::subscribers;
+use iria_news::foundation::db::{self, DbConnection};
+use iria_news::stores::subscriptions::{directory, records};
+
+use crate::helpers::{Backend, TestDb};
+use crate::on_both_backends;
+use crate::search_trigram::{only, sqlite_plan, statements_of};
+
+/// The live readers whose address or name holds `term`, with `status` when given, newest
+/// first: the plain LIKE scan over every row.
+fn plain(conn: &mut DbConnection, term: &str, status: Option<&str>) -> Vec<i64> {
+    let all = crate::search_trigram::like_scan(conn, term);
+    let Some(status) = status else {
+        return all;
+    };
+    let with: Vec<i64> = subscribers::table
+        .filter(subscribers::status.eq(status))
+        .select(subscribers::id)
+        .load(conn)
+        .expect("status");
+    all.into_iter().filter(|id| with.contains(id)).collect()
+}
+
+fn page(
+    conn: &mut DbConnection,
+    term: &str,
+    status: Option<&str>,
+    window: directory::Window,
+) -> Vec<i64> {
+    let filter = directory::Filter {
+        text: term.into(),
+        status: status.map(str::to_string),
+        ..Default::default()
+    };
+    directory::search(conn, &filter, 50, window)
+        .expect("page")
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// 24,000 readers; the first 12,000 renamed "Bulk Import N" (so "bulk import" is in 12,000
+/// names, none of the newer half), one in a thousand of them unsubscribed, twelve erased, and a few newer names the index folds to the term and LIKE does not (a Kelvin sign
+/// for the K).
+async fn a_common_terms_pages_are_the_plain_pages(backend: Backend) {
+    let Some(test_db) = TestDb::create(backend) else {
+        return;
+    };
+    let mut conn = test_db.connect();
+    db::migrate(&mut conn).expect("migrate");
+    crate::search_trigram::seed(&mut conn, 24_000);
+    conn.batch_execute(
+        "UPDATE subscribers SET name = 'Bulk Import ' || id WHERE id <= 12000; \
+         UPDATE subscribers SET status = 'unsubscribed' WHERE id <= 12000 AND id % 1000 = 0; \
+         UPDATE subscribers SET name = 'Bul\u{212A} Import' WHERE id IN (12001, 12500, 23999)",
+    )
+    .expect("names");
+    for id in (7..12_000).step_by(1_000) {
+        records::erase(&mut conn, id, b"test-secret").expect("erase");
+    }
+    let term = "bulk import";
+    let all = plain(&mut conn, term, None);
+    // And on PostgreSQL, whose lower() may fold the Kelvin sign, the three newer ones.
+    assert!(all.len() >= 12_000 - 12, "{} matches", all.len());
+    let unsubscribed = plain(&mut conn, term, Some("unsubscribed"));
+    use directory::Window::{After, Before, Offset};
+    let newest_first = |ids: &[i64], from: usize| ids[from..(from + 50).min(ids.len())].to_vec();
+    for (window, status, want) in [
+        (Offset(0), None, newest_first(&all, 0)),
+        (Offset(120), None, newest_first(&all, 120)),
+        // Deep: the page's ids first, its rows after.
+        (Offset(5_000), None, newest_first(&all, 5_000)),
+        // Past the index's newest matches: read from the table.
+        (Offset(9_980), None, newest_first(&all, 9_980)),
+        (Offset(11_970), None, newest_first(&all, 11_970)),
+        (Before(6_000), None, {
+            let from = all.iter().position(|&id| id < 6_000).expect("older");
+            newest_first(&all, from)
+        }),
+        // Older than every one of the index's newest matches: read from the table.
+        (Before(100), None, {
+            let from = all.iter().position(|&id| id < 100).expect("older");
+            newest_first(&all, from)
+        }),
+        (After(100), None, {
+            let to = all.iter().rposition(|&id| id > 100).expect("newer");
+            all[to + 1 - 50..=to].to_vec()
+        }),
+        // Too few among the newest matches for a page: read from the table.
+        (
+            Offset(0),
+            Some("unsubscribed"),
+            newest_first(&unsubscribed, 0),
+        ),
+    ] {
+        assert_eq!(
+            page(&mut conn, term, status, window),
+            want,
+            "{window:?} {status:?}"
+        );
+    }
+    if backend == Backend::Sqlite {
+        // The first page is read from the index's newest matches by id, in one statement.
+        let (_, ran) = statements_of(&mut conn, |conn| page(conn, term, None, Offset(0)));
+        let read = only(&ran, "ORDER BY");
+        let plan = sqlite_plan(&mut conn, &read);
+        assert!(
+            plan.contains("INTEGER PRIMARY KEY (rowid=?)") && !plan.contains("SCAN subscribers"),
+            "{plan}"
+        );
+        // A page the newest matches cannot fill is read again from the table.
+        let (_, ran) = statements_of(&mut conn, |conn| {
+            page(conn, term, Some("unsubscribed"), Offset(0))
+        });
+        let reads = ran
+            .iter()
+            .filter(|sql| sql.contains("FROM `subscribers`") && sql.contains("ORDER BY"))
+            .count();
+        assert_eq!(reads, 2, "{ran:#?}");
+    }
+}
+
+on_both_backends!(
+    a_common_terms_pages_are_the_plain_pages,
+    super::a_common_terms_pages_are_the_plain_pages
+);
