@@ -729,8 +729,8 @@ async fn a_status_and_topic_count_reads_its_index(backend: Backend) {
     }
 }
 
-/// What `run` returns, and the SQL of every statement it ran on the SQLite connection `conn`,
-/// as diesel hands it to SQLite (`?` for each parameter).
+/// What `run` returns, and the SQL of every statement it ran on `conn`, as diesel hands it to
+/// the database (`?` or `$n` for each parameter).
 pub(crate) fn statements_of<T>(
     conn: &mut DbConnection,
     run: impl FnOnce(&mut DbConnection) -> T,
@@ -739,10 +739,7 @@ pub(crate) fn statements_of<T>(
     use std::sync::{Arc, Mutex};
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = Arc::clone(&seen);
-    let DbConnection::Sqlite(c) = conn else {
-        unreachable!("SQLite only")
-    };
-    c.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
         if let InstrumentationEvent::StartQuery { query, .. } = event {
             let text = query.to_string();
             let sql = text.split(" -- binds: ").next().unwrap_or_default();
@@ -750,10 +747,7 @@ pub(crate) fn statements_of<T>(
         }
     });
     let result = run(conn);
-    let DbConnection::Sqlite(c) = conn else {
-        unreachable!("SQLite only")
-    };
-    c.set_instrumentation(None::<Box<dyn Instrumentation>>);
+    conn.set_instrumentation(None::<Box<dyn Instrumentation>>);
     let ran = seen.lock().expect("statements").clone();
     (result, ran)
 }

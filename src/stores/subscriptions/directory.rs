@@ -3,10 +3,12 @@
 //! [`super::import`]).
 
 use chrono::NaiveDateTime;
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::BigInt;
 
 use super::records::SubscriberRecord;
-use super::search::{candidates, filtered, Candidates, Reading};
+use super::search::{candidates, filtered, has_term, Candidates, Reading};
 pub use super::search::{count_cap, Filter, COUNT_CAP, MIN_INDEXED_TERM, SCAN_COUNT_CAP};
 pub use super::topic_lists::MOST_LISTS as MOST_TOPIC_LISTS;
 use super::NewSignup;
@@ -28,6 +30,23 @@ pub enum Window {
 /// From this offset on, a page's ids are found first and its rows read after.
 const DEEP_OFFSET: i64 = 1_000;
 
+/// PostgreSQL: how many live rows past where a page starts (its offset, or the id it is older
+/// than) a page of a search term is first looked for among, newest first.
+const WALKED_FIRST: i64 = 5_000;
+
+/// Which rows a page is read from, and how.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// Every row the filter finds, newest first: the planner chooses how.
+    All,
+    /// Only the rows with an id of at least this one (PostgreSQL's first look, see
+    /// [`walked_first`]).
+    From(i64),
+    /// Every row the filter finds, all of them found before they are put in order (PostgreSQL's
+    /// second look: the matches from the trigram indexes, then the newest of them).
+    Sorted,
+}
+
 /// A page of the (filtered) list, newest first.
 pub fn search(
     conn: &mut DbConnection,
@@ -36,52 +55,101 @@ pub fn search(
     window: Window,
 ) -> QueryResult<Vec<SubscriberRecord>> {
     let candidates = candidates(conn, filter)?;
-    // A term in more rows than the index lists: the page among its newest matches, when they
-    // hold a whole one. Twice as many of them as the page reaches to, for the rows that another
-    // filter or the exact match leaves out. Not for the rows after an id: those nearest it may
-    // be older than all of them.
-    let newest = match window {
-        Window::Offset(n) => Some((None, n.saturating_add(limit))),
-        Window::Before(id) => Some((Some(id), limit)),
-        Window::After(_) => None,
+    // Where a page starts: the id its rows are older than, and how many rows it skips. The
+    // rows after an id are read as they are: those nearest it may be older than any looked at
+    // first.
+    let (below, skipped) = match window {
+        Window::Offset(n) => (None, n),
+        Window::Before(id) => (Some(id), 0),
+        Window::After(_) => return page(conn, filter, &candidates, limit, window, Scope::All),
     };
-    let take = |reach: i64| usize::try_from(reach.saturating_mul(2)).unwrap_or(usize::MAX);
-    if let Some(newest) = newest.and_then(|(below, reach)| candidates.newest(below, take(reach))) {
-        let rows = page(conn, filter, &newest, limit, window)?;
+    if matches!(conn, DbConnection::Pg(_)) && has_term(filter) {
+        let walked = (below, skipped.saturating_add(WALKED_FIRST));
+        return walked_first(conn, filter, &candidates, (limit, window), walked);
+    }
+    let reach = skipped.saturating_add(limit);
+    // SQLite, a term in more rows than the index lists: the page among its newest matches, when
+    // they hold a whole one. Twice as many of them as the page reaches to, for the rows that
+    // another filter or the exact match leaves out.
+    let take = usize::try_from(reach.saturating_mul(2)).unwrap_or(usize::MAX);
+    if let Some(newest) = candidates.newest(below, take) {
+        let rows = page(conn, filter, &newest, limit, window, Scope::All)?;
         if rows.len() as i64 == limit {
             return Ok(rows);
         }
     }
-    page(conn, filter, &candidates, limit, window)
+    page(conn, filter, &candidates, limit, window, Scope::All)
 }
 
-/// A page of the rows `filter` and `candidates` find.
+/// PostgreSQL, a page of a search term (not the rows after an id). The planner reads a term it
+/// expects in many rows by walking the list newest first, which finds a page of a term in every
+/// row at once, but walks every newer reader first when only older readers hold it (a bulk
+/// import of one domain long ago, say: 200 ms and more at a million). So the page is first
+/// looked for among the [`WALKED_FIRST`] live rows past where it starts; when they do not hold
+/// it, the term is rare among the newest readers, and the page is read from every match the
+/// trigram indexes give, put in order (their number, not the table's, is the cost). `walked`:
+/// the id the rows looked at first are older than, and how many of them.
+fn walked_first(
+    conn: &mut DbConnection,
+    filter: &Filter,
+    candidates: &Candidates,
+    (limit, window): (i64, Window),
+    (below, walked): (Option<i64>, i64),
+) -> QueryResult<Vec<SubscriberRecord>> {
+    let mut nth = subscribers::table
+        .filter(subscribers::erased_at.is_null())
+        .select(subscribers::id)
+        .order(subscribers::id.desc())
+        .offset(walked)
+        .limit(1)
+        .into_boxed();
+    if let Some(id) = below {
+        nth = nth.filter(subscribers::id.lt(id));
+    }
+    let Some(bound) = nth.first::<i64>(conn).optional()? else {
+        // Fewer rows than that: walking them is the first look.
+        return page(conn, filter, candidates, limit, window, Scope::All);
+    };
+    let rows = page(conn, filter, candidates, limit, window, Scope::From(bound))?;
+    if rows.len() as i64 == limit {
+        return Ok(rows);
+    }
+    page(conn, filter, candidates, limit, window, Scope::Sorted)
+}
+
+/// A page of the rows `filter` and `candidates` find, within `scope`.
 fn page(
     conn: &mut DbConnection,
     filter: &Filter,
     candidates: &Candidates,
     limit: i64,
     window: Window,
+    scope: Scope,
 ) -> QueryResult<Vec<SubscriberRecord>> {
-    let matching = || filtered(filter, candidates, Reading::Rows).limit(limit);
+    let matching = || {
+        let query = filtered(filter, candidates, Reading::Rows).limit(limit);
+        match scope {
+            Scope::All => query.order(subscribers::id.desc()),
+            Scope::From(id) => query
+                .filter(subscribers::id.ge(id))
+                .order(subscribers::id.desc()),
+            // Put in order by a sum, not the id itself, so that the planner cannot take the
+            // rows in the order of the index of ids, checking each.
+            Scope::Sorted => query.order(sql::<BigInt>("subscribers.id + 0").desc()),
+        }
+    };
     let query = match window {
         // Deep in the list, the rows skipped are read from the index of live ids alone
         // (migration `live_subscriber_ids`), and only the page's rows from the table.
         Window::Offset(n) if n >= DEEP_OFFSET => {
-            let page: Vec<i64> = matching()
-                .select(subscribers::id)
-                .order(subscribers::id.desc())
-                .offset(n)
-                .load(conn)?;
+            let page: Vec<i64> = matching().select(subscribers::id).offset(n).load(conn)?;
             subscribers::table
                 .into_boxed()
                 .filter(subscribers::id.eq_any(page))
                 .order(subscribers::id.desc())
         }
-        Window::Offset(n) => matching().offset(n).order(subscribers::id.desc()),
-        Window::Before(id) => matching()
-            .filter(subscribers::id.lt(id))
-            .order(subscribers::id.desc()),
+        Window::Offset(n) => matching().offset(n),
+        Window::Before(id) => matching().filter(subscribers::id.lt(id)),
         Window::After(id) => matching()
             .filter(subscribers::id.gt(id))
             .order(subscribers::id.asc()),

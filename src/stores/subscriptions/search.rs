@@ -76,37 +76,38 @@ struct RowId {
     rowid: i64,
 }
 
+/// What the FTS5 index listed of a search term's matches (SQLite; see [`candidates`]).
+enum Listed {
+    /// Nothing: PostgreSQL, no term, or a term too short for the index. Every row is read and
+    /// checked.
+    Nothing,
+    /// Only these ids can match: every match of the term (at most [`COUNT_CAP`] of them), or
+    /// those of [`Listed::Newest`] a page is first looked for among.
+    Only(Vec<i64>),
+    /// The newest [`COUNT_CAP`] + 1 matches of a term with more: they hold every match at least
+    /// as new as the oldest of them (see [`Candidates::newest`]).
+    Newest(Vec<i64>),
+}
+
 /// What narrows a filter's query before it runs: on SQLite, the FTS5 index's ids for the search
 /// term (see [`candidates`]).
 pub(crate) struct Candidates {
-    /// The ids whose address or name holds the term, when the index listed them all.
-    ids: Option<Vec<i64>>,
-    /// When the index holds more than [`COUNT_CAP`] matches: the newest [`COUNT_CAP`] + 1 of
-    /// them, which hold every match at least as new as the oldest of them (see
-    /// [`Candidates::newest`]).
-    newest: Vec<i64>,
+    listed: Listed,
     sqlite: bool,
 }
 
 /// On SQLite, for a term of [`MIN_INDEXED_TERM`] characters or more: the ids whose address or
-/// name holds it, from the FTS5 trigram index, when there are at most [`COUNT_CAP`] of them.
-/// No ids otherwise (PostgreSQL, a short term, or a term so common that scanning the table
-/// newest first finds a page of matches sooner than the index lists them all).
+/// name holds it, from the FTS5 trigram index, when there are at most [`COUNT_CAP`] of them,
+/// and the newest [`COUNT_CAP`] + 1 of them when there are more (too many to narrow a count or
+/// an export to). None on PostgreSQL, whose planner reads its trigram indexes itself, or for a
+/// term too short for the index.
 pub(crate) fn candidates(conn: &mut DbConnection, filter: &Filter) -> QueryResult<Candidates> {
     let term = search_term(filter);
     let DbConnection::Sqlite(c) = conn else {
-        return Ok(Candidates {
-            ids: None,
-            newest: Vec::new(),
-            sqlite: false,
-        });
+        return Ok(Candidates::unlisted(conn));
     };
     if term.chars().count() < MIN_INDEXED_TERM {
-        return Ok(Candidates {
-            ids: None,
-            newest: Vec::new(),
-            sqlite: true,
-        });
+        return Ok(Candidates::unlisted(conn));
     }
     let ids: Vec<RowId> = diesel::sql_query(
         "SELECT rowid FROM subscribers_search WHERE subscribers_search MATCH ? \
@@ -116,18 +117,14 @@ pub(crate) fn candidates(conn: &mut DbConnection, filter: &Filter) -> QueryResul
     .bind::<diesel::sql_types::BigInt, _>(COUNT_CAP + 1)
     .load(c)?;
     let ids: Vec<i64> = ids.into_iter().map(|r| r.rowid).collect();
-    Ok(if ids.len() as i64 <= COUNT_CAP {
-        Candidates {
-            ids: Some(ids),
-            newest: Vec::new(),
-            sqlite: true,
-        }
+    let listed = if ids.len() as i64 <= COUNT_CAP {
+        Listed::Only(ids)
     } else {
-        Candidates {
-            ids: None,
-            newest: ids,
-            sqlite: true,
-        }
+        Listed::Newest(ids)
+    };
+    Ok(Candidates {
+        listed,
+        sqlite: true,
     })
 }
 
@@ -135,14 +132,13 @@ impl Candidates {
     /// Whether counting `filter` on SQLite reads every live row for its search term: a term
     /// the index did not list the matches of (too short, or too common).
     pub(crate) fn scans_for_term(&self, filter: &Filter) -> bool {
-        self.sqlite && self.ids.is_none() && !search_term(filter).is_empty()
+        self.sqlite && !matches!(self.listed, Listed::Only(_)) && !search_term(filter).is_empty()
     }
 
     /// No ids: every row is read and checked (the index did not list the term's matches).
     pub(crate) fn unlisted(conn: &DbConnection) -> Self {
         Candidates {
-            ids: None,
-            newest: Vec::new(),
+            listed: Listed::Nothing,
             sqlite: matches!(conn, DbConnection::Sqlite(_)),
         }
     }
@@ -157,11 +153,13 @@ impl Candidates {
     /// older readers hold after reading every newer reader.
     pub(crate) fn newest(&self, below: Option<i64>, take: usize) -> Option<Candidates> {
         // Newest first: the ids older than `below` start where the first of them is.
-        let from = below.map_or(0, |b| self.newest.partition_point(|&id| id >= b));
-        let ids: Vec<i64> = self.newest[from..].iter().take(take).copied().collect();
+        let Listed::Newest(newest) = &self.listed else {
+            return None;
+        };
+        let from = below.map_or(0, |b| newest.partition_point(|&id| id >= b));
+        let ids: Vec<i64> = newest[from..].iter().take(take).copied().collect();
         (!ids.is_empty()).then_some(Candidates {
-            ids: Some(ids),
-            newest: Vec::new(),
+            listed: Listed::Only(ids),
             sqlite: self.sqlite,
         })
     }
@@ -227,7 +225,7 @@ fn with_term(
                     .like(pattern)
                     .escape('\\')),
         );
-        if let Some(ids) = &candidates.ids {
+        if let Listed::Only(ids) = &candidates.listed {
             query = query.filter(subscribers::id.eq_any(ids.clone()));
         }
     }
