@@ -14,30 +14,45 @@ use crate::helpers::{Backend, TestDb};
 use crate::on_both_backends;
 use crate::search_trigram::{only, sqlite_plan, statements_of};
 
-/// The live readers whose address or name holds `term`, with `status` when given, newest
-/// first: the plain LIKE scan over every row.
-fn plain(conn: &mut DbConnection, term: &str, status: Option<&str>) -> Vec<i64> {
+/// What else a page is narrowed to.
+#[derive(Clone, Copy, Debug)]
+enum Also {
+    Nothing,
+    Status(&'static str),
+    Topic(&'static str),
+}
+
+/// The live readers whose address or name holds `term`, narrowed as `also` says, newest first:
+/// the plain LIKE scan over every row.
+fn plain(conn: &mut DbConnection, term: &str, also: Also) -> Vec<i64> {
     let all = crate::search_trigram::like_scan(conn, term);
-    let Some(status) = status else {
-        return all;
-    };
-    let with: Vec<i64> = subscribers::table
-        .filter(subscribers::status.eq(status))
-        .select(subscribers::id)
+    let rows: Vec<(i64, String, String)> = subscribers::table
+        .select((subscribers::id, subscribers::status, subscribers::topics))
         .load(conn)
-        .expect("status");
+        .expect("rows");
+    let with: Vec<i64> = rows
+        .into_iter()
+        .filter(|(_, status, topics)| match also {
+            Also::Nothing => true,
+            Also::Status(s) => status == s,
+            Also::Topic(t) => topics.split(',').any(|x| x == t),
+        })
+        .map(|(id, _, _)| id)
+        .collect();
     all.into_iter().filter(|id| with.contains(id)).collect()
 }
 
-fn page(
-    conn: &mut DbConnection,
-    term: &str,
-    status: Option<&str>,
-    window: directory::Window,
-) -> Vec<i64> {
+fn page(conn: &mut DbConnection, term: &str, also: Also, window: directory::Window) -> Vec<i64> {
     let filter = directory::Filter {
         text: term.into(),
-        status: status.map(str::to_string),
+        status: match also {
+            Also::Status(s) => Some(s.into()),
+            _ => None,
+        },
+        topic: match also {
+            Also::Topic(t) => Some(t.into()),
+            _ => None,
+        },
         ..Default::default()
     };
     directory::search(conn, &filter, 50, window)
@@ -48,8 +63,9 @@ fn page(
 }
 
 /// 24,000 readers; the first 12,000 renamed "Bulk Import N" (so "bulk import" is in 12,000
-/// names, none of the newer half), one in a thousand of them unsubscribed, twelve erased, and a few newer names the index folds to the term and LIKE does not (a Kelvin sign
-/// for the K).
+/// names, none of the newer half), one in a thousand of them unsubscribed and one in a thousand
+/// reading "Europe", twelve erased, and a few newer names the index folds to the term and LIKE
+/// does not (a Kelvin sign for the K).
 async fn a_common_terms_pages_are_the_plain_pages(backend: Backend) {
     let Some(test_db) = TestDb::create(backend) else {
         return;
@@ -60,6 +76,7 @@ async fn a_common_terms_pages_are_the_plain_pages(backend: Backend) {
     conn.batch_execute(
         "UPDATE subscribers SET name = 'Bulk Import ' || id WHERE id <= 12000; \
          UPDATE subscribers SET status = 'unsubscribed' WHERE id <= 12000 AND id % 1000 = 0; \
+         UPDATE subscribers SET topics = 'Europe' WHERE id <= 12000 AND id % 1000 = 500; \
          UPDATE subscribers SET name = 'Bul\u{212A} Import' WHERE id IN (12001, 12500, 23999)",
     )
     .expect("names");
@@ -67,64 +84,73 @@ async fn a_common_terms_pages_are_the_plain_pages(backend: Backend) {
         records::erase(&mut conn, id, b"test-secret").expect("erase");
     }
     let term = "bulk import";
-    let all = plain(&mut conn, term, None);
+    let all = plain(&mut conn, term, Also::Nothing);
     // And on PostgreSQL, whose lower() may fold the Kelvin sign, the three newer ones.
     assert!(all.len() >= 12_000 - 12, "{} matches", all.len());
-    let unsubscribed = plain(&mut conn, term, Some("unsubscribed"));
+    let unsubscribed = plain(&mut conn, term, Also::Status("unsubscribed"));
+    let europe = plain(&mut conn, term, Also::Topic("Europe"));
     use directory::Window::{After, Before, Offset};
     let newest_first = |ids: &[i64], from: usize| ids[from..(from + 50).min(ids.len())].to_vec();
-    for (window, status, want) in [
-        (Offset(0), None, newest_first(&all, 0)),
-        (Offset(120), None, newest_first(&all, 120)),
+    for (window, also, want) in [
+        (Offset(0), Also::Nothing, newest_first(&all, 0)),
+        (Offset(120), Also::Nothing, newest_first(&all, 120)),
         // Deep: the page's ids first, its rows after.
-        (Offset(5_000), None, newest_first(&all, 5_000)),
+        (Offset(5_000), Also::Nothing, newest_first(&all, 5_000)),
         // Past the index's newest matches: read from the table.
-        (Offset(9_980), None, newest_first(&all, 9_980)),
-        (Offset(11_970), None, newest_first(&all, 11_970)),
-        (Before(6_000), None, {
+        (Offset(9_980), Also::Nothing, newest_first(&all, 9_980)),
+        (Offset(11_970), Also::Nothing, newest_first(&all, 11_970)),
+        (Before(6_000), Also::Nothing, {
             let from = all.iter().position(|&id| id < 6_000).expect("older");
             newest_first(&all, from)
         }),
         // Older than every one of the index's newest matches: read from the table.
-        (Before(100), None, {
+        (Before(100), Also::Nothing, {
             let from = all.iter().position(|&id| id < 100).expect("older");
             newest_first(&all, from)
         }),
-        (After(100), None, {
+        (After(100), Also::Nothing, {
             let to = all.iter().rposition(|&id| id > 100).expect("newer");
             all[to + 1 - 50..=to].to_vec()
         }),
-        // Too few among the newest matches for a page: read from the table.
+        // A status few readers hold: read through its index.
         (
             Offset(0),
-            Some("unsubscribed"),
+            Also::Status("unsubscribed"),
             newest_first(&unsubscribed, 0),
         ),
+        // Too few among the newest matches for a page: read from the table.
+        (Offset(0), Also::Topic("Europe"), newest_first(&europe, 0)),
     ] {
         assert_eq!(
-            page(&mut conn, term, status, window),
+            page(&mut conn, term, also, window),
             want,
-            "{window:?} {status:?}"
+            "{window:?} {also:?}"
         );
     }
     if backend == Backend::Sqlite {
         // The first page is read from the index's newest matches by id, in one statement.
-        let (_, ran) = statements_of(&mut conn, |conn| page(conn, term, None, Offset(0)));
+        let (_, ran) = statements_of(&mut conn, |conn| page(conn, term, Also::Nothing, Offset(0)));
         let read = only(&ran, "ORDER BY");
         let plan = sqlite_plan(&mut conn, &read);
         assert!(
             plan.contains("INTEGER PRIMARY KEY (rowid=?)") && !plan.contains("SCAN subscribers"),
             "{plan}"
         );
+        let reads = |ran: &[String]| {
+            ran.iter()
+                .filter(|sql| sql.contains("FROM `subscribers`") && sql.contains("ORDER BY"))
+                .count()
+        };
         // A page the newest matches cannot fill is read again from the table.
         let (_, ran) = statements_of(&mut conn, |conn| {
-            page(conn, term, Some("unsubscribed"), Offset(0))
+            page(conn, term, Also::Topic("Europe"), Offset(0))
         });
-        let reads = ran
-            .iter()
-            .filter(|sql| sql.contains("FROM `subscribers`") && sql.contains("ORDER BY"))
-            .count();
-        assert_eq!(reads, 2, "{ran:#?}");
+        assert_eq!(reads(&ran), 2, "{ran:#?}");
+        // A status few readers hold is read once, through its index (tests/api/rare_status.rs).
+        let (_, ran) = statements_of(&mut conn, |conn| {
+            page(conn, term, Also::Status("unsubscribed"), Offset(0))
+        });
+        assert_eq!(reads(&ran), 1, "{ran:#?}");
     }
     if backend == Backend::Postgres {
         // The page reads of a statement: a first look among the rows past where the page
@@ -146,17 +172,26 @@ async fn a_common_terms_pages_are_the_plain_pages(backend: Backend) {
         };
         // Only the older half holds the term: the first look finds none of it, then the page
         // is read from the matches.
-        let (_, ran) = statements_of(&mut conn, |conn| page(conn, term, None, Offset(0)));
+        let (_, ran) = statements_of(&mut conn, |conn| page(conn, term, Also::Nothing, Offset(0)));
         assert_eq!(reads(&ran), ["first look", "sorted"], "{ran:#?}");
         // Among the first look's rows: nothing more.
-        let (_, ran) = statements_of(&mut conn, |conn| page(conn, term, None, Before(6_000)));
+        let (_, ran) = statements_of(&mut conn, |conn| {
+            page(conn, term, Also::Nothing, Before(6_000))
+        });
         assert_eq!(reads(&ran), ["first look"], "{ran:#?}");
         // A term in every address is found in the first look.
-        let (rows, ran) = statements_of(&mut conn, |conn| page(conn, "example", None, Offset(0)));
-        assert_eq!(rows, newest_first(&plain(&mut conn, "example", None), 0));
+        let (rows, ran) = statements_of(&mut conn, |conn| {
+            page(conn, "example", Also::Nothing, Offset(0))
+        });
+        assert_eq!(
+            rows,
+            newest_first(&plain(&mut conn, "example", Also::Nothing), 0)
+        );
         assert_eq!(reads(&ran), ["first look"], "{ran:#?}");
         // The rows after an id are read as they are.
-        let (_, ran) = statements_of(&mut conn, |conn| page(conn, term, None, After(100)));
+        let (_, ran) = statements_of(&mut conn, |conn| {
+            page(conn, term, Also::Nothing, After(100))
+        });
         assert_eq!(reads(&ran), ["walk"], "{ran:#?}");
     }
 }

@@ -24,6 +24,7 @@ mod large_lists;
 mod ledger_statistics;
 mod openapi;
 mod preferences;
+mod rare_status;
 mod search_trigram;
 mod signup;
 mod webhooks;

@@ -42,8 +42,9 @@ enum Scope {
     /// Only the rows with an id of at least this one (PostgreSQL's first look, see
     /// [`walked_first`]).
     From(i64),
-    /// Every row the filter finds, all of them found before they are put in order (PostgreSQL's
-    /// second look: the matches from the trigram indexes, then the newest of them).
+    /// Every row the filter finds, all of them found before they are put in order: PostgreSQL's
+    /// second look (the matches from the trigram indexes, then the newest of them), and SQLite's
+    /// page of a rare status (see [`rare_status`]).
     Sorted,
 }
 
@@ -58,12 +59,22 @@ pub fn search(
     // Where a page starts: the id its rows are older than, and how many rows it skips. The
     // rows after an id are read as they are: those nearest it may be older than any looked at
     // first.
+    // SQLite, a status few readers hold (bounced, complained): its readers from the index of
+    // live statuses and topics, put in order. Walking the list for them read every reader.
+    if rare_status(conn, filter)? {
+        return page(conn, filter, &candidates, limit, window, Scope::Sorted);
+    }
     let (below, skipped) = match window {
         Window::Offset(n) => (None, n),
         Window::Before(id) => (Some(id), 0),
         Window::After(_) => return page(conn, filter, &candidates, limit, window, Scope::All),
     };
-    if matches!(conn, DbConnection::Pg(_)) && has_term(filter) {
+    // Not with the inactive readers' filter, whose condition reads each reader's deliveries and
+    // clicks: reading every match of a common term would check it on all of them, and the
+    // newest readers, too new to have been sent the last digests, would always miss the first
+    // look.
+    if matches!(conn, DbConnection::Pg(_)) && has_term(filter) && filter.inactive_digests.is_none()
+    {
         let walked = (below, skipped.saturating_add(WALKED_FIRST));
         return walked_first(conn, filter, &candidates, (limit, window), walked);
     }
@@ -117,6 +128,22 @@ fn walked_first(
     page(conn, filter, candidates, limit, window, Scope::Sorted)
 }
 
+/// SQLite: whether the filter's status is held by at most [`COUNT_CAP`] live readers, counted
+/// in the index of live statuses and topics (reading at most that many of its entries).
+/// PostgreSQL's planner knows from its statistics.
+fn rare_status(conn: &mut DbConnection, filter: &Filter) -> QueryResult<bool> {
+    let (DbConnection::Sqlite(_), Some(status)) = (&*conn, &filter.status) else {
+        return Ok(false);
+    };
+    let held: Vec<i64> = subscribers::table
+        .filter(subscribers::erased_at.is_null())
+        .filter(subscribers::status.eq(status))
+        .select(subscribers::id)
+        .limit(COUNT_CAP + 1)
+        .load(conn)?;
+    Ok(held.len() as i64 <= COUNT_CAP)
+}
+
 /// A page of the rows `filter` and `candidates` find, within `scope`.
 fn page(
     conn: &mut DbConnection,
@@ -127,7 +154,11 @@ fn page(
     scope: Scope,
 ) -> QueryResult<Vec<SubscriberRecord>> {
     let matching = || {
-        let query = filtered(filter, candidates, Reading::Rows).limit(limit);
+        let reading = match scope {
+            Scope::Sorted => Reading::Sorted,
+            Scope::All | Scope::From(_) => Reading::Rows,
+        };
+        let query = filtered(filter, candidates, reading).limit(limit);
         match scope {
             Scope::All => query.order(subscribers::id.desc()),
             Scope::From(id) => query
@@ -150,9 +181,13 @@ fn page(
         }
         Window::Offset(n) => matching().offset(n),
         Window::Before(id) => matching().filter(subscribers::id.lt(id)),
-        Window::After(id) => matching()
-            .filter(subscribers::id.gt(id))
-            .order(subscribers::id.asc()),
+        Window::After(id) => {
+            let newer = matching().filter(subscribers::id.gt(id));
+            match scope {
+                Scope::Sorted => newer.order(sql::<BigInt>("subscribers.id + 0").asc()),
+                Scope::All | Scope::From(_) => newer.order(subscribers::id.asc()),
+            }
+        }
     };
     let mut rows = query.select(SubscriberRecord::as_select()).load(conn)?;
     if matches!(window, Window::After(_)) {
