@@ -56,14 +56,14 @@ pub fn search(
     window: Window,
 ) -> QueryResult<Vec<SubscriberRecord>> {
     let candidates = candidates(conn, filter)?;
-    // Where a page starts: the id its rows are older than, and how many rows it skips. The
-    // rows after an id are read as they are: those nearest it may be older than any looked at
-    // first.
     // SQLite, a status few readers hold (bounced, complained): its readers from the index of
     // live statuses and topics, put in order. Walking the list for them read every reader.
     if rare_status(conn, filter)? {
         return page(conn, filter, &candidates, limit, window, Scope::Sorted);
     }
+    // Where a page starts: the id its rows are older than, and how many rows it skips. The
+    // rows after an id are read as they are: those nearest it may be older than any looked at
+    // first.
     let (below, skipped) = match window {
         Window::Offset(n) => (None, n),
         Window::Before(id) => (Some(id), 0),
