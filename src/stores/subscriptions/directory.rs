@@ -135,13 +135,16 @@ fn rare_status(conn: &mut DbConnection, filter: &Filter) -> QueryResult<bool> {
     let (DbConnection::Sqlite(_), Some(status)) = (&*conn, &filter.status) else {
         return Ok(false);
     };
-    let held: Vec<i64> = subscribers::table
+    // Whether a reader past the cap exists: the entries before it are stepped over in the
+    // index, not returned.
+    let past_cap: Option<i64> = subscribers::table
         .filter(subscribers::erased_at.is_null())
         .filter(subscribers::status.eq(status))
         .select(subscribers::id)
-        .limit(COUNT_CAP + 1)
-        .load(conn)?;
-    Ok(held.len() as i64 <= COUNT_CAP)
+        .offset(COUNT_CAP)
+        .first(conn)
+        .optional()?;
+    Ok(past_cap.is_none())
 }
 
 /// A page of the rows `filter` and `candidates` find, within `scope`.
