@@ -4,15 +4,14 @@
 //! among them is read from them, by id, not by walking every newer reader; on PostgreSQL a page
 //! the newest rows do not hold is read from the term's matches.
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use iria_news::foundation::db::schema::subscribers;
-use iria_news::foundation::db::{self, DbConnection};
-use iria_news::stores::subscriptions::{directory, records};
+use iria_news::foundation::db::DbConnection;
+use iria_news::stores::subscriptions::directory;
 
-use crate::helpers::{Backend, TestDb};
+use crate::helpers::Backend;
 use crate::on_both_backends;
-use crate::search_trigram::{only, sqlite_plan, statements_of};
+use crate::search_trigram::{only, page_ids, seeded, sqlite_plan, statements_of};
 
 /// What else a page is narrowed to.
 #[derive(Clone, Copy, Debug)]
@@ -55,11 +54,7 @@ fn page(conn: &mut DbConnection, term: &str, also: Also, window: directory::Wind
         },
         ..Default::default()
     };
-    directory::search(conn, &filter, 50, window)
-        .expect("page")
-        .into_iter()
-        .map(|r| r.id)
-        .collect()
+    page_ids(conn, &filter, 50, window)
 }
 
 /// 24,000 readers; the first 12,000 renamed "Bulk Import N" (so "bulk import" is in 12,000
@@ -67,22 +62,17 @@ fn page(conn: &mut DbConnection, term: &str, also: Also, window: directory::Wind
 /// reading "Europe", twelve erased, and a few newer names the index folds to the term and LIKE
 /// does not (a Kelvin sign for the K).
 async fn a_common_terms_pages_are_the_plain_pages(backend: Backend) {
-    let Some(test_db) = TestDb::create(backend) else {
-        return;
-    };
-    let mut conn = test_db.connect();
-    db::migrate(&mut conn).expect("migrate");
-    crate::search_trigram::seed(&mut conn, 24_000);
-    conn.batch_execute(
+    let Some((_db, mut conn)) = seeded(
+        backend,
+        24_000,
         "UPDATE subscribers SET name = 'Bulk Import ' || id WHERE id <= 12000; \
          UPDATE subscribers SET status = 'unsubscribed' WHERE id <= 12000 AND id % 1000 = 0; \
          UPDATE subscribers SET topics = 'Europe' WHERE id <= 12000 AND id % 1000 = 500; \
          UPDATE subscribers SET name = 'Bul\u{212A} Import' WHERE id IN (12001, 12500, 23999)",
-    )
-    .expect("names");
-    for id in (7..12_000).step_by(1_000) {
-        records::erase(&mut conn, id, b"test-secret").expect("erase");
-    }
+        (7..12_000).step_by(1_000),
+    ) else {
+        return;
+    };
     let term = "bulk import";
     let all = plain(&mut conn, term, Also::Nothing);
     // And on PostgreSQL, whose lower() may fold the Kelvin sign, the three newer ones.

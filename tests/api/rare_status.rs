@@ -3,15 +3,14 @@
 //! index of live statuses and topics, not by walking the list newest first (which read every
 //! reader when they were few), while a page of a common status still walks the list.
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use iria_news::foundation::db::schema::subscribers;
-use iria_news::foundation::db::{self, DbConnection};
-use iria_news::stores::subscriptions::{directory, records};
+use iria_news::foundation::db::DbConnection;
+use iria_news::stores::subscriptions::directory;
 
-use crate::helpers::{Backend, TestDb};
+use crate::helpers::Backend;
 use crate::on_both_backends;
-use crate::search_trigram::{like_scan, seed, sqlite_plan, statements_of};
+use crate::search_trigram::{like_scan, page_ids, seeded, sqlite_plan, statements_of};
 
 /// The live readers with `status` (and `topic`, and `term`, when given), newest first, read
 /// plainly.
@@ -49,31 +48,22 @@ fn page(
         topic: topic.map(str::to_string),
         ..Default::default()
     };
-    directory::search(conn, &filter, 20, window)
-        .expect("page")
-        .into_iter()
-        .map(|r| r.id)
-        .collect()
+    page_ids(conn, &filter, 20, window)
 }
 
 /// 30,000 readers; 120 bounced among the oldest 12,000 (one in a hundred), a third of them
 /// reading "Terrorism", some erased; one in ten unsubscribed; the rest (27,000) confirmed.
 async fn a_rare_statuses_pages_are_the_plain_pages(backend: Backend) {
-    let Some(test_db) = TestDb::create(backend) else {
-        return;
-    };
-    let mut conn = test_db.connect();
-    db::migrate(&mut conn).expect("migrate");
-    seed(&mut conn, 30_000);
-    conn.batch_execute(
+    let Some((_db, mut conn)) = seeded(
+        backend,
+        30_000,
         "UPDATE subscribers SET status = 'unsubscribed' WHERE id % 10 = 0; \
          UPDATE subscribers SET status = 'bounced' WHERE id <= 12000 AND id % 100 = 7; \
          UPDATE subscribers SET topics = 'Defence,Terrorism' WHERE id % 3 = 0",
-    )
-    .expect("statuses");
-    for id in (1_007..12_000).step_by(1_500) {
-        records::erase(&mut conn, id, b"test-secret").expect("erase");
-    }
+        (1_007..12_000).step_by(1_500),
+    ) else {
+        return;
+    };
     let bounced = plain(&mut conn, "bounced", None, None);
     assert!(bounced.len() > 100, "{} bounced", bounced.len());
     use directory::Window::{After, Before, Offset};

@@ -360,6 +360,42 @@ on_both_backends!(
     super::trigram_search_finds_what_like_finds
 );
 
+/// A migrated database of `n` readers (see [`seed`]), then the statements of `narrow` run (empty:
+/// none) and the readers of `erased` erased; `None` where the backend cannot be had. The
+/// database lives as long as the [`TestDb`].
+pub(crate) fn seeded(
+    backend: Backend,
+    n: i64,
+    narrow: &str,
+    erased: impl IntoIterator<Item = i64>,
+) -> Option<(TestDb, DbConnection)> {
+    let test_db = TestDb::create(backend)?;
+    let mut conn = test_db.connect();
+    db::migrate(&mut conn).expect("migrate");
+    seed(&mut conn, n);
+    if !narrow.is_empty() {
+        conn.batch_execute(narrow).expect("narrow");
+    }
+    for id in erased {
+        records::erase(&mut conn, id, b"test-secret").expect("erase");
+    }
+    Some((test_db, conn))
+}
+
+/// The ids of a page of the console's list, as `directory::search` reads it.
+pub(crate) fn page_ids(
+    conn: &mut DbConnection,
+    filter: &directory::Filter,
+    limit: i64,
+    window: directory::Window,
+) -> Vec<i64> {
+    directory::search(conn, filter, limit, window)
+        .expect("page")
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
 /// Seeds `n` confirmed subscribers `readerN@example.org` in one statement.
 pub(crate) fn seed(conn: &mut DbConnection, n: i64) {
     let sql = match conn {
@@ -578,32 +614,21 @@ fn plain_page(conn: &mut DbConnection, status: Option<&str>, offset: i64) -> Vec
 /// exactly the rows a plain OFFSET over the table gives, around the depth where the list changes
 /// its way of reading, with erased and unsubscribed readers among the rows skipped.
 async fn a_deep_page_is_the_plain_offsets_page(backend: Backend) {
-    let Some(test_db) = TestDb::create(backend) else {
+    let Some((_db, mut conn)) = seeded(
+        backend,
+        3_000,
+        "UPDATE subscribers SET status = 'unsubscribed' WHERE id > 2400 AND id < 2600",
+        (7..3_000).step_by(97),
+    ) else {
         return;
     };
-    let mut conn = test_db.connect();
-    db::migrate(&mut conn).expect("migrate");
-    seed(&mut conn, 3_000);
-    for id in (7..3_000).step_by(97) {
-        records::erase(&mut conn, id, b"test-secret").expect("erase");
-    }
-    diesel::update(subscribers::table.filter(subscribers::id.gt(2_400)))
-        .filter(subscribers::id.lt(2_600))
-        .set(subscribers::status.eq("unsubscribed"))
-        .execute(&mut conn)
-        .expect("unsubscribe some");
     for status in [None, Some("confirmed"), Some("unsubscribed")] {
         let filter = directory::Filter {
             status: status.map(str::to_string),
             ..Default::default()
         };
         for offset in [0, 950, 999, 1_000, 1_001, 1_500, 2_890, 2_950, 5_000] {
-            let page: Vec<i64> =
-                directory::search(&mut conn, &filter, 50, directory::Window::Offset(offset))
-                    .expect("search")
-                    .into_iter()
-                    .map(|r| r.id)
-                    .collect();
+            let page = page_ids(&mut conn, &filter, 50, directory::Window::Offset(offset));
             let want = plain_page(&mut conn, status, offset);
             assert_eq!(page, want, "status {status:?}, offset {offset}");
             if offset == 1_000 && status.is_none() {
@@ -644,21 +669,16 @@ pub(crate) fn sqlite_plan(conn: &mut DbConnection, sql: &str) -> String {
 /// and sorted every match; a rare status is, see `rare_status.rs`); both find what a plain
 /// reading of the rows finds.
 async fn a_status_and_topic_count_reads_its_index(backend: Backend) {
-    let Some(test_db) = TestDb::create(backend) else {
-        return;
-    };
-    let mut conn = test_db.connect();
-    db::migrate(&mut conn).expect("migrate");
-    seed(&mut conn, 12_000);
-    conn.batch_execute(
+    let Some((_db, mut conn)) = seeded(
+        backend,
+        12_000,
         "UPDATE subscribers SET topics = 'Terrorism' WHERE id % 3 = 0; \
          UPDATE subscribers SET topics = 'Defence,Terrorism' WHERE id % 7 = 0; \
          UPDATE subscribers SET status = 'unsubscribed' WHERE id % 10 = 0",
-    )
-    .expect("topics and statuses");
-    for id in (5..12_000).step_by(1_000) {
-        records::erase(&mut conn, id, b"test-secret").expect("erase");
-    }
+        (5..12_000).step_by(1_000),
+    ) else {
+        return;
+    };
     let (status, topic) = ("confirmed", "Terrorism");
     let expected: Vec<i64> = subscribers::table
         .filter(subscribers::erased_at.is_null())
@@ -677,11 +697,7 @@ async fn a_status_and_topic_count_reads_its_index(backend: Backend) {
         topic: Some(topic.into()),
         ..Default::default()
     };
-    let page: Vec<i64> = directory::search(&mut conn, &filter, 50, directory::Window::Offset(100))
-        .expect("page")
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let page = page_ids(&mut conn, &filter, 50, directory::Window::Offset(100));
     assert_eq!(page, expected[100..150]);
     match backend {
         Backend::Postgres => {
@@ -774,13 +790,9 @@ on_both_backends!(
 /// in the middle, as part of another name or in another case, and past the most lists walked
 /// (then SQLite counts plainly). No statement of a walked count reads the table whole.
 async fn a_topic_count_by_lists_is_what_the_rows_hold(backend: Backend) {
-    let Some(test_db) = TestDb::create(backend) else {
-        return;
-    };
-    let mut conn = test_db.connect();
-    db::migrate(&mut conn).expect("migrate");
-    seed(&mut conn, 30_000);
-    conn.batch_execute(
+    let Some((_db, mut conn)) = seeded(
+        backend,
+        30_000,
         "UPDATE subscribers SET topics = 'Terrorism' WHERE id % 3 = 0; \
          UPDATE subscribers SET topics = 'Defence,Terrorism' WHERE id % 7 = 0; \
          UPDATE subscribers SET topics = 'Terrorism,Defence' WHERE id % 11 = 0; \
@@ -791,11 +803,10 @@ async fn a_topic_count_by_lists_is_what_the_rows_hold(backend: Backend) {
          UPDATE subscribers SET topics = 'Defence' WHERE id % 29 = 0; \
          UPDATE subscribers SET status = 'unsubscribed' WHERE id % 10 = 0; \
          UPDATE subscribers SET status = 'pending' WHERE id % 31 = 0",
-    )
-    .expect("topics and statuses");
-    for id in (4..3_000).step_by(150) {
-        records::erase(&mut conn, id, b"test-secret").expect("erase");
-    }
+        (4..3_000).step_by(150),
+    ) else {
+        return;
+    };
     let filters = [
         (Some("confirmed"), "Terrorism"),
         (None, "Terrorism"),
